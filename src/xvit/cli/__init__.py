@@ -1,0 +1,1 @@
+"""The `xvit` command line."""

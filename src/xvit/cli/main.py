@@ -1,0 +1,49 @@
+"""Entry point of the `xvit` command: one sub-command per module in this package."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# Each module defines `add_parser(subparsers) -> None`; the parser it adds sets
+# `func(args) -> int` as its default.
+_COMMAND_MODULES = (
+    "xvit.cli.train",
+    "xvit.cli.evaluate",
+    "xvit.cli.predict",
+    "xvit.cli.models",
+    "xvit.cli.data",
+    "xvit.cli.convert",
+    "xvit.cli.benchmark",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full `xvit` argument parser."""
+    from xvit import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="xvit",
+        description="Efficient video recognition with transformers (X-ViT and baselines).",
+    )
+    parser.add_argument("--version", action="version", version=f"xvit {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in _COMMAND_MODULES:
+        importlib.import_module(name).add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the `xvit` command; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
