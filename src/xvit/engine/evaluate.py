@@ -1,0 +1,351 @@
+"""Multi-view evaluation: score every video once, fuse its views, compute the figures.
+
+Each video of the list is decoded once by the multi-view dataset, which returns its ``t x s``
+views as one ``(V, 3, T, h, w)`` item (temporal clip major, spatial crop minor: view
+``v = i * s + j``). All views are scored, the per-view logits are kept, and the views of a
+video are fused (mean of softmax by default, or mean of logits). Videos that cannot be
+read are listed with their path and error and count as wrong.
+
+With several processes, the videos are split by index (``rank, rank + world, ...``, no
+padding), so each is scored exactly once; rank 0 gathers every score and computes the figures.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import shlex
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from xvit.engine.distributed import DistInfo, all_gather_object
+from xvit.engine.metrics import classification_metrics, fuse_views, subset_indices, topk_hits
+
+__all__ = [
+    "ScoreSet",
+    "autocast",
+    "evaluate",
+    "score_dataset",
+    "views_curve",
+    "write_views_curve",
+]
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    """Mixed-precision context for ``device`` (a no-op when ``dtype`` is None)."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+@dataclass
+class ScoreSet:
+    """Per-view logits of the videos that were read, and the ones that failed."""
+
+    indices: list[int]  # dataset positions of the scored videos, ascending
+    labels: torch.Tensor  # (N,) long
+    view_logits: torch.Tensor  # (N, V, C) float32
+    failures: list[dict[str, Any]] = field(default_factory=list)  # {index, label, error}
+
+    @property
+    def failed_labels(self) -> list[int]:
+        return [int(f["label"]) for f in self.failures]
+
+
+def _batch_videos(video: torch.Tensor) -> torch.Tensor:
+    """``(B, 3, T, h, w)`` or ``(B, V, 3, T, h, w)`` -> ``(B, V, 3, T, h, w)``."""
+    if video.ndim == 5:
+        return video[:, None]
+    if video.ndim == 6:
+        return video
+    raise ValueError(f"expected a batch (B, [V,] 3, T, H, W), got {tuple(video.shape)}")
+
+
+@torch.inference_mode()
+def score_dataset(
+    model: nn.Module,
+    dataset: Dataset,
+    *,
+    batch_size: int = 8,
+    workers: int = 0,
+    device: torch.device | str = "cpu",
+    amp_dtype: torch.dtype | None = None,
+    dist_info: DistInfo | None = None,
+    progress: bool = False,
+    chunk: int = 64,
+) -> ScoreSet | None:
+    """Score every view of every video; returns the gathered :class:`ScoreSet` on rank 0.
+
+    ``chunk`` bounds how many clips go through the model at once (views of a batch are split).
+    Other ranks return None.
+    """
+    from xvit.data import collate
+
+    device = torch.device(device)
+    dist_info = dist_info or DistInfo(device=device)
+    shard = list(range(dist_info.rank, len(dataset), dist_info.world_size))
+    loader = DataLoader(
+        Subset(dataset, shard),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        collate_fn=collate,
+        pin_memory=device.type == "cuda",
+        generator=torch.Generator().manual_seed(0),  # never touch the global RNG
+    )
+    was_training = model.training
+    model.eval()
+    indices: list[int] = []
+    labels: list[torch.Tensor] = []
+    logits: list[torch.Tensor] = []
+    failures: list[dict[str, Any]] = []
+    bar = _progress(len(loader), progress and dist_info.is_main, "eval")
+    for batch in loader:
+        failures += [
+            {"index": int(f["index"]), "label": int(f["label"]), "error": str(f["error"])}
+            for f in batch.get("failed", [])
+        ]
+        video = batch.get("video")
+        if video is not None and len(video):
+            clips = _batch_videos(video)
+            b, v = clips.shape[:2]
+            flat = clips.flatten(0, 1)
+            out = []
+            for start in range(0, flat.shape[0], chunk):
+                x = flat[start : start + chunk].to(device, non_blocking=True)
+                with autocast(device, amp_dtype):
+                    out.append(model(x).float().cpu())
+            logits.append(torch.cat(out).view(b, v, -1))
+            labels.append(torch.as_tensor(batch["label"]).long())
+            indices += [int(i) for i in batch["index"]]
+        bar.update(1)
+    bar.close()
+    model.train(was_training)
+
+    local = (indices, torch.cat(labels) if labels else None, torch.cat(logits) if logits else None, failures)
+    gathered = all_gather_object(local)
+    if not dist_info.is_main:
+        return None
+    return _merge(gathered)
+
+
+def _merge(parts: list[tuple]) -> ScoreSet:
+    """Join the ranks' results, ordered by dataset index, each index once."""
+    rows: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+    failures: dict[int, dict[str, Any]] = {}
+    for indices, labels, logits, fails in parts:
+        for k, idx in enumerate(indices):
+            rows.setdefault(idx, (labels[k], logits[k]))
+        for f in fails:
+            failures.setdefault(f["index"], f)
+    order = sorted(rows)
+    if not order:
+        return ScoreSet([], torch.zeros(0, dtype=torch.long), torch.zeros(0, 1, 1), list(failures.values()))
+    return ScoreSet(
+        indices=order,
+        labels=torch.stack([rows[i][0] for i in order]),
+        view_logits=torch.stack([rows[i][1] for i in order]),
+        failures=[failures[i] for i in sorted(failures)],
+    )
+
+
+def _progress(total: int, enabled: bool, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, disable=not (enabled and sys.stderr.isatty()), leave=False)
+
+
+def _sample_path(dataset: Dataset, index: int) -> str:
+    samples = getattr(dataset, "samples", None)
+    if samples is None:
+        return str(index)
+    sample = samples[index]
+    path = getattr(sample, "path", None)
+    if path is None and isinstance(sample, (tuple, list)):
+        path = sample[0]
+    return str(path if path is not None else index)
+
+
+def evaluate_scores(
+    scores: ScoreSet,
+    *,
+    fuse: str = "prob",
+    dataset: Dataset | None = None,
+    class_names: list[str] | None = None,
+    topk: int = 5,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The figures of a :class:`ScoreSet` and one prediction record per video (dataset order)."""
+    fused = fuse_views(scores.view_logits, fuse) if scores.indices else torch.zeros(0, 1)
+    metrics = classification_metrics(
+        fused, scores.labels, scores.failed_labels, clip_logits=scores.view_logits
+    )
+    metrics["fuse"] = "mean of softmax over views" if fuse == "prob" else "mean of logits over views"
+
+    def name(c: int) -> str | int:
+        return class_names[c] if class_names and 0 <= c < len(class_names) else c
+
+    records: dict[int, dict[str, Any]] = {}
+    if scores.indices:
+        probs = fused.softmax(-1) if fuse == "logits" else fused
+        k = min(topk, probs.shape[-1])
+        top = probs.topk(k, dim=-1)
+        hits = topk_hits(fused, scores.labels, 1)
+        for row, idx in enumerate(scores.indices):
+            records[idx] = {
+                "index": idx,
+                "path": _sample_path(dataset, idx) if dataset is not None else str(idx),
+                "label": name(int(scores.labels[row])),
+                "prediction": name(int(top.indices[row, 0])),
+                "correct": bool(hits[row]),
+                "top": [
+                    [name(int(c)), round(float(p), 6)]
+                    for c, p in zip(top.indices[row], top.values[row])
+                ],
+            }
+    for f in scores.failures:
+        idx = f["index"]
+        records[idx] = {
+            "index": idx,
+            "path": _sample_path(dataset, idx) if dataset is not None else str(idx),
+            "label": name(f["label"]),
+            "prediction": None,
+            "correct": False,
+            "error": f["error"],
+        }
+    return metrics, [records[i] for i in sorted(records)]
+
+
+def evaluate(
+    model: nn.Module,
+    dataset: Dataset,
+    *,
+    views: tuple[int, int] = (1, 1),
+    fuse: str = "prob",
+    batch_size: int = 8,
+    workers: int = 0,
+    device: torch.device | str = "cpu",
+    amp_dtype: torch.dtype | None = None,
+    dist_info: DistInfo | None = None,
+    class_names: list[str] | None = None,
+    progress: bool = False,
+) -> tuple[dict[str, Any], list[dict[str, Any]], ScoreSet] | None:
+    """Score ``dataset`` (multi-view items of ``views``) and compute the figures on rank 0.
+
+    Returns ``(metrics, per_video_records, scores)`` on rank 0 and None on the other ranks.
+    """
+    start = time.perf_counter()
+    scores = score_dataset(
+        model,
+        dataset,
+        batch_size=batch_size,
+        workers=workers,
+        device=device,
+        amp_dtype=amp_dtype,
+        dist_info=dist_info,
+        progress=progress,
+    )
+    if scores is None:
+        return None
+    if scores.indices and scores.view_logits.shape[1] != views[0] * views[1]:
+        raise RuntimeError(
+            f"dataset returned {scores.view_logits.shape[1]} views per video, "
+            f"expected {views[0]}x{views[1]}"
+        )
+    metrics, records = evaluate_scores(scores, fuse=fuse, dataset=dataset, class_names=class_names)
+    metrics["views"] = f"{views[0]}x{views[1]}"
+    metrics["eval_seconds"] = round(time.perf_counter() - start, 3)
+    return metrics, records, scores
+
+
+def views_curve(
+    scores: ScoreSet, views: tuple[int, int], fuse: str = "prob", gflops_per_view: float | None = None
+) -> list[dict[str, Any]]:
+    """Accuracy with 1..t temporal clips x 1..s spatial crops, reusing the per-view scores.
+
+    With k of the t temporal clips, the k closest to an even spread are used
+    (:func:`xvit.engine.metrics.subset_indices`), likewise for the spatial crops (1 = centre).
+    """
+    t, s = views
+    rows = []
+    for ks in range(1, s + 1):
+        for kt in range(1, t + 1):
+            chosen = [i * s + j for i in subset_indices(t, kt) for j in subset_indices(s, ks)]
+            if scores.indices:
+                fused = fuse_views(scores.view_logits[:, chosen], fuse)
+            else:
+                fused = torch.zeros(0, 1)
+            m = classification_metrics(fused, scores.labels, scores.failed_labels)
+            rows.append(
+                {
+                    "temporal_clips": kt,
+                    "spatial_crops": ks,
+                    "views": kt * ks,
+                    "top1": round(m["top1"], 4),
+                    "top5": round(m["top5"], 4),
+                    "gflops": round(gflops_per_view * kt * ks, 4) if gflops_per_view else None,
+                }
+            )
+    return rows
+
+
+def write_views_curve(rows: list[dict[str, Any]], out_dir: str | Path, title: str = "") -> tuple[Path, Path]:
+    """Write ``views_curve.csv`` and ``views_curve.png`` (top-1 against temporal clips)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    csv_path, png_path = out_dir / "views_curve.csv", out_dir / "views_curve.png"
+    with open(csv_path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for ks in sorted({r["spatial_crops"] for r in rows}):
+        line = [r for r in rows if r["spatial_crops"] == ks]
+        xs = [r["temporal_clips"] for r in line]
+        ys = [r["top1"] for r in line]
+        ax.plot(xs, ys, marker="o", label=f"{ks} spatial crop{'s' if ks > 1 else ''}")
+        for r in line:
+            if r["gflops"] is not None:
+                ax.annotate(f"{r['gflops']:.3g}", (r["temporal_clips"], r["top1"]),
+                            textcoords="offset points", xytext=(0, 6), ha="center", fontsize=7)
+    ax.set_xlabel("temporal clips")
+    ax.set_ylabel("top-1 accuracy (%)")
+    ax.set_xticks(sorted({r["temporal_clips"] for r in rows}))
+    ax.set_title(title or "accuracy vs test views (labels: GFLOPs per video)", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=120)
+    plt.close(fig)
+    return csv_path, png_path
+
+
+def write_metrics(path: str | Path, metrics: dict[str, Any], records: list[dict[str, Any]] | None = None,
+                  command: list[str] | None = None, extra: dict[str, Any] | None = None) -> Path:
+    """Write ``metrics.json``: the figures, the exact command, the failures and per-video rows."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc: dict[str, Any] = dict(metrics)
+    if command is not None:
+        doc["command"] = shlex.join(command)
+    if extra:
+        doc.update(extra)
+    if records is not None:
+        doc["failed"] = [{"path": r["path"], "error": r["error"]} for r in records if "error" in r]
+        doc["predictions"] = records
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=2) + "\n")
+    tmp.replace(path)
+    return path
