@@ -1,0 +1,671 @@
+"""Weights on disk.
+
+* `save_pretrained` / `load_model`: a Hub-style directory (`config.json` + `model.safetensors`)
+  that rebuilds a `VideoViT` offline.
+* `load_pretrained`: ImageNet initialisation of a video backbone from image-ViT weights, in the
+  layouts they are published in: timm state dicts (`.pth` / `.safetensors`), the original JAX
+  `.npz` files, and Hugging Face `ViTModel` / `ViTForImageClassification` state dicts.
+  Patch-embedding kernels are resampled to the model's patch size and position embeddings to
+  its grid, as timm's `checkpoint_filter_fn` does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import re
+import struct
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+if TYPE_CHECKING:  # imported lazily at run time: video_vit imports this module
+    from xvit.models.video_vit import VideoViT
+
+_logger = logging.getLogger(__name__)
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+ARCHITECTURE = "VideoViT"
+FORMAT_VERSION = 1
+# Keys `save_pretrained` adds to `config.to_dict()`; they are not config fields.
+_META_KEYS = ("architecture", "xvit_version", "format_version")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file or directory that cannot be read or does not fit the model."""
+
+
+# --------------------------------------------------------------------------------------------
+# save_pretrained / load_model
+# --------------------------------------------------------------------------------------------
+
+
+def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
+    """Call `write(tmp_path)` on a temporary file next to `path`, then move it into place."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _unshared_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """CPU, contiguous copies of the state dict with no two tensors sharing storage
+    (safetensors refuses both shared and non-contiguous tensors)."""
+    out: dict[str, torch.Tensor] = {}
+    seen: set[int] = set()
+    for name, tensor in model.state_dict().items():
+        t = tensor.detach().to("cpu")
+        if t.untyped_storage().data_ptr() in seen or not t.is_contiguous():
+            t = t.contiguous().clone()
+        seen.add(t.untyped_storage().data_ptr())
+        out[name] = t
+    return out
+
+
+def save_pretrained(model: VideoViT, directory: str | os.PathLike[str]) -> Path:
+    """Write `model.safetensors` and `config.json` for `model` into `directory`.
+
+    Both files are written atomically (temporary file, then rename), so a crash never leaves
+    a half-written checkpoint behind. Returns the directory.
+    """
+    from safetensors.torch import save_file
+
+    from xvit import __version__
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    config = model.config.to_dict()
+    config.update(
+        architecture=ARCHITECTURE, xvit_version=__version__, format_version=FORMAT_VERSION
+    )
+    tensors = _unshared_state_dict(model)
+    _atomic_write(
+        directory / WEIGHTS_NAME,
+        lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}),
+    )
+
+    def write_config(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(config, f, indent=2, sort_keys=True)
+            f.write("\n")
+
+    _atomic_write(directory / CONFIG_NAME, write_config)
+    return directory
+
+
+def _check_safetensors_file(path: Path) -> None:
+    """Raise a clear `CheckpointError` when a safetensors file is truncated or corrupt."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            raise CheckpointError(
+                f"{path}: {size} bytes, too short for a safetensors file; it looks truncated"
+            )
+        (header_len,) = struct.unpack("<Q", head)
+        if header_len > size - 8:
+            raise CheckpointError(
+                f"{path}: the safetensors header says {header_len} bytes but the file has "
+                f"{size - 8} after it; it looks truncated or is not a safetensors file"
+            )
+        try:
+            header = json.loads(f.read(header_len))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise CheckpointError(f"{path}: unreadable safetensors header ({e})") from e
+    end = max(
+        (int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"),
+        default=0,
+    )
+    if 8 + header_len + end > size:
+        raise CheckpointError(
+            f"{path}: the tensors need {8 + header_len + end} bytes but the file has {size}; "
+            "it looks truncated (an interrupted download or copy?)"
+        )
+
+
+def read_safetensors(path: str | os.PathLike[str], device: str = "cpu") -> dict[str, torch.Tensor]:
+    """Load a safetensors file, with a clear error when it is missing, truncated or corrupt."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such checkpoint file: {path}")
+    _check_safetensors_file(path)
+    try:
+        return load_file(path, device=device)
+    except SafetensorError as e:
+        raise CheckpointError(f"{path}: cannot read safetensors file ({e})") from e
+
+
+def _resolve_pretrained_dir(directory_or_file: str | os.PathLike[str]) -> Path:
+    path = Path(directory_or_file)
+    if not path.exists():
+        raise FileNotFoundError(f"no such model directory or file: {path}")
+    if path.is_file():
+        if path.name not in (CONFIG_NAME, WEIGHTS_NAME):
+            raise CheckpointError(
+                f"{path}: expected a directory written by save_pretrained, or its "
+                f"{CONFIG_NAME} / {WEIGHTS_NAME}"
+            )
+        path = path.parent
+    for name in (CONFIG_NAME, WEIGHTS_NAME):
+        if not (path / name).is_file():
+            raise FileNotFoundError(
+                f"{path} has no {name}: not a directory written by save_pretrained "
+                f"(expected {CONFIG_NAME} and {WEIGHTS_NAME})"
+            )
+    return path
+
+
+def read_config(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The model config stored in a `config.json` (metadata keys removed), validated."""
+    from xvit.models.video_vit import VideoViTConfig
+
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            raw = json.load(f)
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{path}: not valid JSON ({e})") from e
+    if not isinstance(raw, dict):
+        raise CheckpointError(f"{path}: expected a JSON object, got {type(raw).__name__}")
+    arch = raw.get("architecture", ARCHITECTURE)
+    if arch != ARCHITECTURE:
+        raise CheckpointError(f"{path}: architecture {arch!r} is not {ARCHITECTURE!r}")
+    version = raw.get("format_version", FORMAT_VERSION)
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: format_version {version!r} is newer than this xvit reads "
+            f"({FORMAT_VERSION}); upgrade xvit"
+        )
+    config = {k: v for k, v in raw.items() if k not in _META_KEYS}
+    known = {f.name for f in dataclasses.fields(VideoViTConfig)}
+    unknown = sorted(set(config) - known)
+    if unknown:
+        raise CheckpointError(
+            f"{path}: unknown config keys {unknown} (written by a newer or different xvit?); "
+            f"known keys: {sorted(known)}"
+        )
+    return config
+
+
+def _shape_report(
+    expected: Mapping[str, torch.Tensor], found: Mapping[str, torch.Tensor]
+) -> tuple[list[str], list[str], list[str]]:
+    """(missing, unexpected, mismatched) keys of `found` against `expected`, printable."""
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    mismatched = sorted(
+        f"{k}: checkpoint {tuple(found[k].shape)} vs model {tuple(expected[k].shape)}"
+        for k in set(expected) & set(found)
+        if tuple(found[k].shape) != tuple(expected[k].shape)
+    )
+    return missing, unexpected, mismatched
+
+
+def _format_problems(
+    source: object, missing: list[str], unexpected: list[str], mismatched: list[str]
+) -> str:
+    lines = [f"{source}: the weights do not fit the model"]
+    if missing:
+        lines.append(f"  missing keys ({len(missing)}): " + ", ".join(missing))
+    if unexpected:
+        lines.append(f"  unexpected keys ({len(unexpected)}): " + ", ".join(unexpected))
+    if mismatched:
+        lines.append(f"  shape mismatches ({len(mismatched)}): " + "; ".join(mismatched))
+    return "\n".join(lines)
+
+
+def load_state_dict_strict(
+    model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: object
+) -> None:
+    """`model.load_state_dict(state_dict)` that lists every missing, unexpected and
+    mismatched key (with shapes) in one `CheckpointError` naming `source`."""
+    missing, unexpected, mismatched = _shape_report(model.state_dict(), state_dict)
+    if missing or unexpected or mismatched:
+        raise CheckpointError(_format_problems(source, missing, unexpected, mismatched))
+    model.load_state_dict(state_dict, strict=True)
+
+
+def load_model(
+    directory_or_file: str | os.PathLike[str], map_location: str | torch.device = "cpu"
+) -> VideoViT:
+    """Rebuild the model saved by `save_pretrained` (offline), in eval mode on `map_location`."""
+    from xvit.models.video_vit import VideoViT, VideoViTConfig
+
+    directory = _resolve_pretrained_dir(directory_or_file)
+    config = VideoViTConfig.from_dict(read_config(directory / CONFIG_NAME))
+    state_dict = read_safetensors(directory / WEIGHTS_NAME)
+    model = VideoViT(config)
+    load_state_dict_strict(model, state_dict, directory / WEIGHTS_NAME)
+    return model.to(map_location).eval()
+
+
+# --------------------------------------------------------------------------------------------
+# Reading image-ViT checkpoints in the layouts they are published in
+# --------------------------------------------------------------------------------------------
+
+
+def _n2p(w: Any, t: bool = True, idx: int | None = None) -> torch.Tensor:
+    """A JAX/Flax array as a torch tensor; `t` converts kernel layouts as timm's `_n2p`."""
+    import numpy as np
+
+    w = np.asarray(w)
+    if idx is not None:
+        w = w[idx]
+    if w.ndim == 4 and w.shape[0] == w.shape[1] == w.shape[2] == 1:
+        w = w.flatten()
+    if t:
+        if w.ndim == 4:  # conv HWIO -> OIHW
+            w = w.transpose([3, 2, 0, 1])
+        elif w.ndim == 3:  # attention out (H, hd, D) -> (D, H, hd)
+            w = w.transpose([2, 0, 1])
+        elif w.ndim == 2:  # dense (in, out) -> (out, in)
+            w = w.transpose([1, 0])
+    return torch.from_numpy(np.ascontiguousarray(w))
+
+
+def convert_jax_vit(arrays: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """Official JAX/Flax ViT `.npz` arrays -> a timm-layout state dict (as timm `_load_weights`).
+
+    Reads the `google-research/vision_transformer` names (optionally under `opt/target/`),
+    big_vision names (under `params/`) and scanned encoders (`Transformer/encoderblock/`).
+    """
+    keys = set(arrays)
+    prefix = ""
+    big_vision = False
+    if "opt/target/embedding/kernel" in keys:
+        prefix = "opt/target/"
+    elif "params/embedding/kernel" in keys:
+        prefix, big_vision = "params/", True
+    elif "params/img/embedding/kernel" in keys:
+        prefix, big_vision = "params/img/", True
+    if f"{prefix}embedding/kernel" not in keys:
+        raise CheckpointError(
+            "not a JAX ViT checkpoint: no 'embedding/kernel' array "
+            f"(first keys: {sorted(keys)[:8]})"
+        )
+    w = arrays
+    sd: dict[str, torch.Tensor] = {
+        "patch_embed.proj.weight": _n2p(w[f"{prefix}embedding/kernel"]),
+        "patch_embed.proj.bias": _n2p(w[f"{prefix}embedding/bias"]),
+    }
+    if f"{prefix}cls" in keys:
+        sd["cls_token"] = _n2p(w[f"{prefix}cls"], t=False)
+    pos_key = f"{prefix}pos_embedding" if big_vision else (
+        f"{prefix}Transformer/posembed_input/pos_embedding"
+    )
+    sd["pos_embed"] = _n2p(w[pos_key], t=False)
+    sd["norm.weight"] = _n2p(w[f"{prefix}Transformer/encoder_norm/scale"])
+    sd["norm.bias"] = _n2p(w[f"{prefix}Transformer/encoder_norm/bias"])
+    for name in ("pre_logits", "head"):
+        dst = "pre_logits.fc" if name == "pre_logits" else "head"
+        if f"{prefix}{name}/kernel" in keys:
+            sd[f"{dst}.weight"] = _n2p(w[f"{prefix}{name}/kernel"])
+            sd[f"{dst}.bias"] = _n2p(w[f"{prefix}{name}/bias"])
+
+    scanned = f"{prefix}Transformer/encoderblock/LayerNorm_0/scale" in keys
+    if scanned:
+        depth = int(w[f"{prefix}Transformer/encoderblock/LayerNorm_0/scale"].shape[0])
+    else:
+        pattern = re.compile(re.escape(prefix) + r"Transformer/encoderblock_(\d+)/")
+        found = {int(m.group(1)) for k in keys if (m := pattern.match(k))}
+        depth = max(found) + 1 if found else 0
+    mha_sub, b_sub, ln1_sub = (0, 0, 1) if big_vision else (1, 3, 2)
+    for i in range(depth):
+        bp = f"{prefix}Transformer/encoderblock/" if scanned else (
+            f"{prefix}Transformer/encoderblock_{i}/"
+        )
+        idx = i if scanned else None
+        mp = f"{bp}MultiHeadDotProductAttention_{mha_sub}/"
+        out = f"blocks.{i}."
+        sd[out + "norm1.weight"] = _n2p(w[f"{bp}LayerNorm_0/scale"], idx=idx)
+        sd[out + "norm1.bias"] = _n2p(w[f"{bp}LayerNorm_0/bias"], idx=idx)
+        sd[out + "attn.qkv.weight"] = torch.cat(
+            [_n2p(w[f"{mp}{n}/kernel"], t=False, idx=idx).flatten(1).T for n in ("query", "key", "value")]
+        )
+        sd[out + "attn.qkv.bias"] = torch.cat(
+            [_n2p(w[f"{mp}{n}/bias"], t=False, idx=idx).reshape(-1) for n in ("query", "key", "value")]
+        )
+        sd[out + "attn.proj.weight"] = _n2p(w[f"{mp}out/kernel"], idx=idx).flatten(1)
+        sd[out + "attn.proj.bias"] = _n2p(w[f"{mp}out/bias"], idx=idx)
+        sd[out + "norm2.weight"] = _n2p(w[f"{bp}LayerNorm_{ln1_sub}/scale"], idx=idx)
+        sd[out + "norm2.bias"] = _n2p(w[f"{bp}LayerNorm_{ln1_sub}/bias"], idx=idx)
+        for r in range(2):
+            sd[out + f"mlp.fc{r + 1}.weight"] = _n2p(w[f"{bp}MlpBlock_{b_sub}/Dense_{r}/kernel"], idx=idx)
+            sd[out + f"mlp.fc{r + 1}.bias"] = _n2p(w[f"{bp}MlpBlock_{b_sub}/Dense_{r}/bias"], idx=idx)
+    return {k: v.contiguous() for k, v in sd.items()}
+
+
+# Hugging Face ViT names -> timm names. Both the published layout (`encoder.layer.i....`,
+# what `save_pretrained` writes) and the module names of transformers >= 5 (`layers.i....`).
+_HF_RENAMES: tuple[tuple[str, str], ...] = (
+    (r"^embeddings\.cls_token$", "cls_token"),
+    (r"^embeddings\.position_embeddings$", "pos_embed"),
+    (r"^embeddings\.patch_embeddings\.projection\.", "patch_embed.proj."),
+    (r"^encoder\.layer\.(\d+)\.attention\.output\.dense\.", r"blocks.\1.attn.proj."),
+    (r"^encoder\.layer\.(\d+)\.layernorm_before\.", r"blocks.\1.norm1."),
+    (r"^encoder\.layer\.(\d+)\.layernorm_after\.", r"blocks.\1.norm2."),
+    (r"^encoder\.layer\.(\d+)\.intermediate\.dense\.", r"blocks.\1.mlp.fc1."),
+    (r"^encoder\.layer\.(\d+)\.output\.dense\.", r"blocks.\1.mlp.fc2."),
+    (r"^layers\.(\d+)\.attention\.o_proj\.", r"blocks.\1.attn.proj."),
+    (r"^layers\.(\d+)\.layernorm_before\.", r"blocks.\1.norm1."),
+    (r"^layers\.(\d+)\.layernorm_after\.", r"blocks.\1.norm2."),
+    (r"^layers\.(\d+)\.mlp\.fc([12])\.", r"blocks.\1.mlp.fc\2."),
+    (r"^layernorm\.", "norm."),
+    (r"^pooler\.dense\.", "pre_logits.fc."),
+    (r"^classifier\.", "head."),
+)
+_HF_QKV = (
+    re.compile(r"^encoder\.layer\.(\d+)\.attention\.attention\.(query|key|value)\.(weight|bias)$"),
+    re.compile(r"^layers\.(\d+)\.attention\.(q|k|v)_proj\.(weight|bias)$"),
+)
+_QKV_ORDER = {"query": 0, "key": 1, "value": 2, "q": 0, "k": 1, "v": 2}
+
+
+def is_hf_vit_state_dict(state_dict: Mapping[str, Any]) -> bool:
+    """True for a Hugging Face `ViTModel` / `ViTForImageClassification` state dict."""
+    return any(
+        k.removeprefix("vit.") == "embeddings.patch_embeddings.projection.weight"
+        for k in state_dict
+    )
+
+
+def convert_hf_vit(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A Hugging Face ViT state dict -> timm layout (separate q/k/v merged into `qkv`).
+
+    Keys it does not know are passed through unchanged, so the caller reports them.
+    """
+    out: dict[str, torch.Tensor] = {}
+    qkv: dict[tuple[int, str], dict[int, torch.Tensor]] = {}
+    for key, value in state_dict.items():
+        k = key.removeprefix("vit.")
+        if k == "embeddings.mask_token":  # masked-image-modelling token: no counterpart
+            continue
+        m = _HF_QKV[0].match(k) or _HF_QKV[1].match(k)
+        if m:
+            qkv.setdefault((int(m.group(1)), m.group(3)), {})[_QKV_ORDER[m.group(2)]] = value
+            continue
+        for pattern, repl in _HF_RENAMES:
+            new, n = re.subn(pattern, repl, k)
+            if n:
+                k = new
+                break
+        out[k] = value
+    for (i, kind), parts in sorted(qkv.items()):
+        if sorted(parts) != [0, 1, 2]:
+            raise CheckpointError(
+                f"Hugging Face ViT layer {i}: query/key/value {kind} incomplete "
+                f"(found {len(parts)} of 3)"
+            )
+        out[f"blocks.{i}.attn.qkv.{kind}"] = torch.cat([parts[0], parts[1], parts[2]])
+    return out
+
+
+def _unwrap_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
+    """The tensor dict inside a training checkpoint (`model` / `state_dict` / `model_state`)."""
+    for _ in range(3):
+        if not isinstance(obj, Mapping):
+            break
+        for wrapper in ("model", "state_dict", "model_state", "module"):
+            if wrapper in obj and isinstance(obj[wrapper], Mapping):
+                obj = obj[wrapper]
+                break
+        else:
+            break
+    if not isinstance(obj, Mapping) or not obj:
+        raise CheckpointError(f"{path}: no state dict found (got {type(obj).__name__})")
+    tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise CheckpointError(f"{path}: no tensors found; keys: {sorted(obj)[:10]}")
+    if all(k.startswith("module.") for k in tensors):  # DistributedDataParallel
+        tensors = {k.removeprefix("module."): v for k, v in tensors.items()}
+    return tensors
+
+
+def torch_load(path: str | os.PathLike[str]) -> Any:
+    """`torch.load(weights_only=True)` on CPU with clear errors for missing/truncated files."""
+    import pickle
+    import zipfile
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such checkpoint file: {path}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: empty file (an interrupted download or copy?)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(
+            f"{path}: refused by the safe loader (torch.load(weights_only=True)); it holds "
+            f"objects other than tensors and plain containers: {e}"
+        ) from e
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
+        raise CheckpointError(
+            f"{path}: cannot read the PyTorch checkpoint; it looks truncated or corrupt ({e})"
+        ) from e
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """An image-ViT checkpoint as a timm-layout state dict.
+
+    `path` is a `.npz` (JAX), `.safetensors`, a `torch.save` file (`.pth`, `.pt`, `.bin`,
+    `.ckpt`), or a Hugging Face model directory (`model.safetensors` / `pytorch_model.bin`).
+    """
+    path = Path(path)
+    if path.is_dir():
+        for name in ("model.safetensors", "pytorch_model.bin"):
+            if (path / name).is_file():
+                return read_checkpoint(path / name)
+        raise FileNotFoundError(f"{path}: no model.safetensors or pytorch_model.bin inside")
+    if not path.is_file():
+        raise FileNotFoundError(f"no such checkpoint file: {path}")
+    if path.suffix == ".npz":
+        import numpy as np
+
+        try:
+            with np.load(path, allow_pickle=False) as arrays:
+                return convert_jax_vit({k: arrays[k] for k in arrays.files})
+        except (ValueError, OSError, EOFError) as e:
+            raise CheckpointError(f"{path}: cannot read the .npz file; it looks truncated ({e})") from e
+        except KeyError as e:
+            raise CheckpointError(f"{path}: JAX ViT array {e} is missing") from e
+    if path.suffix == ".safetensors":
+        state_dict = _unwrap_state_dict(read_safetensors(path), path)
+    else:
+        state_dict = _unwrap_state_dict(torch_load(path), path)
+    if is_hf_vit_state_dict(state_dict):
+        state_dict = convert_hf_vit(state_dict)
+    return state_dict
+
+
+# --------------------------------------------------------------------------------------------
+# Adapting image-ViT weights to a model (timm's checkpoint_filter_fn)
+# --------------------------------------------------------------------------------------------
+
+
+def resample_patch_embed(
+    weight: torch.Tensor,
+    new_size: tuple[int, int],
+    interpolation: str = "bicubic",
+    antialias: bool = True,
+) -> torch.Tensor:
+    """Resample a patch-embedding kernel `(D, C, h, w)` to `new_size` (FlexiViT / timm).
+
+    The new kernel is `w @ pinv(R)` where `R` resizes a patch: projecting a resized patch
+    with it gives what the old kernel gives on the original patch (exactly when upsampling).
+    """
+    old_size = tuple(weight.shape[-2:])
+    new_size = (int(new_size[0]), int(new_size[1]))
+    if old_size == new_size:
+        return weight
+    n_old = old_size[0] * old_size[1]
+    basis = torch.eye(n_old, dtype=torch.float64).reshape(n_old, 1, *old_size)
+    resized = F.interpolate(
+        basis, size=new_size, mode=interpolation, antialias=antialias, align_corners=False
+    )  # (n_old, 1, *new_size): the image of every basis patch
+    resize_mat = resized.reshape(n_old, -1).T  # (n_new, n_old)
+    pinv = torch.linalg.pinv(resize_mat)  # (n_old, n_new)
+    out = weight.to(torch.float64).flatten(2) @ pinv
+    return out.reshape(*weight.shape[:2], *new_size).to(weight.dtype)
+
+
+def resample_pos_embed(
+    posemb: torch.Tensor,
+    new_grid: tuple[int, int],
+    num_prefix_tokens: int = 1,
+    interpolation: str = "bicubic",
+    antialias: bool = True,
+) -> torch.Tensor:
+    """Resize `(1, prefix + h*w, D)` position embeddings to `new_grid` (prefix tokens kept)."""
+    n_old = posemb.shape[1] - num_prefix_tokens
+    side = math.isqrt(n_old)
+    if side * side != n_old:
+        raise CheckpointError(
+            f"pos_embed {tuple(posemb.shape)}: {n_old} grid positions is not a square grid"
+        )
+    if (side, side) == tuple(new_grid):
+        return posemb
+    prefix, grid = posemb[:, :num_prefix_tokens], posemb[:, num_prefix_tokens:]
+    dim = posemb.shape[-1]
+    grid = grid.float().reshape(1, side, side, dim).permute(0, 3, 1, 2)
+    grid = F.interpolate(grid, size=tuple(new_grid), mode=interpolation, antialias=antialias)
+    grid = grid.permute(0, 2, 3, 1).reshape(1, -1, dim).to(posemb.dtype)
+    _logger.info("resized position embedding: grid %s -> %s", (side, side), tuple(new_grid))
+    return torch.cat([prefix, grid], dim=1)
+
+
+def _model_grid(model: nn.Module) -> tuple[int, int]:
+    grid = getattr(getattr(model, "patch_embed", None), "grid_size", None)
+    if grid is not None:
+        return (int(grid[0]), int(grid[1]))
+    n = model.state_dict()["pos_embed"].shape[1] - 1
+    side = math.isqrt(n)
+    return (side, side)
+
+
+@dataclasses.dataclass
+class LoadReport:
+    """What `load_pretrained` did: keys loaded, adapted, left initialised, and ignored."""
+
+    loaded: list[str]
+    adapted: list[str]
+    missing: list[str]
+    unexpected: list[str]
+
+    def summary(self) -> str:
+        lines = [f"loaded {len(self.loaded)} tensors"]
+        if self.adapted:
+            lines.append("adapted: " + "; ".join(self.adapted))
+        if self.missing:
+            lines.append(f"not in the checkpoint, kept initialised ({len(self.missing)}): "
+                         + ", ".join(self.missing))
+        if self.unexpected:
+            lines.append(f"in the checkpoint, not used ({len(self.unexpected)}): "
+                         + ", ".join(self.unexpected))
+        return "\n".join(lines)
+
+
+# The parameters of an image ViT backbone; every other model parameter (temporal embedding,
+# temporal attention, video head, representation layer) may be absent from an image checkpoint.
+_IMAGE_VIT_KEY = re.compile(
+    r"^(cls_token|pos_embed|patch_embed\.proj\.(weight|bias)|norm\.(weight|bias)"
+    r"|blocks\.\d+\.(norm1|norm2|attn\.qkv|attn\.proj|mlp\.fc1|mlp\.fc2)\.(weight|bias))$"
+)
+
+
+def checkpoint_filter_fn(
+    state_dict: Mapping[str, torch.Tensor], model: nn.Module
+) -> tuple[dict[str, torch.Tensor], list[str], list[str]]:
+    """Adapt a timm-layout image-ViT state dict to `model`'s backbone.
+
+    Resamples the patch-embedding kernel to the model's patch size and the position
+    embedding to its grid, drops the image classifier (`head.*`), keeps the representation
+    layer (`pre_logits.fc`) only when the model has one, and initialises TimeSformer's
+    temporal attention and norm from the spatial ones when the model has them. Returns the
+    adapted dict, what was adapted, and the checkpoint keys dropped.
+    """
+    target = model.state_dict()
+    out: dict[str, torch.Tensor] = {}
+    adapted: list[str] = []
+    dropped: list[str] = []
+    for k, v in state_dict.items():
+        if k.startswith("head.") or k in ("head_dist.weight", "head_dist.bias"):
+            dropped.append(k)  # the 1000 / 21843-class image classifier
+            continue
+        if k.startswith("pre_logits.") and k not in target:
+            dropped.append(k)
+            continue
+        if k == "patch_embed.proj.weight" and k in target:
+            want = target[k].shape
+            if v.ndim < 4:  # old timm models: manual patchify + linear
+                v = v.reshape(want[0], -1, *want[-2:])
+            if tuple(v.shape[-2:]) != tuple(want[-2:]):
+                adapted.append(f"{k}: patch {tuple(v.shape[-2:])} -> {tuple(want[-2:])}")
+                v = resample_patch_embed(v, tuple(want[-2:]))
+        elif k == "pos_embed" and k in target and v.shape[1] != target[k].shape[1]:
+            old = v.shape
+            v = resample_pos_embed(v, _model_grid(model))
+            adapted.append(f"pos_embed: {tuple(old)} -> {tuple(v.shape)}")
+        out[k] = v
+
+    # TimeSformer (divided space-time): temporal attention starts as a copy of the spatial one.
+    for k in target:
+        m = re.match(r"^blocks\.(\d+)\.(temporal_attn|temporal_norm1)\.(.+)$", k)
+        if m and k not in out:
+            src = f"blocks.{m.group(1)}.{'attn' if m.group(2) == 'temporal_attn' else 'norm1'}.{m.group(3)}"
+            if src in out and out[src].shape == target[k].shape:
+                out[k] = out[src].clone()
+                adapted.append(f"{k} <- {src}")
+    return out, adapted, dropped
+
+
+def load_pretrained(
+    model: nn.Module, path: str | os.PathLike[str], strict: bool = False
+) -> LoadReport:
+    """Initialise `model`'s backbone from image-ViT weights at `path` (timm `.pth` /
+    `.safetensors` / JAX `.npz` / Hugging Face ViT), in place.
+
+    Video-only parameters (temporal embedding, temporal attention, the video head) keep
+    their initial values. Shapes that cannot be adapted raise `CheckpointError` listing them;
+    with `strict=True` so does any other backbone parameter missing from the checkpoint or
+    any checkpoint tensor left unused. Returns (and logs) a `LoadReport`.
+    """
+    path = Path(path)
+    state_dict = read_checkpoint(path)
+    filtered, adapted, dropped = checkpoint_filter_fn(state_dict, model)
+    target = model.state_dict()
+    missing, unexpected, mismatched = _shape_report(target, filtered)
+    if mismatched:
+        raise CheckpointError(_format_problems(path, [], [], mismatched))
+    unused = sorted(set(dropped) | set(unexpected))
+    must_have = [k for k in missing if _IMAGE_VIT_KEY.match(k)]
+    if strict and (must_have or unexpected):
+        raise CheckpointError(_format_problems(path, must_have, unexpected, []))
+    model.load_state_dict({k: v for k, v in filtered.items() if k in target}, strict=False)
+    report = LoadReport(
+        loaded=sorted(k for k in filtered if k in target),
+        adapted=adapted,
+        missing=missing,
+        unexpected=unused,
+    )
+    _logger.info("initialised from %s\n%s", path, report.summary())
+    if must_have:
+        _logger.warning("%s lacks backbone parameters: %s", path, ", ".join(must_have))
+    return report
+
