@@ -1,0 +1,295 @@
+"""Every attention variant of the video backbone, and all temporal mixing in one place.
+
+Token layout: `x` is `(B, T, N, D)` with `N = 1 + S` (a CLS token, then the S patch tokens
+of each frame). Every module here takes and returns that layout, and every attention is
+computed with `torch.nn.functional.scaled_dot_product_attention`.
+
+* `Attention`: per-frame (spatial) attention. With a `ChannelShift` it becomes X-ViT's
+  space-time mixing attention (keys/values of frame t take channel slices from frames
+  t-w..t+w), optionally with the summary token (X-ViT + ST). With `shared_cls=True` the T
+  CLS copies of a one-CLS-per-clip model are averaged after attention (TimeSformer).
+* `TemporalAttention`: attention over time at each spatial position (TimeSformer's divided
+  space-time attention, first half).
+* `JointAttention`: full attention over the clip's CLS and all T*S patch tokens (ViViT
+  model 1).
+* `temporal_shift`: TSM's shift of the block input (TSM-ViT); not an attention, but it is
+  the same channel shift as X-ViT's, so it lives here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+MIX_SPLITS = ("released", "even")
+
+
+# --------------------------------------------------------------------------------------------
+# Temporal channel shift (X-ViT mixing and TSM)
+# --------------------------------------------------------------------------------------------
+
+
+def channel_groups(
+    channels: int, window: int = 1, split: str = "released", shift_div: int = 8
+) -> list[tuple[int, int, int]]:
+    """The channel groups that move in time: `(start, end, offset)` with channels
+    `[start, end)` of frame t taken from frame `t + offset`; every other channel stays.
+
+    * `"released"`: the authors' code (and TSM): with `fold = channels // shift_div`,
+      channels `[0, fold)` come from t+1 and `[fold, 2*fold)` from t-1. For a window w > 1
+      further folds follow in the order t+2, t-2, ..., t+w, t-w.
+    * `"even"`: the paper's description: the channels are split in 2w+1 consecutive groups,
+      group j taken from frame `t + j - w`; the remainder of the division goes to the centre
+      group (offset 0).
+    """
+    if window < 0:
+        raise ValueError(f"mixing window must be >= 0, got {window}")
+    if window == 0:
+        return []
+    if split == "released":
+        fold = channels // shift_div
+        if fold == 0 or 2 * window * fold > channels:
+            raise ValueError(
+                f"released split: {channels} channels with shift_div={shift_div} and window "
+                f"{window} needs 2*window*(channels//shift_div) <= channels and a non-empty fold"
+            )
+        groups = []
+        for i in range(window):
+            groups.append((2 * i * fold, (2 * i + 1) * fold, i + 1))
+            groups.append(((2 * i + 1) * fold, (2 * i + 2) * fold, -(i + 1)))
+        return groups
+    if split == "even":
+        n = 2 * window + 1
+        base, rem = divmod(channels, n)
+        if base == 0:
+            raise ValueError(f"even split: {channels} channels cannot be split in {n} groups")
+        groups, start = [], 0
+        for j in range(n):
+            size = base + (rem if j == window else 0)
+            if j != window:
+                groups.append((start, start + size, j - window))
+            start += size
+        return groups
+    raise ValueError(f"unknown mixing split {split!r}; expected one of {MIX_SPLITS}")
+
+
+def shift_channels_(x: torch.Tensor, groups: Sequence[tuple[int, int, int]]) -> torch.Tensor:
+    """Shift channel groups of `x` along dim 1 (time), in place; zeros past the ends.
+
+    `x` is `(B', L, ..., C)`, L frames of one segment; for every `(start, end, offset)` the
+    channels `[start, end)` of frame t become those of frame `t + offset`. Only the moved
+    slices are copied. Returns `x`.
+    """
+    length = x.shape[1]
+    moved = []
+    for start, end, offset in groups:  # read every source before writing any destination
+        if abs(offset) < length:
+            src = x[:, offset:, ..., start:end] if offset > 0 else x[:, : length + offset, ..., start:end]
+            moved.append((start, end, offset, src.clone()))
+        else:
+            moved.append((start, end, offset, None))
+    for start, end, offset, src in moved:
+        if src is None:
+            x[..., start:end] = 0
+        elif offset > 0:
+            x[:, : length - offset, ..., start:end] = src
+            x[:, length - offset :, ..., start:end] = 0
+        else:
+            x[:, -offset:, ..., start:end] = src
+            x[:, :-offset, ..., start:end] = 0
+    return x
+
+
+def _segments(x: torch.Tensor, segment_len: int | None) -> torch.Tensor:
+    """View `(B, T, ...)` as `(B*T/L, L, ...)` (free); checks that L divides T."""
+    b, t = x.shape[:2]
+    length = t if segment_len is None else segment_len
+    if t % length != 0:
+        raise ValueError(
+            f"{t} frames is not a multiple of the segment length {length} "
+            f"(input tokens {tuple(x.shape)})"
+        )
+    return x.view(b * t // length, length, *x.shape[2:])
+
+
+def temporal_shift(
+    x: torch.Tensor, shift_div: int = 8, segment_len: int | None = None
+) -> torch.Tensor:
+    """TSM's shift of `(B, T, N, D)` tokens: channels `[0, D/div)` from t+1, the next
+    `D/div` from t-1, zero padded at the clip (segment) ends; a new tensor."""
+    y = x.clone()
+    shift_channels_(_segments(y, segment_len), channel_groups(x.shape[-1], 1, "released", shift_div))
+    return y
+
+
+@dataclass(frozen=True)
+class ChannelShift:
+    """How X-ViT mixes keys and values across time (see `channel_groups`).
+
+    `segment_len=None` means one segment: the whole clip. `mix_queries` mixes the queries
+    too (an ablation; the paper mixes keys and values only).
+    """
+
+    window: int = 1
+    split: str = "released"
+    shift_div: int = 8
+    segment_len: int | None = None
+    mix_queries: bool = False
+
+
+# --------------------------------------------------------------------------------------------
+# Attention modules
+# --------------------------------------------------------------------------------------------
+
+
+def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout: float) -> torch.Tensor:
+    return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention inside each frame of `(B, T, N, D)` tokens.
+
+    * `shift=None`: spatial attention (an image ViT applied per frame).
+    * `shift=ChannelShift(...)`: space-time mixing (X-ViT). The `(B, T, N, 3C)` output of
+      `qkv` has the channel slices of k and v (and q with `mix_queries`) shifted in time in
+      place, on the concatenated-heads axis, then q, k, v are strided views handed to SDPA:
+      no extra parameters, no extra FLOPs, no permute/contiguous round trip.
+    * `summary_token=True` (X-ViT + ST, needs `shift`): each frame's queries attend their
+      own N (mixed) keys/values plus T summary keys/values, one per frame of the clip. The
+      summary of frame t is the mean over its S patch tokens (the CLS excluded) of the
+      block's normalised input, projected by the same `qkv`; by linearity that is the mean
+      of frame t's unmixed patch keys/values, which is how it is computed.
+    * `shared_cls=True`: one CLS per clip kept as T identical copies; the CLS outputs are
+      averaged over the frames (TimeSformer's spatial attention).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int = 8,
+        qkv_bias: bool = True,
+        attn_drop: float = 0.0,
+        proj_drop: float = 0.0,
+        shift: ChannelShift | None = None,
+        summary_token: bool = False,
+        shared_cls: bool = False,
+    ) -> None:
+        super().__init__()
+        if dim % num_heads != 0:
+            raise ValueError(f"embed dim {dim} is not divisible by num_heads {num_heads}")
+        if summary_token and shift is None:
+            raise ValueError("the summary token is part of the mixing attention: give a shift")
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.attn_drop = attn_drop
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+        self.shift = shift
+        self.summary_token = summary_token
+        self.shared_cls = shared_cls
+        self._groups_for: dict[int, list[tuple[int, int, int]]] = {}
+
+    def _groups(self, channels: int) -> list[tuple[int, int, int]]:
+        if channels not in self._groups_for:
+            s = self.shift
+            self._groups_for[channels] = channel_groups(channels, s.window, s.split, s.shift_div)
+        return self._groups_for[channels]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, n, c = x.shape
+        h, hd = self.num_heads, self.head_dim
+        qkv = self.qkv(x)  # (B, T, N, 3C)
+        if self.summary_token:
+            # (B, T, 2C): per-frame mean of the unmixed patch keys and values
+            summary = qkv[:, :, 1:, c:].mean(dim=2)
+        if self.shift is not None:
+            parts = _segments(qkv, self.shift.segment_len)  # (B*T/L, L, N, 3C), a view
+            parts = parts.view(*parts.shape[:3], 3, c)
+            shift_channels_(parts if self.shift.mix_queries else parts[:, :, :, 1:], self._groups(c))
+        qkv = qkv.view(b * t, n, 3, h, hd)
+        q, k, v = qkv[:, :, 0].transpose(1, 2), qkv[:, :, 1].transpose(1, 2), qkv[:, :, 2].transpose(1, 2)
+        if self.summary_token:
+            # every frame also attends the T summary tokens of its clip: (B*T, H, T, hd)
+            sk, sv = summary.view(b, 1, t, 2, h, hd).expand(b, t, t, 2, h, hd).reshape(b * t, t, 2, h, hd).unbind(2)
+            k = torch.cat([k, sk.transpose(1, 2)], dim=2)
+            v = torch.cat([v, sv.transpose(1, 2)], dim=2)
+        out = _sdpa(q, k, v, self.attn_drop if self.training else 0.0)
+        out = self.proj(out.transpose(1, 2).reshape(b, t, n, c))
+        if self.shared_cls:
+            cls = out[:, :, :1].mean(dim=1, keepdim=True).expand(b, t, 1, c)
+            out = torch.cat([cls, out[:, :, 1:]], dim=2)
+        return self.proj_drop(out)
+
+
+class TemporalAttention(nn.Module):
+    """Attention over the T frames at each spatial position, on patch tokens `(B, T, S, D)`
+    (TimeSformer's temporal attention; parameter names `qkv`, `proj`)."""
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int = 8,
+        qkv_bias: bool = True,
+        attn_drop: float = 0.0,
+        proj_drop: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if dim % num_heads != 0:
+            raise ValueError(f"embed dim {dim} is not divisible by num_heads {num_heads}")
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.attn_drop = attn_drop
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, s, c = x.shape
+        h, hd = self.num_heads, self.head_dim
+        qkv = self.qkv(x.transpose(1, 2))  # (B, S, T, 3C), contiguous
+        qkv = qkv.view(b * s, t, 3, h, hd)
+        q, k, v = qkv[:, :, 0].transpose(1, 2), qkv[:, :, 1].transpose(1, 2), qkv[:, :, 2].transpose(1, 2)
+        out = _sdpa(q, k, v, self.attn_drop if self.training else 0.0)  # (B*S, H, T, hd)
+        out = self.proj(out.transpose(1, 2).reshape(b, s, t, c))
+        return self.proj_drop(out.transpose(1, 2))
+
+
+class JointAttention(nn.Module):
+    """Full attention over one clip: the CLS (taken once from the T identical copies) and all
+    T*S patch tokens, 1 + T*S keys (ViViT model 1). The CLS result is written to all T
+    copies."""
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int = 8,
+        qkv_bias: bool = True,
+        attn_drop: float = 0.0,
+        proj_drop: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if dim % num_heads != 0:
+            raise ValueError(f"embed dim {dim} is not divisible by num_heads {num_heads}")
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.attn_drop = attn_drop
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, n, c = x.shape
+        h, hd = self.num_heads, self.head_dim
+        tokens = torch.cat([x[:, 0, :1], x[:, :, 1:].reshape(b, t * (n - 1), c)], dim=1)
+        qkv = self.qkv(tokens).view(b, 1 + t * (n - 1), 3, h, hd)
+        q, k, v = qkv[:, :, 0].transpose(1, 2), qkv[:, :, 1].transpose(1, 2), qkv[:, :, 2].transpose(1, 2)
+        out = _sdpa(q, k, v, self.attn_drop if self.training else 0.0)
+        out = self.proj(out.transpose(1, 2).reshape(b, 1 + t * (n - 1), c))
+        cls = out[:, None, :1].expand(b, t, 1, c)
+        out = torch.cat([cls, out[:, 1:].view(b, t, n - 1, c)], dim=2)
+        return self.proj_drop(out)

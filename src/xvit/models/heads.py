@@ -1,0 +1,143 @@
+"""Temporal aggregation heads: `(B, T, F)` per-frame features -> `(B, num_classes)` logits.
+
+* `AvgHead` ("avg"): dropout, a linear classifier on every frame, mean of the per-frame
+  logits (TSM-style "ViT + averaging").
+* `LinearHead` ("linear"): mean of the frame features, dropout, linear classifier.
+* `TemporalAttentionHead` ("ta"): a new CLS token and transformer block(s) over the T frame
+  features, then a classifier on the output CLS. The released X-ViT layout is
+  `head.cls_token`, `head.blocks.j.*` (qkv without bias, LayerNorm eps 1e-5) and
+  `head.mlp_head` = LayerNorm, Linear(D, mlp_dim), GELU, Dropout, Linear (indices 0, 1, 4);
+  the ViViT factorised encoder uses `head.pos_embed` and `head.norm` + `head.fc`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+if TYPE_CHECKING:
+    from xvit.models.video_vit import VideoViTConfig
+
+
+class AvgHead(nn.Module):
+    """Dropout, `fc` on every frame, mean of the per-frame logits."""
+
+    def __init__(self, dim: int, num_classes: int, drop: float = 0.0) -> None:
+        super().__init__()
+        self.drop = nn.Dropout(drop)
+        self.fc = nn.Linear(dim, num_classes)
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.drop(feats)).mean(dim=1)
+
+
+class LinearHead(nn.Module):
+    """Mean of the frame features, dropout, `fc`."""
+
+    def __init__(self, dim: int, num_classes: int, drop: float = 0.0) -> None:
+        super().__init__()
+        self.drop = nn.Dropout(drop)
+        self.fc = nn.Linear(dim, num_classes)
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.drop(feats.mean(dim=1)))
+
+
+class TemporalAttentionHead(nn.Module):
+    """A CLS token plus `depth` pre-norm transformer blocks over the T frame features, then
+    a classifier on the output CLS.
+
+    `pos_frames` > 0 adds a learnable temporal position embedding `pos_embed (1, Tp, D)` to
+    the frame features (linearly resized when T differs); the CLS gets none.
+    `classifier="mlp"`: `mlp_head` = LayerNorm, Linear(D, mlp_dim), GELU, Dropout(drop),
+    Linear(mlp_dim, classes) (released X-ViT); `"linear"`: `norm`, Dropout(drop), `fc`.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_classes: int,
+        depth: int = 1,
+        num_heads: int = 12,
+        mlp_ratio: float = 4.0,
+        mlp_dim: int | None = None,
+        qkv_bias: bool = False,
+        norm_eps: float = 1e-5,
+        drop: float = 0.0,
+        pos_frames: int = 0,
+        classifier: str = "mlp",
+    ) -> None:
+        super().__init__()
+        from xvit.models.video_vit import Block  # video_vit imports this module
+
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, pos_frames, dim)) if pos_frames else None
+        # a "frame" of 1 + T tokens: the blocks' per-frame attention is attention over time
+        self.blocks = nn.ModuleList(
+            Block(dim, num_heads, mlp_ratio, qkv_bias, norm_eps) for _ in range(depth)
+        )
+        self.classifier = classifier
+        if classifier == "mlp":
+            hidden = mlp_dim or dim
+            self.mlp_head = nn.Sequential(
+                nn.LayerNorm(dim, eps=norm_eps),
+                nn.Linear(dim, hidden),
+                nn.GELU(),
+                nn.Dropout(drop),
+                nn.Linear(hidden, num_classes),
+            )
+        elif classifier == "linear":
+            self.norm = nn.LayerNorm(dim, eps=norm_eps)
+            self.drop = nn.Dropout(drop)
+            self.fc = nn.Linear(dim, num_classes)
+        else:
+            raise ValueError(f"unknown head classifier {classifier!r}; expected 'mlp' or 'linear'")
+
+    def init_weights(self) -> None:
+        nn.init.trunc_normal_(self.cls_token, std=0.02)
+        if self.pos_embed is not None:
+            nn.init.trunc_normal_(self.pos_embed, std=0.02)
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        b, t, d = feats.shape
+        if self.pos_embed is not None:
+            pos = self.pos_embed
+            if pos.shape[1] != t:
+                pos = F.interpolate(pos.transpose(1, 2), size=t, mode="linear", align_corners=False).transpose(1, 2)
+            feats = feats + pos
+        x = torch.cat([self.cls_token.expand(b, -1, -1), feats], dim=1).unsqueeze(1)  # (B, 1, 1+T, D)
+        for blk in self.blocks:
+            x = blk(x)
+        cls = x[:, 0, 0]
+        if self.classifier == "mlp":
+            return self.mlp_head(cls)
+        return self.fc(self.drop(self.norm(cls)))
+
+
+def build_head(config: VideoViTConfig, dim: int) -> nn.Module:
+    """The head named by `config.head`, on `dim`-wide frame features."""
+    if config.head == "avg":
+        return AvgHead(dim, config.num_classes, config.head_drop_rate)
+    if config.head == "linear":
+        return LinearHead(dim, config.num_classes, config.head_drop_rate)
+    if config.head == "ta":
+        num_heads = config.head_num_heads or config.num_heads
+        if dim % num_heads:
+            raise ValueError(f"head: feature width {dim} is not divisible by head_num_heads {num_heads}")
+        return TemporalAttentionHead(
+            dim,
+            config.num_classes,
+            depth=config.head_depth,
+            num_heads=num_heads,
+            mlp_ratio=config.mlp_ratio,
+            mlp_dim=config.head_mlp_dim,
+            qkv_bias=config.head_qkv_bias,
+            norm_eps=config.head_norm_eps,
+            drop=config.head_drop_rate,
+            pos_frames=config.num_frames if config.head_pos_embed else 0,
+            classifier=config.head_classifier,
+        )
+    raise ValueError(f"unknown head {config.head!r}; expected 'avg', 'linear' or 'ta'")

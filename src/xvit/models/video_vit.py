@@ -1,0 +1,491 @@
+"""The one video backbone: a ViT applied to every frame whose attention is chosen per model
+(and per layer for the mixing variants), followed by a temporal head.
+
+Parameter names are timm's ViT names (`cls_token`, `pos_embed`, `patch_embed.proj`,
+`blocks.i.{norm1,attn.qkv,attn.proj,norm2,mlp.fc1,mlp.fc2}`, `norm`, `pre_logits.fc`), plus
+`temp_embed (1, Tp, 1, D)`, TimeSformer's `blocks.i.{temporal_norm1,temporal_attn,temporal_fc}`
+for divided attention, and the head under `head.*`. See docs/design.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from xvit.models.attention import (
+    MIX_SPLITS,
+    Attention,
+    ChannelShift,
+    JointAttention,
+    TemporalAttention,
+    temporal_shift,
+)
+
+ATTENTION_TYPES = ("spatial", "mixing", "summary", "tsm", "divided", "joint")
+HEAD_TYPES = ("avg", "linear", "ta")
+TEMP_EMBED_MODES = ("interpolate", "tile")
+
+
+@dataclass
+class VideoViTConfig:
+    """Every architectural choice of a `VideoViT`, plus its preprocessing; JSON round-trips
+    with `to_dict()` / `from_dict()`.
+
+    attention: "spatial" (per frame), "mixing" (X-ViT), "summary" (X-ViT + summary token),
+        "tsm" (TSM-ViT: shifted block input), "divided" (TimeSformer), "joint" (all T*S
+        tokens). For the first four, `mix_layers` lists the layers that mix/shift (None: all;
+        the others are spatial). "divided" and "joint" keep one CLS per clip.
+    mix_*: window w, channel split ("released" or "even"), `shift_div` (fold = C // div for
+        the released split and for TSM), mixing the queries too, and `segment_len` (no mixing
+        across segment boundaries; None: the whole clip is one segment).
+    temp_embed_frames: Tp, the entries of the learnable temporal embedding (None: num_frames);
+        for another clip length it is resized ("interpolate", linear) or repeated every Tp
+        frames ("tile", the released X-ViT behaviour). `temp_embed_cls` adds it to the CLS
+        tokens too (X-ViT released) rather than to the patch tokens only (TimeSformer).
+    head: "avg" (mean of per-frame logits), "linear" (linear on the mean feature), "ta"
+        (temporal attention: `head_depth` blocks over a new CLS and the T frame features,
+        with `head_num_heads` heads (None: num_heads), qkv bias `head_qkv_bias`, LayerNorm
+        eps `head_norm_eps`, optional `head_pos_embed`, and the classifier
+        `head_classifier` "mlp" (LayerNorm, Linear(D, head_mlp_dim), GELU, Dropout, Linear; as
+        released) or "linear" (LayerNorm, Dropout, Linear; ViViT)). `head_drop_rate` is the
+        dropout before the classifier.
+    representation_size: the ImageNet-21k representation layer `pre_logits.fc` + tanh on the
+        final CLS (None: none).
+    """
+
+    name: str = ""
+    img_size: int = 224
+    patch_size: int = 16
+    in_chans: int = 3
+    num_frames: int = 8
+    num_classes: int = 400
+    embed_dim: int = 768
+    depth: int = 12
+    num_heads: int = 12
+    mlp_ratio: float = 4.0
+    qkv_bias: bool = True
+    norm_eps: float = 1e-6
+    drop_rate: float = 0.0
+    attn_drop_rate: float = 0.0
+    drop_path_rate: float = 0.0
+    representation_size: int | None = None
+    attention: str = "spatial"
+    mix_layers: list[int] | None = None
+    mix_window: int = 1
+    mix_split: str = "released"
+    shift_div: int = 8
+    mix_queries: bool = False
+    segment_len: int | None = None
+    temp_embed_frames: int | None = None
+    temp_embed_mode: str = "interpolate"
+    temp_embed_cls: bool = True
+    head: str = "avg"
+    head_drop_rate: float = 0.0
+    head_depth: int = 1
+    head_num_heads: int | None = None
+    head_mlp_dim: int | None = None
+    head_qkv_bias: bool = False
+    head_norm_eps: float = 1e-5
+    head_pos_embed: bool = False
+    head_classifier: str = "mlp"
+    mean: tuple[float, ...] = (0.5, 0.5, 0.5)
+    std: tuple[float, ...] = (0.5, 0.5, 0.5)
+    class_names: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        self.mean = tuple(float(m) for m in self.mean)
+        self.std = tuple(float(s) for s in self.std)
+        if self.mix_layers is not None:
+            self.mix_layers = [int(i) for i in self.mix_layers]
+        if self.class_names is not None:
+            self.class_names = [str(c) for c in self.class_names]
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise `ValueError` naming the first field that is out of range."""
+        choices = {
+            "attention": ATTENTION_TYPES,
+            "head": HEAD_TYPES,
+            "mix_split": MIX_SPLITS,
+            "temp_embed_mode": TEMP_EMBED_MODES,
+            "head_classifier": ("mlp", "linear"),
+        }
+        for key, allowed in choices.items():
+            if getattr(self, key) not in allowed:
+                raise ValueError(f"{key}={getattr(self, key)!r}; expected one of {allowed}")
+        if self.embed_dim % self.num_heads:
+            raise ValueError(f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}")
+        if self.img_size % self.patch_size:
+            raise ValueError(f"img_size {self.img_size} is not divisible by patch_size {self.patch_size}")
+        for key in ("num_frames", "depth", "num_heads", "patch_size", "shift_div", "head_depth"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
+        if self.segment_len is not None and self.segment_len < 1:
+            raise ValueError(f"segment_len must be >= 1 or None, got {self.segment_len}")
+        bad = [i for i in self.mix_layers or [] if not 0 <= i < self.depth]
+        if bad:
+            raise ValueError(f"mix_layers {bad} outside the {self.depth} layers")
+        if self.class_names is not None and len(self.class_names) != self.num_classes:
+            raise ValueError(
+                f"class_names has {len(self.class_names)} names for num_classes={self.num_classes}"
+            )
+        if len(self.mean) != self.in_chans or len(self.std) != self.in_chans:
+            raise ValueError(f"mean {self.mean} / std {self.std} need {self.in_chans} values")
+
+    @property
+    def cls_per_clip(self) -> bool:
+        """One CLS token per clip (kept as T identical copies) rather than one per frame."""
+        return self.attention in ("divided", "joint")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict of every field."""
+        d = dataclasses.asdict(self)
+        d["mean"], d["std"] = list(self.mean), list(self.std)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> VideoViTConfig:
+        """The config from `to_dict()` output; unknown keys raise `ValueError` naming them."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown VideoViTConfig keys {unknown}; known keys: {sorted(known)}")
+        return cls(**d)
+
+
+# --------------------------------------------------------------------------------------------
+# Building blocks
+# --------------------------------------------------------------------------------------------
+
+
+def drop_path(x: torch.Tensor, prob: float, training: bool) -> torch.Tensor:
+    """Stochastic depth: zero whole samples (dim 0) with probability `prob`, rescale others."""
+    if prob == 0.0 or not training:
+        return x
+    keep = 1.0 - prob
+    mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+    return x * mask.div_(keep)
+
+
+class DropPath(nn.Module):
+    """Stochastic depth per sample (timm's DropPath)."""
+
+    def __init__(self, prob: float = 0.0) -> None:
+        super().__init__()
+        self.prob = prob
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return drop_path(x, self.prob, self.training)
+
+    def extra_repr(self) -> str:
+        return f"prob={self.prob}"
+
+
+class PatchEmbed(nn.Module):
+    """Per-frame patch embedding: `(B*T, C, H, W) -> (B*T, S, D)` with a strided Conv2d."""
+
+    def __init__(self, img_size: int = 224, patch_size: int = 16, in_chans: int = 3, embed_dim: int = 768) -> None:
+        super().__init__()
+        self.img_size = (img_size, img_size)
+        self.patch_size = (patch_size, patch_size)
+        self.grid_size = (img_size // patch_size, img_size // patch_size)
+        self.num_patches = self.grid_size[0] * self.grid_size[1]
+        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x).flatten(2).transpose(1, 2)
+
+
+class Mlp(nn.Module):
+    """Linear, GELU, Dropout, Linear, Dropout (timm names `fc1`, `fc2`)."""
+
+    def __init__(self, dim: int, hidden: int, out_dim: int | None = None, drop: float = 0.0) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.drop1 = nn.Dropout(drop)
+        self.fc2 = nn.Linear(hidden, out_dim or dim)
+        self.drop2 = nn.Dropout(drop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop2(self.fc2(self.drop1(self.act(self.fc1(x)))))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block on `(B, T, N, D)` tokens.
+
+    `attention` selects the token mixer: "spatial", "mixing"/"summary" (X-ViT, with
+    `shift`), "joint", or "divided" (TimeSformer: temporal attention on the patch tokens with
+    `temporal_norm1`/`temporal_attn`/`temporal_fc` and a residual, then spatial attention
+    whose CLS outputs are averaged over the frames, then the MLP). `tsm_shift` (a
+    `ChannelShift`) shifts the block input first and uses the shifted tokens in the residual
+    (TSM-ViT): Y = SHIFT(Z); Y' = MSA(LN(Y)) + Y; Z' = MLP(LN(Y')) + Y'.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        norm_eps: float = 1e-6,
+        drop: float = 0.0,
+        attn_drop: float = 0.0,
+        drop_path: float = 0.0,
+        attention: str = "spatial",
+        shift: ChannelShift | None = None,
+        tsm_shift: ChannelShift | None = None,
+    ) -> None:
+        super().__init__()
+        self.attention = attention
+        self.tsm_shift = tsm_shift
+        self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
+        if attention == "divided":
+            self.temporal_norm1 = nn.LayerNorm(dim, eps=norm_eps)
+            self.temporal_attn = TemporalAttention(dim, num_heads, qkv_bias, attn_drop, drop)
+            self.temporal_fc = nn.Linear(dim, dim)
+        if attention == "joint":
+            self.attn: nn.Module = JointAttention(dim, num_heads, qkv_bias, attn_drop, drop)
+        else:
+            self.attn = Attention(
+                dim,
+                num_heads,
+                qkv_bias,
+                attn_drop,
+                drop,
+                shift=shift if attention in ("mixing", "summary") else None,
+                summary_token=attention == "summary",
+                shared_cls=attention == "divided",
+            )
+        self.drop_path = DropPath(drop_path)
+        self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=drop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.tsm_shift is not None:
+            x = temporal_shift(x, self.tsm_shift.shift_div, self.tsm_shift.segment_len)
+        if self.attention == "divided":
+            patches = x[:, :, 1:]
+            res = self.temporal_fc(self.drop_path(self.temporal_attn(self.temporal_norm1(patches))))
+            x = torch.cat([x[:, :, :1], patches + res], dim=2)
+        x = x + self.drop_path(self.attn(self.norm1(x)))
+        x = x + self.drop_path(self.mlp(self.norm2(x)))
+        return x
+
+
+# --------------------------------------------------------------------------------------------
+# The backbone
+# --------------------------------------------------------------------------------------------
+
+
+def resize_pos_embed(pos_embed: torch.Tensor, grid: tuple[int, int], num_prefix: int = 1) -> torch.Tensor:
+    """Resize `(1, prefix + h*w, D)` position embeddings to `grid` (bicubic, as timm's
+    `resample_abs_pos_embed` and HF's `interpolate_pos_encoding`)."""
+    n_old = pos_embed.shape[1] - num_prefix
+    side = math.isqrt(n_old)
+    if (side, side) == tuple(grid):
+        return pos_embed
+    prefix, pos = pos_embed[:, :num_prefix], pos_embed[:, num_prefix:]
+    dim = pos_embed.shape[-1]
+    pos = pos.reshape(1, side, side, dim).permute(0, 3, 1, 2).float()
+    pos = F.interpolate(pos, size=tuple(grid), mode="bicubic", align_corners=False, antialias=True)
+    pos = pos.permute(0, 2, 3, 1).reshape(1, grid[0] * grid[1], dim).to(pos_embed.dtype)
+    return torch.cat([prefix, pos], dim=1)
+
+
+def resize_temp_embed(temp_embed: torch.Tensor, num_frames: int, mode: str = "interpolate") -> torch.Tensor:
+    """Fit a `(1, Tp, 1, D)` temporal embedding to `num_frames`: linear interpolation, or
+    repeating it every Tp frames ("tile"; T must then be a multiple of Tp)."""
+    tp = temp_embed.shape[1]
+    if tp == num_frames:
+        return temp_embed
+    if mode == "tile":
+        if num_frames % tp:
+            raise ValueError(
+                f"temp_embed_mode='tile': {num_frames} frames is not a multiple of the "
+                f"{tp} temporal embedding entries"
+            )
+        return temp_embed.repeat(1, num_frames // tp, 1, 1)
+    te = temp_embed[:, :, 0].transpose(1, 2)  # (1, D, Tp)
+    te = F.interpolate(te.float(), size=num_frames, mode="linear", align_corners=False)
+    return te.transpose(1, 2).unsqueeze(2).to(temp_embed.dtype)
+
+
+class VideoViT(nn.Module):
+    """Video ViT: `(B, 3, T, H, W)` normalised frames -> `(B, num_classes)` logits."""
+
+    def __init__(self, config: VideoViTConfig) -> None:
+        super().__init__()
+        from xvit.models.heads import build_head
+
+        config.validate()
+        self.config = config
+        c = config
+        dim = c.embed_dim
+        self.num_features = self.embed_dim = dim
+        self.patch_embed = PatchEmbed(c.img_size, c.patch_size, c.in_chans, dim)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, 1 + self.patch_embed.num_patches, dim))
+        self.temp_embed = nn.Parameter(torch.zeros(1, c.temp_embed_frames or c.num_frames, 1, dim))
+        self.pos_drop = nn.Dropout(c.drop_rate)
+
+        shift = ChannelShift(c.mix_window, c.mix_split, c.shift_div, c.segment_len, c.mix_queries)
+        # stochastic depth decays linearly from 0 (first block) to drop_path_rate (last)
+        dpr = [c.drop_path_rate * i / max(c.depth - 1, 1) for i in range(c.depth)]
+        blocks = []
+        for i, kind in enumerate(layer_kinds(c)):
+            blocks.append(
+                Block(
+                    dim,
+                    c.num_heads,
+                    c.mlp_ratio,
+                    c.qkv_bias,
+                    c.norm_eps,
+                    c.drop_rate,
+                    c.attn_drop_rate,
+                    dpr[i],
+                    attention="spatial" if kind == "tsm" else kind,
+                    shift=shift,
+                    tsm_shift=shift if kind == "tsm" else None,
+                )
+            )
+        self.blocks = nn.ModuleList(blocks)
+        self.norm = nn.LayerNorm(dim, eps=c.norm_eps)
+        if c.representation_size:
+            self.pre_logits = nn.Sequential()
+            self.pre_logits.add_module("fc", nn.Linear(dim, c.representation_size))
+            self.pre_logits.add_module("act", nn.Tanh())
+            self.num_features = c.representation_size
+        else:
+            self.pre_logits = nn.Identity()
+        self.head = build_head(c, self.num_features)
+        self.grad_checkpointing = False
+        self.init_weights()
+
+    def init_weights(self) -> None:
+        """timm's ViT initialisation: truncated normal (std 0.02) for linear layers and the
+        position embedding, small normal CLS, zero temporal embedding; TimeSformer's
+        `temporal_fc` starts at zero so a divided block starts as a spatial one."""
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        nn.init.normal_(self.cls_token, std=1e-6)
+        nn.init.zeros_(self.temp_embed)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        for blk in self.blocks:
+            if hasattr(blk, "temporal_fc"):
+                nn.init.zeros_(blk.temporal_fc.weight)
+                nn.init.zeros_(blk.temporal_fc.bias)
+        if hasattr(self.head, "init_weights"):
+            self.head.init_weights()
+
+    # -- API used by the engine ------------------------------------------------------------
+
+    def save_pretrained(self, directory: str) -> Any:
+        """Write `config.json` and `model.safetensors` into `directory` (see `xvit.models.hub`)."""
+        from xvit.models.hub import save_pretrained
+
+        return save_pretrained(self, directory)
+
+    def no_weight_decay(self) -> set[str]:
+        """Parameter names to exclude from weight decay (embeddings and CLS tokens)."""
+        names = {"pos_embed", "cls_token", "temp_embed", "head.cls_token", "head.pos_embed"}
+        return names & {n for n, _ in self.named_parameters()}
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute every block in the backward pass instead of storing its activations."""
+        self.grad_checkpointing = enable
+
+    # -- forward ---------------------------------------------------------------------------
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise `ValueError` naming the shape when `x` is not a valid `(B, C, T, H, W)` clip."""
+        c = self.config
+        if x.ndim != 5:
+            raise ValueError(f"expected a (B, {c.in_chans}, T, H, W) clip, got a tensor of shape {tuple(x.shape)}")
+        b, ch, t, h, w = x.shape
+        if ch != c.in_chans:
+            raise ValueError(
+                f"input {tuple(x.shape)} has {ch} channels at dim 1; expected {c.in_chans} "
+                f"(layout (B, C, T, H, W))"
+            )
+        if h % c.patch_size or w % c.patch_size:
+            raise ValueError(f"input {tuple(x.shape)}: H={h} and W={w} must be multiples of the patch size {c.patch_size}")
+        uses_segments = c.attention in ("mixing", "summary", "tsm")
+        if uses_segments and c.segment_len is not None and t % c.segment_len:
+            raise ValueError(f"input {tuple(x.shape)}: T={t} frames is not a multiple of segment_len={c.segment_len}")
+        tp = self.temp_embed.shape[1]
+        if c.temp_embed_mode == "tile" and t % tp:
+            raise ValueError(f"input {tuple(x.shape)}: T={t} is not a multiple of the {tp} tiled temporal embeddings")
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """`(B, C, T, H, W)` -> `(B, T, N, D)` tokens with position and temporal embeddings."""
+        self.check_input(x)
+        b, ch, t, h, w = x.shape
+        p = self.config.patch_size
+        x = x.transpose(1, 2).reshape(b * t, ch, h, w)
+        x = self.patch_embed(x)  # (B*T, S, D)
+        cls = self.cls_token.expand(b * t, -1, -1)
+        x = torch.cat([cls, x], dim=1) + resize_pos_embed(self.pos_embed, (h // p, w // p))
+        x = x.view(b, t, x.shape[1], x.shape[2])
+        temp = resize_temp_embed(self.temp_embed, t, self.config.temp_embed_mode)
+        if self.config.temp_embed_cls:
+            x = x + temp
+        else:
+            x = torch.cat([x[:, :, :1], x[:, :, 1:] + temp], dim=2)
+        return self.pos_drop(x)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """`(B, C, T, H, W)` -> `(B, T, F)` per-frame features: the final-norm CLS of every
+        frame, through the representation layer when there is one."""
+        x = self.embed(x)
+        for blk in self.blocks:
+            if self.grad_checkpointing and torch.is_grad_enabled():
+                x = checkpoint(blk, x, use_reentrant=False)
+            else:
+                x = blk(x)
+        return self.pre_logits(self.norm(x[:, :, 0]))
+
+    def forward_head(self, feats: torch.Tensor) -> torch.Tensor:
+        """`(B, T, F)` per-frame features -> `(B, num_classes)` logits."""
+        return self.head(feats)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+def layer_kinds(config: VideoViTConfig) -> Sequence[str]:
+    """The token mixer of every layer ("spatial", "mixing", ...), as the model builds it."""
+    mix = set(range(config.depth) if config.mix_layers is None else config.mix_layers)
+    return [
+        config.attention if config.attention not in ("mixing", "summary", "tsm") or i in mix else "spatial"
+        for i in range(config.depth)
+    ]
+
+
+__all__ = [
+    "ATTENTION_TYPES",
+    "HEAD_TYPES",
+    "Block",
+    "DropPath",
+    "Mlp",
+    "PatchEmbed",
+    "VideoViT",
+    "VideoViTConfig",
+    "layer_kinds",
+    "resize_pos_embed",
+    "resize_temp_embed",
+]
