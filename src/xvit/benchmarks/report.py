@@ -1,0 +1,429 @@
+"""Tables, JSON, plots and target checks for the results of :func:`run_benchmark`."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "TARGETS",
+    "evaluate_targets",
+    "find_result",
+    "frame_scaling",
+    "frame_scaling_table",
+    "machine_summary",
+    "plot_frame_scaling",
+    "plot_speed",
+    "results_table",
+    "targets_table",
+    "write_report",
+]
+
+# The speed targets of issue 6 (batch 1, measured side by side in one run).
+TARGETS = {
+    "xvit_vs_vit": 0.97,  # X-ViT clips/s at least 97% of the spatial-only ViT's
+    "xvit_vs_timesformer": 1.35,  # X-ViT clips/s / transformers TimeSformer clips/s
+    "frames_32_over_8": 4.3,  # X-ViT time(T=32) / time(T=8), at most
+    "matmul_fraction": 0.75,  # achieved FLOP/s / dense fp32 matmul rate, at least
+    "bf16_speedup": 3.0,  # bf16 clips/s / fp32 clips/s, at least
+}
+
+
+# --------------------------------------------------------------------------------------
+# Looking results up
+# --------------------------------------------------------------------------------------
+
+
+def _family(model: str) -> str:
+    """``xvit_base_patch16`` -> ``xvit``; peers (``hf_*``) are their own family."""
+    m = re.fullmatch(r"(.+)_(tiny|small|base|large)_patch\d+", model)
+    return m.group(1) if m else model
+
+
+def find_result(
+    results: Sequence[dict[str, Any]],
+    family: str,
+    frames: int,
+    batch: int = 1,
+    dtype: str = "fp32",
+    compiled: bool = False,
+    img_size: int | None = None,
+) -> dict[str, Any] | None:
+    """The timed result of a model family (``xvit``, ``vit``, ``hf_timesformer``, ...)."""
+    for r in results:
+        if (
+            _family(r["model"]) == family
+            and r["frames"] == frames
+            and r["batch"] == batch
+            and r["dtype"] == dtype
+            and r["compiled"] == compiled
+            and (img_size is None or r["img_size"] == img_size)
+            and r.get("clips_per_s")
+        ):
+            return r
+    return None
+
+
+# --------------------------------------------------------------------------------------
+# Targets
+# --------------------------------------------------------------------------------------
+
+
+def _target(name: str, value: float, goal: float, at_most: bool, detail: str) -> dict[str, Any]:
+    passed = value <= goal if at_most else value >= goal
+    return {
+        "target": name,
+        "goal": f"{'<=' if at_most else '>='} {goal:g}",
+        "value": value,
+        "status": "PASS" if passed else "MISS",
+        "detail": detail,
+    }
+
+
+def evaluate_targets(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    """Check the issue's speed targets on the results present in ``payload`` (batch 1).
+
+    A target is listed only when its results were measured. Eager and compiled results are
+    checked separately, never mixed.
+    """
+    res = payload["results"]
+    matmul = payload["meta"].get("matmul", {})
+    frames = sorted({r["frames"] for r in res})
+    out: list[dict[str, Any]] = []
+    for compiled in (False, True):
+        tag = " +compile" if compiled else ""
+
+        def get(family: str, t: int, dtype: str = "fp32") -> dict[str, Any] | None:
+            return find_result(res, family, t, 1, dtype, compiled)  # noqa: B023
+
+        # X-ViT within 3% of the spatial-only ViT.
+        for dtype in ("fp32", "bf16"):
+            for t in frames:
+                x, v = get("xvit", t, dtype), get("vit", t, dtype)
+                if x and v:
+                    ratio = x["clips_per_s"] / v["clips_per_s"]
+                    out.append(_target(
+                        f"X-ViT vs spatial ViT clips/s, {t}x{x['img_size']} {dtype}{tag}",
+                        ratio, TARGETS["xvit_vs_vit"], False,
+                        f"{x['clips_per_s']:.3f} vs {v['clips_per_s']:.3f} clips/s",
+                    ))
+        # At least 1.35x transformers' TimeSformer.
+        for dtype in ("fp32", "bf16"):
+            for t in frames:
+                x, h = get("xvit", t, dtype), get("hf_timesformer", t, dtype)
+                if x and h:
+                    ratio = x["clips_per_s"] / h["clips_per_s"]
+                    flop_ratio = h["gflops_per_clip"] / x["gflops_per_clip"]
+                    out.append(_target(
+                        f"X-ViT / HF TimeSformer clips/s, {t}x{x['img_size']} {dtype}{tag}",
+                        ratio, TARGETS["xvit_vs_timesformer"], False,
+                        f"{x['clips_per_s']:.3f} vs {h['clips_per_s']:.3f} clips/s; "
+                        f"FLOP ratio {flop_ratio:.2f}",
+                    ))
+        # Linear in frames.
+        for dtype in ("fp32", "bf16"):
+            x8, x32 = get("xvit", 8, dtype), get("xvit", 32, dtype)
+            if x8 and x32:
+                ratio = x32["median_s"] / x8["median_s"]
+                out.append(_target(
+                    f"X-ViT time(T=32) / time(T=8), {dtype}{tag}",
+                    ratio, TARGETS["frames_32_over_8"], True,
+                    f"{1000 * x32['median_s']:.0f} ms vs {1000 * x8['median_s']:.0f} ms",
+                ))
+        # Efficiency against the machine's dense matmul rate.
+        for t in frames:
+            x = get("xvit", t, "fp32")
+            if x and "fp32" in matmul and t == min(frames):
+                rate = matmul["fp32"]["gflops_median"]
+                out.append(_target(
+                    f"X-ViT achieved GFLOP/s / fp32 matmul GFLOP/s, {t}x{x['img_size']}{tag}",
+                    x["achieved_gflops"] / rate, TARGETS["matmul_fraction"], False,
+                    f"{x['achieved_gflops']:.0f} of {rate:.0f} GFLOP/s",
+                ))
+        # bf16 against fp32.
+        for t in frames:
+            x32, x16 = get("xvit", t, "fp32"), get("xvit", t, "bf16")
+            if x32 and x16:
+                out.append(_target(
+                    f"X-ViT bf16 / fp32 clips/s, {t}x{x32['img_size']}{tag}",
+                    x16["clips_per_s"] / x32["clips_per_s"], TARGETS["bf16_speedup"], False,
+                    f"{x16['clips_per_s']:.3f} ({x16['dtype_mode']}) vs "
+                    f"{x32['clips_per_s']:.3f} clips/s",
+                ))
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# Frame scaling
+# --------------------------------------------------------------------------------------
+
+
+def frame_scaling(
+    payload: dict[str, Any], batch: int = 1, dtype: str = "fp32", compiled: bool = False
+) -> dict[str, dict[str, Any]]:
+    """Per model family measured at several T: times, memory, ratios and power-law exponent.
+
+    The exponent ``k`` is the least-squares slope of log(time) against log(T), so linear
+    scaling gives about 1 and quadratic up to 2 (less while linear terms still dominate);
+    ``local_exponents`` are the slopes between successive frame counts.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    rows = [
+        r for r in payload["results"]
+        if r["batch"] == batch and r["dtype"] == dtype and r["compiled"] == compiled
+        and r.get("median_s")
+    ]
+    for fam in sorted({_family(r["model"]) for r in rows}):
+        pts = sorted((r["frames"], r) for r in rows if _family(r["model"]) == fam)
+        if len(pts) < 2:
+            continue
+        ts = [t for t, _ in pts]
+        secs = [r["median_s"] for _, r in pts]
+        lx, ly = [math.log(t) for t in ts], [math.log(s) for s in secs]
+        mx, my = sum(lx) / len(lx), sum(ly) / len(ly)
+        k = sum((a - mx) * (b - my) for a, b in zip(lx, ly)) / sum((a - mx) ** 2 for a in lx)
+        local = [
+            math.log(secs[i + 1] / secs[i]) / math.log(ts[i + 1] / ts[i]) for i in range(len(ts) - 1)
+        ]
+        out[fam] = {
+            "frames": ts,
+            "median_s": secs,
+            "peak_mem_mib": [r.get("peak_mem_mib") for _, r in pts],
+            "activation_mib": [r.get("activation_mib") for _, r in pts],
+            "gflops_per_clip": [r["gflops_per_clip"] for _, r in pts],
+            "time_ratio_to_first": [s / secs[0] for s in secs],
+            "exponent": k,
+            "local_exponents": local,
+        }
+    return out
+
+
+def frame_scaling_table(scaling: dict[str, dict[str, Any]]) -> str:
+    """Markdown table of :func:`frame_scaling`: ms and memory per T, ratios, exponent."""
+    lines = [
+        "| model | T | ms/clip | time / time(T0) | GFLOPs/clip | peak mem MiB | forward MiB |"
+        " local exponent |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for fam, s in scaling.items():
+        for i, t in enumerate(s["frames"]):
+            local = f"{s['local_exponents'][i - 1]:.2f}" if i else ""
+            lines.append(
+                f"| {fam} | {t} | {1000 * s['median_s'][i]:.0f} | {s['time_ratio_to_first'][i]:.2f} "
+                f"| {s['gflops_per_clip'][i]:.0f} | {_fmt(s['peak_mem_mib'][i], '.0f')} "
+                f"| {_fmt(s['activation_mib'][i], '.0f')} | {local} |"
+            )
+        lines.append(f"| {fam} | fit | | exponent k = {s['exponent']:.2f} | | | | |")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------
+# Tables
+# --------------------------------------------------------------------------------------
+
+
+def _fmt(v: Any, spec: str) -> str:
+    return "" if v is None else format(v, spec)
+
+
+def machine_summary(meta: dict[str, Any]) -> str:
+    """One paragraph: machine, versions, threads, load and the reference matmul rates."""
+    parts = [
+        f"CPU: {meta.get('cpu')} ({meta.get('logical_cpus')} logical CPUs; "
+        f"flags {', '.join(meta.get('cpu_flags') or []) or 'n/a'})",
+        f"torch {meta.get('torch')}, transformers {meta.get('transformers')}, "
+        f"Python {meta.get('python')}",
+        f"threads {meta.get('torch_threads')}, device {meta.get('device')}, "
+        f"{meta.get('date_utc')} UTC",
+        f"load average before {meta.get('load_average_before')}, "
+        f"after {meta.get('load_average_after')}",
+        f"{meta.get('warmup')} warm-up call(s), {meta.get('repeats')} interleaved repeats",
+    ]
+    if meta.get("gpu"):
+        parts.insert(1, f"GPU: {meta['gpu']}")
+    for name, mm in (meta.get("matmul") or {}).items():
+        parts.append(
+            f"{mm['n']}x{mm['n']} {name} matmul: {mm['gflops_median']:.0f} GFLOP/s median "
+            f"({mm['gflops_max']:.0f} best)"
+        )
+    return "; ".join(parts) + "."
+
+
+def results_table(results: Sequence[dict[str, Any]]) -> str:
+    """Markdown table of timed results, one row per model, batch, dtype and compile."""
+    lines = [
+        "| model | T x S | batch | dtype | compile | params M | GFLOPs/clip | clips/s "
+        "| ms/clip median | ms/clip IQR | ms/clip min-max | achieved GFLOP/s | peak mem MiB "
+        "| forward MiB |",
+        "|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        dtype = r["dtype"] if r["dtype"] == r["dtype_mode"] else f"{r['dtype']} ({r['dtype_mode']})"
+        comp = "yes" if r["compiled"] else "no"
+        head = (
+            f"| {r['model']} | {r['frames']}x{r['img_size']} | {r['batch']} | {dtype} | {comp} "
+            f"| {r['params'] / 1e6:.1f} | {r['gflops_per_clip']:.1f} "
+        )
+        if not r.get("clips_per_s"):
+            lines.append(head + f"| failed: {r.get('error')} | | | | | | |")
+            continue
+        b = r["batch"]
+        lines.append(
+            head
+            + f"| {r['clips_per_s']:.3f} | {r['ms_per_clip']:.1f} "
+            f"| {1000 * r['q1_s'] / b:.1f}-{1000 * r['q3_s'] / b:.1f} "
+            f"| {1000 * r['min_s'] / b:.1f}-{1000 * r['max_s'] / b:.1f} "
+            f"| {r['achieved_gflops']:.0f} | {_fmt(r.get('peak_mem_mib'), '.0f')} "
+            f"| {_fmt(r.get('activation_mib'), '.0f')} |"
+        )
+    return "\n".join(lines)
+
+
+def compile_table(results: Sequence[dict[str, Any]]) -> str:
+    """Markdown table of compile times (first call of the compiled model) and failures."""
+    rows = [r for r in results if r["compiled"]]
+    if not rows:
+        return ""
+    lines = ["| model | T x S | batch | dtype | compile s | status |", "|---|---|---:|---|---:|---|"]
+    for r in rows:
+        status = r["error"] or "ok"
+        lines.append(
+            f"| {r['model']} | {r['frames']}x{r['img_size']} | {r['batch']} | {r['dtype']} "
+            f"| {_fmt(r['compile_s'], '.1f')} | {status} |"
+        )
+    return "\n".join(lines)
+
+
+def targets_table(targets: Sequence[dict[str, Any]]) -> str:
+    """Markdown table of :func:`evaluate_targets`."""
+    lines = ["| target | goal | measured | status | detail |", "|---|---|---:|---|---|"]
+    for t in targets:
+        lines.append(
+            f"| {t['target']} | {t['goal']} | {t['value']:.3f} | {t['status']} | {t['detail']} |"
+        )
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------
+# Plots
+# --------------------------------------------------------------------------------------
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_speed(payload: dict[str, Any], path: str | Path) -> Path:
+    """Horizontal bars of clips/s per model, one panel per batch size, bars per dtype."""
+    plt = _pyplot()
+    res = [r for r in payload["results"] if r.get("clips_per_s")]
+    batches = sorted({r["batch"] for r in res})
+    variants = sorted({(r["dtype"], r["compiled"]) for r in res})
+    models = list(dict.fromkeys(r["display"] for r in res))
+    fig, axes = plt.subplots(
+        1, len(batches), figsize=(6 * len(batches), 0.45 * len(models) * len(variants) + 1.5),
+        squeeze=False,
+    )
+    h = 0.8 / max(len(variants), 1)
+    for ax, b in zip(axes[0], batches):
+        for j, (dtype, comp) in enumerate(variants):
+            vals = []
+            for m in models:
+                r = next((r for r in res if r["display"] == m and r["batch"] == b
+                          and r["dtype"] == dtype and r["compiled"] == comp), None)
+                vals.append(r["clips_per_s"] if r else 0.0)
+            ys = [i + j * h for i in range(len(models))]
+            ax.barh(ys, vals, height=h, label=f"{dtype}{' +compile' if comp else ''}")
+        ax.set_yticks([i + 0.4 - h / 2 for i in range(len(models))], models, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlabel("clips/s (median)")
+        ax.set_title(f"batch {b}")
+        ax.grid(axis="x", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_frame_scaling(
+    payload: dict[str, Any], path: str | Path, batch: int = 1, dtype: str = "fp32"
+) -> Path | None:
+    """Time per clip and peak memory against T (log-log), with linear and quadratic guides."""
+    scaling = frame_scaling(payload, batch, dtype)
+    if not scaling:
+        return None
+    plt = _pyplot()
+    fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for fam, s in scaling.items():
+        ax_t.plot(s["frames"], [1000 * v for v in s["median_s"]], "o-",
+                  label=f"{fam} (k={s['exponent']:.2f})")
+        mem = s["activation_mib"]
+        if all(v is not None for v in mem):
+            ax_m.plot(s["frames"], mem, "o-", label=fam)
+    first = next(iter(scaling.values()))
+    t0, y0 = first["frames"][0], 1000 * first["median_s"][0]
+    ts = first["frames"]
+    ax_t.plot(ts, [y0 * t / t0 for t in ts], "k--", lw=0.8, label="linear guide")
+    ax_t.plot(ts, [y0 * (t / t0) ** 2 for t in ts], "k:", lw=0.8, label="quadratic guide")
+    for ax, ylabel in ((ax_t, "ms per clip (median)"), (ax_m, "forward memory MiB (peak - before)")):
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("frames T")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    ax_t.set_title(f"time vs frames (batch {batch}, {dtype})")
+    ax_m.set_title("memory vs frames")
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+# --------------------------------------------------------------------------------------
+# Everything at once
+# --------------------------------------------------------------------------------------
+
+
+def write_report(payload: dict[str, Any], out_dir: str | Path, name: str = "benchmark") -> dict[str, Path]:
+    """Write ``{name}.json``, ``{name}.md`` and the plots into ``out_dir``; return the paths.
+
+    The targets are evaluated and stored in the JSON under ``targets``.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    payload["targets"] = evaluate_targets(payload)
+    scaling = frame_scaling(payload)
+    payload["frame_scaling"] = scaling
+    paths = {"json": out / f"{name}.json", "markdown": out / f"{name}.md"}
+    paths["json"].write_text(json.dumps(payload, indent=1))
+    sections = [
+        f"# Benchmark: {name}",
+        machine_summary(payload["meta"]),
+        "## Results",
+        results_table(payload["results"]),
+    ]
+    if compile_table(payload["results"]):
+        sections += ["## torch.compile", compile_table(payload["results"])]
+    if payload["targets"]:
+        sections += ["## Targets", targets_table(payload["targets"])]
+    if scaling:
+        sections += ["## Scaling with frames (batch 1, fp32)", frame_scaling_table(scaling)]
+    paths["markdown"].write_text("\n\n".join(sections) + "\n")
+    paths["speed_plot"] = plot_speed(payload, out / f"{name}_speed.png")
+    frames_plot = plot_frame_scaling(payload, out / f"{name}_frames.png")
+    if frames_plot:
+        paths["frames_plot"] = frames_plot
+    return paths

@@ -1,0 +1,151 @@
+"""`xvit benchmark`: inference speed and memory of our models and their peers, side by side."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from typing import Any
+
+# Model families of ours, in table order; a family plus --size gives the registry name.
+FAMILIES = ("xvit", "xvit_st", "vit", "tsm_vit", "timesformer", "joint_vit", "vivit_fe")
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register `xvit benchmark`."""
+    p = subparsers.add_parser(
+        "benchmark",
+        help="measure clips/s, ms/clip, GFLOPs, parameters and peak memory of models",
+        description=(
+            "Measure inference speed of video models side by side: all models are built "
+            "once, warmed up, then timed in interleaved rounds; writes a markdown table, "
+            "JSON and plots to --out."
+        ),
+    )
+    p.add_argument("--models", default=",".join(FAMILIES),
+                   help="comma list of model families (xvit, vit, ...), registry names, or "
+                        "peers (hf_timesformer, hf_vivit, hf_videomae); default: all of ours")
+    p.add_argument("--frames", default="8", help="comma list of clip lengths T (default 8)")
+    p.add_argument("--batch", default="1,8", help="comma list of batch sizes (default 1,8)")
+    p.add_argument("--img-size", type=int, default=224, help="input height and width")
+    p.add_argument("--size", default="base", choices=("tiny", "small", "base", "large"),
+                   help="model size for families and peers (default base)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:i]")
+    p.add_argument("--dtype", default="fp32",
+                   help="comma list of fp32, bf16 (the faster of bf16-model and "
+                        "bf16-autocast, per model), bf16-model, bf16-autocast")
+    p.add_argument("--compile", action="store_true",
+                   help="also time torch.compile'd models (compile time reported separately)")
+    p.add_argument("--peers", action="store_true",
+                   help="add Hugging Face TimeSformer, ViViT and VideoMAE at our clip sizes "
+                        "and at their standard ones (needs the bench extra: transformers)")
+    p.add_argument("--repeats", type=int, default=5, help="interleaved timed rounds")
+    p.add_argument("--warmup", type=int, default=1, help="untimed calls per item first")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    p.add_argument("--min-time", type=float, default=0.0,
+                   help="each timed repeat loops until it lasts this many seconds (tiny models)")
+    p.add_argument("--no-memory", action="store_true",
+                   help="skip the per-model peak-memory subprocesses")
+    p.add_argument("--matmul-n", type=int, default=2048,
+                   help="size of the reference dense matmul (0 skips it)")
+    p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                   help="architecture override passed to create_model for our models "
+                        "(repeatable; values parsed as YAML)")
+    p.add_argument("--name", default="benchmark", help="base name of the output files")
+    p.add_argument("--out", default="runs/benchmark", help="output directory")
+    p.set_defaults(func=run)
+
+
+def _int_list(text: str, what: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise SystemExit(f"xvit benchmark: {what} must be a comma list of integers, got {text!r}")
+    if not values or any(v < 1 for v in values):
+        raise SystemExit(f"xvit benchmark: {what} must be positive integers, got {text!r}")
+    return values
+
+
+def _overrides(items: list[str]) -> dict[str, Any]:
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"xvit benchmark: --override wants KEY=VALUE, got {item!r}")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def build_specs(args: argparse.Namespace) -> list:
+    """The ModelSpecs a command line asks for, ours first, then peers."""
+    from xvit.benchmarks.peers import PEERS, peers_available
+    from xvit.benchmarks.speed import ModelSpec
+
+    frames = _int_list(args.frames, "--frames")
+    overrides = _overrides(args.override)
+    names = [n.strip() for n in args.models.split(",") if n.strip()]
+    if args.peers:
+        names += [p for p in PEERS if p not in names]
+    peers = [n for n in names if n in PEERS]
+    if peers and not peers_available():
+        raise SystemExit(
+            "xvit benchmark: peers need Hugging Face transformers, which is not installed; "
+            "pip install -e '.[bench]' (or drop --peers / the hf_* models)"
+        )
+    specs = []
+    for t in frames:
+        for n in names:
+            if n in PEERS:
+                continue
+            name = f"{n}_{args.size}_patch16" if n in FAMILIES else n
+            specs.append(ModelSpec(name, t, args.img_size, args.size, dict(overrides)))
+    for n in peers:
+        info = PEERS[n]
+        clip_lengths = [t for t in frames if t % info.tubelet == 0]
+        if info.standard_frames not in clip_lengths:
+            clip_lengths.append(info.standard_frames)
+        for t in clip_lengths:
+            specs.append(ModelSpec(n, t, args.img_size, args.size))
+    return specs
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the benchmark and write the report; prints the tables."""
+    from xvit.benchmarks.report import compile_table, results_table, targets_table, write_report
+    from xvit.benchmarks.speed import DTYPE_MODES, run_benchmark
+
+    dtypes = [d.strip() for d in args.dtype.split(",") if d.strip()]
+    bad = [d for d in dtypes if d not in DTYPE_MODES]
+    if bad:
+        raise SystemExit(f"xvit benchmark: unknown --dtype {bad}; choose from {DTYPE_MODES}")
+    specs = build_specs(args)
+    payload = run_benchmark(
+        specs,
+        batches=_int_list(args.batch, "--batch"),
+        dtypes=dtypes,
+        device=args.device,
+        compile=args.compile,
+        repeats=args.repeats,
+        warmup=args.warmup,
+        threads=args.threads,
+        memory=not args.no_memory,
+        min_repeat_s=args.min_time,
+        matmul_n=args.matmul_n or None,
+    )
+    payload["meta"]["args"] = {k: v for k, v in vars(args).items() if k != "func"}
+    if sys.argv[1:2] == ["benchmark"]:
+        payload["meta"]["command"] = "xvit " + shlex.join(sys.argv[1:])
+    paths = write_report(payload, args.out, args.name)
+    print(results_table(payload["results"]))
+    if compile_table(payload["results"]):
+        print()
+        print(compile_table(payload["results"]))
+    if payload["targets"]:
+        print()
+        print(targets_table(payload["targets"]))
+    print()
+    for kind, path in paths.items():
+        print(f"{kind}: {path}")
+    return 0
