@@ -8,3 +8,15 @@ from xvit.data.video import torchcodec_available as torchcodec_available
 from xvit.data.frames import FrameFolderReader as FrameFolderReader
 from xvit.data.frames import HDF5FrameReader as HDF5FrameReader
 from xvit.data.frames import decode_image as decode_image
+from xvit.data.annotations import Annotations as Annotations
+from xvit.data.annotations import AnnotationError as AnnotationError
+from xvit.data.annotations import Sample as Sample
+from xvit.data.annotations import read_annotations as read_annotations
+from xvit.data.sampling import DenseSampler as DenseSampler
+from xvit.data.sampling import UniformSampler as UniformSampler
+from xvit.data.transforms import EvalTransform as EvalTransform
+from xvit.data.transforms import Mixup as Mixup
+from xvit.data.transforms import TrainTransform as TrainTransform
+from xvit.data.dataset import VideoDataset as VideoDataset
+from xvit.data.dataset import build_loader as build_loader
+from xvit.data.dataset import collate as collate
