@@ -29,7 +29,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -40,6 +40,9 @@ from xvit.models.hub import (
     save_pretrained,
     torch_load,
 )
+
+if TYPE_CHECKING:
+    from xvit.models.video_vit import VideoViTConfig
 
 _logger = logging.getLogger(__name__)
 
@@ -182,6 +185,7 @@ class OfficialModel:
     head: str  # "ta" or "avg"
     head_depth: int
     head_mlp_dim: int | None
+    head_qkv_bias: bool
     # from cfg / preset / command line
     num_heads: int
     num_frames: int
@@ -192,6 +196,8 @@ class OfficialModel:
     mean: list[float]
     std: list[float]
     base_model: str | None
+    dropout_rate: float
+    drop_path_rate: float
 
 
 def _count(state: Mapping[str, torch.Tensor], prefix: str) -> int:
@@ -313,6 +319,7 @@ def describe_checkpoint(
         head=head,
         head_depth=head_depth,
         head_mlp_dim=head_mlp_dim,
+        head_qkv_bias="consensus.temporal_encoder.0.attn.qkv.bias" in state,
         num_heads=int(num_heads) if num_heads else infer_num_heads(base_model, embed_dim),
         num_frames=num_frames,
         segment_len=segment,
@@ -322,6 +329,8 @@ def describe_checkpoint(
         mean=[float(v) for v in data["MEAN"]],
         std=[float(v) for v in data["STD"]],
         base_model=str(base_model) if base_model else None,
+        dropout_rate=float(model_cfg.get("DROPOUT_RATE", 0.0)),
+        drop_path_rate=float(xv.get("BACKBONE", {}).get("DROP_PATH_RATE", 0.0)),
     )
 
 
@@ -370,28 +379,57 @@ def map_released_keys(
 # --------------------------------------------------------------------------------------------
 
 
-def build_config(desc: OfficialModel, class_names: Sequence[str] | None = None) -> Any:
+def build_config(
+    desc: OfficialModel,
+    class_names: Sequence[str] | None = None,
+    head_drop_rate: float = 0.0,
+    drop_path_rate: float = 0.0,
+) -> VideoViTConfig:
     """The `VideoViTConfig` of the released model `desc` describes."""
     from xvit.models.video_vit import VideoViTConfig
 
-    fields: dict[str, Any] = dict(
-        name="xvit_official",
+    size = {192: "tiny", 384: "small", 768: "base", 1024: "large"}.get(desc.embed_dim)
+    return VideoViTConfig(
+        name=f"xvit_{size}_patch{desc.patch_size}" if size else "xvit_custom",
+        img_size=desc.img_size,
+        patch_size=desc.patch_size,
+        in_chans=desc.in_chans,
+        num_frames=desc.num_frames,
+        num_classes=desc.num_classes,
         embed_dim=desc.embed_dim,
         depth=desc.depth,
         num_heads=desc.num_heads,
         mlp_ratio=desc.mlp_ratio,
         qkv_bias=desc.qkv_bias,
-        patch_size=desc.patch_size,
-        img_size=desc.img_size,
-        in_chans=desc.in_chans,
-        num_frames=desc.num_frames,
-        num_classes=desc.num_classes,
+        norm_eps=1e-6,
+        drop_path_rate=drop_path_rate,
         representation_size=desc.representation_size,
+        # the released shift: on k and v, concatenated-heads axis, first C/div channels
+        # from t+1, the next C/div from t-1, within segments of NUM_SEGMENTS frames
+        attention="mixing" if desc.mix_layers else "spatial",
+        mix_layers=desc.mix_layers or None,
+        mix_window=1,
+        mix_split="released",
+        shift_div=desc.shift_div,
+        mix_queries=False,
+        segment_len=desc.segment_len,
+        # 8 entries repeated every 8 frames, added to every token (CLS included)
+        temp_embed_frames=desc.temp_embed_len,
+        temp_embed_mode="tile",
+        temp_embed_cls=True,
+        head=desc.head,
+        head_drop_rate=head_drop_rate,
+        head_depth=max(desc.head_depth, 1),
+        head_num_heads=desc.head_num_heads,
+        head_mlp_dim=desc.head_mlp_dim,
+        head_qkv_bias=desc.head_qkv_bias,
+        head_norm_eps=1e-5,  # nn.LayerNorm's default in the released head
+        head_pos_embed=False,
+        head_classifier="mlp",
         mean=tuple(desc.mean),
         std=tuple(desc.std),
         class_names=list(class_names) if class_names is not None else None,
     )
-    return VideoViTConfig(**fields)
 
 
 def convert_official(
@@ -419,7 +457,7 @@ def convert_official(
             f"{len(class_names)} class names given for a {desc.num_classes}-class model"
         )
     mapped, origin, unused, unknown = map_released_keys(state, desc.head)
-    model = VideoViT(build_config(desc, class_names))
+    model = VideoViT(build_config(desc, class_names, desc.dropout_rate, desc.drop_path_rate))
     target = model.state_dict()
     missing, unexpected, mismatched = _shape_report(target, mapped)
     unexpected = sorted(unknown + [origin[k] for k in unexpected])
