@@ -287,8 +287,9 @@ class Block(nn.Module):
 
 
 def resize_pos_embed(pos_embed: torch.Tensor, grid: tuple[int, int], num_prefix: int = 1) -> torch.Tensor:
-    """Resize `(1, prefix + h*w, D)` position embeddings to `grid` (bicubic, as timm's
-    `resample_abs_pos_embed` and HF's `interpolate_pos_encoding`)."""
+    """Resize `(1, prefix + h*w, D)` position embeddings to `grid`: bicubic without
+    antialiasing, exactly as HF's `ViTEmbeddings.interpolate_pos_encoding` (timm's
+    `resample_abs_pos_embed` antialiases by default, which gives slightly different values)."""
     n_old = pos_embed.shape[1] - num_prefix
     side = math.isqrt(n_old)
     if (side, side) == tuple(grid):
@@ -296,7 +297,7 @@ def resize_pos_embed(pos_embed: torch.Tensor, grid: tuple[int, int], num_prefix:
     prefix, pos = pos_embed[:, :num_prefix], pos_embed[:, num_prefix:]
     dim = pos_embed.shape[-1]
     pos = pos.reshape(1, side, side, dim).permute(0, 3, 1, 2).float()
-    pos = F.interpolate(pos, size=tuple(grid), mode="bicubic", align_corners=False, antialias=True)
+    pos = F.interpolate(pos, size=tuple(grid), mode="bicubic", align_corners=False)
     pos = pos.permute(0, 2, 3, 1).reshape(1, grid[0] * grid[1], dim).to(pos_embed.dtype)
     return torch.cat([prefix, pos], dim=1)
 
