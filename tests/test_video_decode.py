@@ -105,7 +105,7 @@ def test_threads_give_the_same_frames(videos):
 
 
 class CountingContainer:
-    """Wraps a PyAV container and counts the frames its decoder produces."""
+    """Wraps a PyAV container and counts the packets handed to the decoder."""
 
     def __init__(self, container):
         self.container, self.decoded, self.seeks = container, 0, 0
@@ -114,10 +114,10 @@ class CountingContainer:
         self.seeks += 1
         return self.container.seek(*args, **kwargs)
 
-    def decode(self, *args, **kwargs):
-        for frame in self.container.decode(*args, **kwargs):
-            self.decoded += 1
-            yield frame
+    def demux(self, *args, **kwargs):
+        for packet in self.container.demux(*args, **kwargs):
+            self.decoded += packet.size > 0
+            yield packet
 
     def close(self):
         self.container.close()
@@ -312,3 +312,14 @@ def test_decode_error_pickles():
     err = pickle.loads(pickle.dumps(VideoDecodeError("/x/y.mp4", "file not found")))
     assert isinstance(err, VideoDecodeError) and str(err) == "/x/y.mp4: file not found"
     assert err.path == "/x/y.mp4" and isinstance(err, RuntimeError)
+
+
+def test_seek_past_the_frame_falls_back_earlier(videos):
+    """AVI seeks on dts: seeking to frame 2's keyframe pts lands one GOP late; the reader
+    notices (first decoded pts > wanted pts) and seeks earlier, still exact."""
+    ref = full_decode(videos["avi-mpeg4"])
+    with VideoReader(videos["avi-mpeg4"], backend="pyav") as reader:
+        counter = CountingContainer(reader._impl._container)
+        reader._impl._container = counter
+        assert np.array_equal(as_hwc(reader.read([2])), ref[[2]])
+        assert counter.seeks == 2

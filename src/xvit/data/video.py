@@ -21,7 +21,7 @@ import io
 import os
 import warnings
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -226,6 +226,7 @@ class _PyAVReader:
             self._container.close()
             raise
         self._apply_rotation = apply_rotation
+        self._last_error: str | None = None
         self._rotation: tuple[str, ...] | None = None if apply_rotation else ()
 
     def _cached_index(self) -> _StreamIndex:
@@ -322,23 +323,31 @@ class _PyAVReader:
             done = self._decode_from(target, todo, pts_of, wanted_pts, got)
             if done:
                 return done
+        detail = f" (decoder error: {self._last_error})" if self._last_error else ""
         raise VideoDecodeError(self.path, f"frame {todo[0]} (pts {first}) was not produced by "
-                               "the decoder, even when decoding from the start; the file is "
-                               "probably damaged")
+                               f"the decoder, even when decoding from the start{detail}; the "
+                               "file is truncated or damaged")
+
+    def _decoded_frames(self) -> Iterator[av.VideoFrame]:
+        """Decode from the current position; a damaged packet is skipped, as ffmpeg does."""
+        for packet in self._container.demux(self._stream):
+            try:
+                yield from packet.decode()
+            except av.error.InvalidDataError as e:
+                self._last_error = f"{type(e).__name__}: {e}"
 
     def _decode_from(self, target: int, todo: list[int], pts_of: dict[int, int],
                      wanted_pts: dict[int, int], got: dict[int, np.ndarray]) -> int:
-        done, last_pts = 0, None
+        done = 0
         try:
             self._container.seek(target, backward=True, any_frame=False, stream=self._stream)
-            for frame in self._container.decode(self._stream):
+            for frame in self._decoded_frames():
                 if self._rotation is None:
                     tag = self._stream.metadata.get("rotate")
                     self._rotation = rotation_ops(_display_matrix(frame), tag)
                 p = frame.pts
                 if p is None:
                     continue
-                last_pts = p
                 i = wanted_pts.get(p)
                 if i is not None and i not in got:
                     got[i] = frame.to_ndarray(format="rgb24")
@@ -356,10 +365,6 @@ class _PyAVReader:
                 return done
             raise VideoDecodeError(self.path, f"decoding failed near frame {todo[0]} "
                                    f"({type(e).__name__}: {e}); the file is damaged") from e
-        if done == 0 and last_pts is not None and last_pts < pts_of[todo[0]]:
-            raise VideoDecodeError(
-                self.path, f"decoding stopped before frame {todo[0]} (last frame decoded at "
-                f"pts {last_pts}, wanted {pts_of[todo[0]]}); the file is truncated or damaged")
         return done
 
     def close(self) -> None:
