@@ -382,7 +382,8 @@ def plot_frame_scaling(
         ax.set_xlabel("frames T")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
     ax_t.set_title(f"time vs frames (batch {batch}, {dtype})")
     ax_m.set_title("memory vs frames")
     fig.tight_layout()

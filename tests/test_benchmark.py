@@ -1,0 +1,176 @@
+"""The benchmark harness: well-formed results on tiny models (no timing assertions)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import xvit
+from xvit.benchmarks import ModelSpec, count_forward_flops, run_benchmark, write_report
+from xvit.benchmarks import peers as peers_mod
+from xvit.benchmarks import speed as speed_mod
+from xvit.benchmarks.report import evaluate_targets, frame_scaling
+from xvit.cli import benchmark as cli
+
+TINY = dict(embed_dim=64, depth=2, num_heads=2)
+
+
+def tiny_spec(name: str, frames: int = 2) -> ModelSpec:
+    return ModelSpec(name, frames, 32, overrides=dict(TINY))
+
+
+def test_run_benchmark_tiny_models_with_memory():
+    specs = [tiny_spec("xvit_tiny_patch16"), tiny_spec("vit_tiny_patch16")]
+    payload = run_benchmark(
+        specs, batches=(1, 2), dtypes=("fp32", "bf16"), repeats=2, warmup=1,
+        threads=1, memory=True, matmul_n=64, log=lambda _: None,
+    )
+    results = payload["results"]
+    assert len(results) == 2 * 2 * 2
+    for spec, row in zip(specs, payload["models"]):
+        model = spec.build()
+        # FLOPs and parameters agree with the model library's own counters.
+        assert row["gflops_per_clip"] * 1e9 == pytest.approx(xvit.count_flops(model, spec.input_shape(1)))
+        assert row["params"] == xvit.count_params(model)
+        assert row["bf16_mode"] in ("bf16-model", "bf16-autocast")
+    bf16_mode = {m["display"]: m["bf16_mode"] for m in payload["models"]}
+    for r in results:
+        assert len(r["times_s"]) == 2 and all(t > 0 for t in r["times_s"])
+        assert r["median_s"] == pytest.approx(statistics.median(r["times_s"]))
+        assert r["min_s"] <= r["q1_s"] <= r["median_s"] <= r["q3_s"] <= r["max_s"]
+        assert r["clips_per_s"] == pytest.approx(r["batch"] / r["median_s"])
+        assert r["ms_per_clip"] == pytest.approx(1000 / r["clips_per_s"])
+        assert r["achieved_gflops"] == pytest.approx(r["gflops_per_clip"] * r["clips_per_s"])
+        assert r["dtype_mode"] == ("fp32" if r["dtype"] == "fp32" else bf16_mode[r["display"]])
+        # Peak RSS of a process running torch is far above 50 MiB; the forward part is >= 0.
+        assert r["memory_kind"] == "rss"
+        assert r["peak_mem_mib"] > 50 and 0 <= r["activation_mib"] < r["peak_mem_mib"]
+    meta = payload["meta"]
+    assert meta["matmul"]["fp32"]["gflops_median"] > 0 and meta["torch"] == torch.__version__
+    json.dumps(payload)  # JSON-able
+
+
+def test_repeats_are_interleaved_round_robin(monkeypatch):
+    calls: list[str] = []
+
+    class Recorder(nn.Module):
+        def __init__(self, tag: str) -> None:
+            super().__init__()
+            self.tag = tag
+            self.lin = nn.Linear(4, 4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            calls.append(self.tag)
+            return self.lin(x.flatten(1)[:, :4])
+
+    monkeypatch.setattr(ModelSpec, "build", lambda self: Recorder(self.name).eval())
+    specs = [ModelSpec("a", 1, 2), ModelSpec("b", 1, 2), ModelSpec("c", 1, 2)]
+    run_benchmark(specs, batches=(1,), repeats=3, warmup=1, memory=False, matmul_n=None,
+                  log=lambda _: None)
+    timed = calls[-9:]  # after the FLOP count and one warm-up call per model
+    assert timed == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
+
+
+def test_count_forward_flops_matches_hand_count():
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(12, 8)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (B, N, 12)
+            q = k = v = self.fc(x).view(x.shape[0], x.shape[1], 2, 4).transpose(1, 2)
+            return F.scaled_dot_product_attention(q, k, v)
+
+    b, n = 3, 5
+    linear = 2 * b * n * 12 * 8
+    attention = 2 * (2 * b * 2 * n * n * 4)  # QK^T and AV, 2 heads of width 4
+    assert count_forward_flops(Net(), (b, n, 12)) == linear + attention
+
+
+def test_peer_takes_its_own_layout_and_missing_transformers_is_clear(monkeypatch):
+    pytest.importorskip("transformers")
+    spec = ModelSpec("hf_vivit", 4, 32, size="tiny",
+                     overrides=dict(hidden_size=64, num_layers=1, num_heads=2))
+    assert spec.input_shape(2) == (2, 4, 3, 32, 32)
+    model = spec.build()
+    with torch.inference_mode():
+        out = model(torch.randn(spec.input_shape(2)))
+    assert out.shape == (2, 1 + 2 * 4, 64)  # CLS + (T/2) x 2 x 2 tubelets
+    assert spec.attention_backend() == "sdpa"
+    assert ModelSpec("hf_timesformer").attention_backend() == "eager"
+    with pytest.raises(ValueError, match="not divisible"):
+        peers_mod.build_peer("hf_videomae", 5, 32)
+    monkeypatch.setattr(peers_mod, "peers_available", lambda: False)
+    with pytest.raises(ImportError, match=r"pip install -e '\.\[bench\]'"):
+        peers_mod.build_peer("hf_timesformer", 8)
+
+
+def _row(model, frames, dtype, clips, gflops=100.0, batch=1):
+    return dict(model=model, frames=frames, img_size=224, batch=batch, dtype=dtype,
+                dtype_mode=dtype, compiled=False, clips_per_s=clips, median_s=batch / clips,
+                gflops_per_clip=gflops, achieved_gflops=gflops * clips)
+
+
+def test_targets_and_frame_scaling_on_hand_numbers(tmp_path):
+    results = [
+        _row("xvit_base_patch16", 8, "fp32", 1.0, 280), _row("vit_base_patch16", 8, "fp32", 1.02, 280),
+        _row("hf_timesformer", 8, "fp32", 0.8, 392), _row("xvit_base_patch16", 8, "bf16", 2.5, 280),
+        _row("xvit_base_patch16", 16, "fp32", 0.5), _row("xvit_base_patch16", 32, "fp32", 0.25),
+        _row("joint_vit_base_patch16", 8, "fp32", 1.0), _row("joint_vit_base_patch16", 16, "fp32", 0.25),
+        _row("joint_vit_base_patch16", 32, "fp32", 1 / 16),
+    ]
+    payload = {"meta": {"matmul": {"fp32": {"n": 2048, "gflops_median": 400.0, "gflops_max": 410.0}}},
+               "models": [], "results": results}
+    got = {t["target"]: (round(t["value"], 4), t["status"]) for t in evaluate_targets(payload)}
+    assert got["X-ViT vs spatial ViT clips/s, 8x224 fp32"] == (round(1 / 1.02, 4), "PASS")
+    assert got["X-ViT / HF TimeSformer clips/s, 8x224 fp32"] == (1.25, "MISS")
+    assert got["X-ViT time(T=32) / time(T=8), fp32"] == (4.0, "PASS")
+    assert got["X-ViT achieved GFLOP/s / fp32 matmul GFLOP/s, 8x224"] == (0.7, "MISS")
+    assert got["X-ViT bf16 / fp32 clips/s, 8x224"] == (2.5, "MISS")
+    scaling = frame_scaling(payload)
+    assert scaling["xvit"]["exponent"] == pytest.approx(1.0)
+    assert scaling["joint_vit"]["exponent"] == pytest.approx(2.0)
+    assert scaling["joint_vit"]["time_ratio_to_first"] == pytest.approx([1, 4, 16])
+    payload["meta"].update(cpu="test", repeats=1, warmup=1)
+    for r in results:
+        r.update(display=r["model"], params=1e6, q1_s=r["median_s"], q3_s=r["median_s"],
+                 min_s=r["median_s"], max_s=r["median_s"], ms_per_clip=1000 / r["clips_per_s"],
+                 error=None, compile_s=None)
+    paths = write_report(payload, tmp_path, "hand")
+    for key in ("json", "markdown", "speed_plot", "frames_plot"):
+        assert paths[key].exists() and paths[key].stat().st_size > 0
+    text = paths["markdown"].read_text()
+    assert "| X-ViT / HF TimeSformer clips/s, 8x224 fp32 | >= 1.35 | 1.250 | MISS |" in text
+
+
+def _parse(argv):
+    parser = argparse.ArgumentParser()
+    cli.add_parser(parser.add_subparsers())
+    return parser.parse_args(["benchmark", *argv])
+
+
+def test_cli_specs_and_smoke_run(tmp_path, capsys):
+    args = _parse(["--models", "xvit,vit_small_patch16", "--frames", "8,16", "--peers"])
+    got = [(s.name, s.num_frames) for s in cli.build_specs(args)]
+    assert got[:4] == [("xvit_base_patch16", 8), ("vit_small_patch16", 8),
+                       ("xvit_base_patch16", 16), ("vit_small_patch16", 16)]
+    assert got[4:] == [("hf_timesformer", 8), ("hf_timesformer", 16), ("hf_vivit", 8),
+                       ("hf_vivit", 16), ("hf_vivit", 32), ("hf_videomae", 8), ("hf_videomae", 16)]
+    with pytest.raises(SystemExit, match="--frames"):
+        cli.build_specs(_parse(["--frames", "8,x"]))
+
+    args = _parse(["--models", "xvit", "--size", "tiny", "--img-size", "32", "--frames", "2",
+                   "--batch", "1", "--repeats", "1", "--no-memory", "--matmul-n", "0",
+                   "--override", "embed_dim=64", "--override", "depth=1", "--override",
+                   "num_heads=2", "--out", str(tmp_path)])
+    assert args.func(args) == 0
+    payload = json.loads((tmp_path / "benchmark.json").read_text())
+    (row,) = payload["results"]
+    assert row["model"] == "xvit_tiny_patch16" and row["frames"] == 2 and row["clips_per_s"] > 0
+    assert "| xvit_tiny_patch16 | 2x32 | 1 | fp32 | no |" in capsys.readouterr().out
