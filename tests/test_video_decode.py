@@ -314,12 +314,25 @@ def test_decode_error_pickles():
     assert err.path == "/x/y.mp4" and isinstance(err, RuntimeError)
 
 
+class LateSeekContainer(CountingContainer):
+    """A demuxer with a bad keyframe index: its first seek lands ``late`` time units late."""
+
+    def __init__(self, container, late):
+        super().__init__(container)
+        self.late = late
+
+    def seek(self, offset, *args, **kwargs):
+        self.seeks += 1
+        return self.container.seek(offset + (self.late if self.seeks == 1 else 0), *args,
+                                   **kwargs)
+
+
 def test_seek_past_the_frame_falls_back_earlier(videos):
-    """AVI seeks on dts: seeking to frame 2's keyframe pts lands one GOP late; the reader
-    notices (first decoded pts > wanted pts) and seeks earlier, still exact."""
-    ref = full_decode(videos["avi-mpeg4"])
-    with VideoReader(videos["avi-mpeg4"], backend="pyav") as reader:
-        counter = CountingContainer(reader._impl._container)
-        reader._impl._container = counter
-        assert np.array_equal(as_hwc(reader.read([2])), ref[[2]])
-        assert counter.seeks == 2
+    """When the decoder comes out past the wanted frame, the reader seeks earlier: exact."""
+    ref = full_decode(videos["mp4"])
+    with VideoReader(videos["mp4"], backend="pyav") as reader:
+        tb = reader._impl.time_base
+        late = LateSeekContainer(reader._impl._container, late=int(1 / (25 * tb)) * 13)
+        reader._impl._container = late
+        assert np.array_equal(as_hwc(reader.read([14, 2])), ref[[14, 2]])
+        assert late.seeks >= 2
