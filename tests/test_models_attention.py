@@ -1,0 +1,298 @@
+"""Attention variants against slow explicit references: the mixing attention builds every
+query frame's key/value set channel by channel; the summary token, TSM shift, joint and
+divided attention are computed by hand with loops and boolean masks."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from xvit.models.attention import (
+    Attention,
+    ChannelShift,
+    JointAttention,
+    channel_groups,
+    temporal_shift,
+)
+from xvit.models.video_vit import Block, VideoViT, VideoViTConfig
+
+B, T, S, DIM, HEADS = 2, 6, 4, 48, 4
+N = 1 + S
+
+
+def randomise(model: nn.Module, seed: int = 0, std: float = 0.2) -> None:
+    """Random values in every parameter; LayerNorm scales stay around 1."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            for name, p in module.named_parameters(recurse=False):
+                noise = torch.randn(p.shape, generator=g) * std
+                is_scale = isinstance(module, nn.LayerNorm) and name == "weight"
+                p.copy_(noise + 1.0 if is_scale else noise)
+
+
+# --------------------------------------------------------------------------------------------
+# Slow references
+# --------------------------------------------------------------------------------------------
+
+
+def offsets_by_channel(channels: int, window: int, split: str, shift_div: int) -> list[int]:
+    """From the description, one channel at a time: the frame offset channel c is read from."""
+    offsets = [0] * channels
+    if split == "released":
+        # fold channels from t+1, then fold from t-1 (then t+2, t-2, ...); the rest from t
+        fold = channels // shift_div
+        order = [o for i in range(1, window + 1) for o in (i, -i)]
+        for c in range(channels):
+            if c // fold < len(order):
+                offsets[c] = order[c // fold]
+    else:
+        # 2w+1 consecutive groups, group j from t + j - w; the remainder goes to the centre
+        n = 2 * window + 1
+        sizes = [channels // n] * n
+        sizes[window] += channels % n
+        c = 0
+        for j, size in enumerate(sizes):
+            for _ in range(size):
+                offsets[c] = j - window
+                c += 1
+    return offsets
+
+
+def mix_by_hand(x: torch.Tensor, offsets: list[int], segment_len: int | None) -> torch.Tensor:
+    """(B, T, N, C): channel c of frame t taken from frame t + offsets[c] of the same
+    segment, zero when that frame is outside the segment."""
+    t_len = x.shape[1]
+    seg = segment_len or t_len
+    out = torch.zeros_like(x)
+    for t in range(t_len):
+        for c, off in enumerate(offsets):
+            src = t + off
+            if 0 <= src < t_len and src // seg == t // seg:
+                out[:, t, :, c] = x[:, src, :, c]
+    return out
+
+
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Explicit multi-head softmax attention of (..., Lq, C) queries on (..., Lk, C)."""
+    hd = q.shape[-1] // heads
+    outs = []
+    for h in range(heads):
+        sl = slice(h * hd, (h + 1) * hd)
+        scores = q[..., sl] @ k[..., sl].transpose(-1, -2) / math.sqrt(hd)
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        outs.append(scores.softmax(-1) @ v[..., sl])
+    return torch.cat(outs, dim=-1)
+
+
+def mixing_attention_by_hand(
+    x: torch.Tensor, attn: Attention, window: int, split: str, shift_div: int,
+    segment_len: int | None, mix_queries: bool, summary: bool = False,
+) -> torch.Tensor:
+    c = x.shape[-1]
+    w, b = attn.qkv.weight, attn.qkv.bias
+    q, k, v = (x @ w[i * c:(i + 1) * c].T + b[i * c:(i + 1) * c] for i in range(3))
+    offsets = offsets_by_channel(c, window, split, shift_div)
+    km, vm = mix_by_hand(k, offsets, segment_len), mix_by_hand(v, offsets, segment_len)
+    qm = mix_by_hand(q, offsets, segment_len) if mix_queries else q
+    if summary:  # per frame: mean over the S patch tokens of the projected input
+        t_len, n = x.shape[1], x.shape[2]
+        sk = torch.stack([sum(x[:, t, s] @ w[c:2 * c].T + b[c:2 * c] for s in range(1, n)) / (n - 1) for t in range(t_len)], 1)
+        sv = torch.stack([sum(x[:, t, s] @ w[2 * c:].T + b[2 * c:] for s in range(1, n)) / (n - 1) for t in range(t_len)], 1)
+    out = torch.zeros_like(x)
+    for t in range(x.shape[1]):
+        keys, values = km[:, t], vm[:, t]
+        if summary:
+            keys, values = torch.cat([keys, sk], 1), torch.cat([values, sv], 1)
+        out[:, t] = attend(qm[:, t], keys, values, attn.num_heads)
+    return attn.proj(out)
+
+
+# --------------------------------------------------------------------------------------------
+# Mixing and summary token
+# --------------------------------------------------------------------------------------------
+
+
+def test_channel_groups_released_split_matches_the_released_code():
+    # fold = 64 // 8 = 8: channels [0, 8) from t+1, [8, 16) from t-1, the rest unmoved
+    assert channel_groups(64, 1, "released", 8) == [(0, 8, 1), (8, 16, -1)]
+    # even split of 64 channels over 3 frames: 21 / 22 (centre, gets the remainder) / 21
+    assert channel_groups(64, 1, "even") == [(0, 21, -1), (43, 64, 1)]
+
+
+@pytest.mark.parametrize(
+    "window,split,shift_div,segment_len,mix_queries",
+    [
+        (1, "released", 8, None, False),
+        (1, "released", 4, 3, False),
+        (2, "released", 8, None, False),
+        (1, "even", 8, None, False),
+        (2, "even", 8, 3, False),
+        (1, "even", 8, 2, True),
+        (1, "released", 8, None, True),
+    ],
+)
+def test_mixing_attention_equals_channel_by_channel_reference(window, split, shift_div, segment_len, mix_queries):
+    torch.manual_seed(0)
+    shift = ChannelShift(window, split, shift_div, segment_len, mix_queries)
+    attn = Attention(DIM, HEADS, shift=shift).eval()
+    randomise(attn)
+    x = torch.randn(B, T, N, DIM)
+    with torch.no_grad():
+        ours = attn(x)
+        ref = mixing_attention_by_hand(x, attn, window, split, shift_div, segment_len, mix_queries)
+    torch.testing.assert_close(ours, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_mixing_attention_gradients_equal_reference():
+    """The in-place channel moves on the qkv output are differentiable."""
+    torch.manual_seed(1)
+    attn = Attention(DIM, HEADS, shift=ChannelShift(1, "released", 8, 3)).train()
+    randomise(attn, seed=1)
+    x = torch.randn(B, T, N, DIM, requires_grad=True)
+    target = torch.randn(B, T, N, DIM)
+    (attn(x) * target).sum().backward()
+    ours = (x.grad.clone(), attn.qkv.weight.grad.clone())
+    x.grad = None
+    attn.zero_grad()
+    (mixing_attention_by_hand(x, attn, 1, "released", 8, 3, False) * target).sum().backward()
+    torch.testing.assert_close(ours[0], x.grad, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ours[1], attn.qkv.weight.grad, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("split,segment_len", [("released", None), ("even", 3)])
+def test_summary_token_attention_equals_hand_computation(split, segment_len):
+    torch.manual_seed(2)
+    attn = Attention(DIM, HEADS, shift=ChannelShift(1, split, 8, segment_len), summary_token=True).eval()
+    randomise(attn, seed=2)
+    x = torch.randn(B, T, N, DIM)
+    with torch.no_grad():
+        ours = attn(x)
+        ref = mixing_attention_by_hand(x, attn, 1, split, 8, segment_len, False, summary=True)
+    torch.testing.assert_close(ours, ref, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("segment_len", [None, 3])
+def test_tsm_shift_equals_hand_built_tensor(segment_len):
+    x = torch.randn(B, T, N, 64)
+    fold = 64 // 8
+    seg = segment_len or T
+    ref = x.clone()
+    for t in range(T):
+        nxt, prv = t + 1, t - 1
+        ref[:, t, :, :fold] = x[:, nxt, :, :fold] if nxt < T and nxt // seg == t // seg else 0
+        ref[:, t, :, fold:2 * fold] = x[:, prv, :, fold:2 * fold] if prv >= 0 and prv // seg == t // seg else 0
+    before = x.clone()
+    out = temporal_shift(x, 8, segment_len)
+    assert torch.equal(out, ref)
+    assert torch.equal(x, before), "the shift must not modify its input"
+
+
+def test_tsm_block_uses_the_shifted_input_in_the_residual():
+    """Y = SHIFT(Z); Y' = MSA(LN(Y)) + Y; Z' = MLP(LN(Y')) + Y' (the seed's equations 1-3)."""
+    torch.manual_seed(3)
+    shift = ChannelShift(1, "released", 8)
+    block = Block(DIM, HEADS, tsm_shift=shift).eval()
+    randomise(block, seed=3)
+    z = torch.randn(B, T, N, DIM)
+    with torch.no_grad():
+        y = temporal_shift(z, 8)
+        y1 = block.attn(block.norm1(y)) + y
+        ref = block.mlp(block.norm2(y1)) + y1
+        torch.testing.assert_close(block(z), ref)
+
+
+# --------------------------------------------------------------------------------------------
+# Joint and divided space-time attention, with explicit masks over the 1 + T*S tokens
+# --------------------------------------------------------------------------------------------
+
+
+def clip_tokens(x: torch.Tensor) -> torch.Tensor:
+    """(B, T, N, D) with T identical CLS copies -> (B, 1 + T*S, D): CLS, then frame by frame."""
+    return torch.cat([x[:, 0, :1], x[:, :, 1:].flatten(1, 2)], dim=1)
+
+
+def project(x: torch.Tensor, qkv: nn.Linear) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return qkv(x).chunk(3, dim=-1)
+
+
+def test_joint_attention_equals_full_masked_attention():
+    torch.manual_seed(4)
+    attn = JointAttention(DIM, HEADS).eval()
+    randomise(attn, seed=4)
+    x = torch.randn(B, T, N, DIM)
+    x[:, 1:, 0] = x[:, :1, 0]  # one CLS per clip, as T copies
+    tokens = clip_tokens(x)
+    mask = torch.ones(1 + T * S, 1 + T * S, dtype=torch.bool)  # everything sees everything
+    with torch.no_grad():
+        ref = attn.proj(attend(*project(tokens, attn.qkv), HEADS, mask))
+        ours = attn(x)
+    torch.testing.assert_close(clip_tokens(ours), ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ours[:, :, 0], ref[:, :1].expand(B, T, DIM), atol=1e-5, rtol=1e-5)
+
+
+def test_divided_block_equals_masked_attention_reference():
+    torch.manual_seed(5)
+    block = Block(DIM, HEADS, attention="divided").eval()
+    randomise(block, seed=5)
+    x = torch.randn(B, T, N, DIM)
+    x[:, 1:, 0] = x[:, :1, 0]
+    tokens = clip_tokens(x)  # (B, 1 + T*S, D)
+    frame = torch.tensor([-1] + [t for t in range(T) for _ in range(S)])  # -1: the CLS
+    pos = torch.tensor([-1] + [s for _ in range(T) for s in range(S)])
+    with torch.no_grad():
+        # temporal attention: a patch sees the patches at its spatial position (CLS left out)
+        patches = tokens[:, 1:]
+        same_pos = pos[1:, None] == pos[None, 1:]
+        t_attn = block.temporal_attn
+        res = t_attn.proj(attend(*project(block.temporal_norm1(patches), t_attn.qkv), HEADS, same_pos))
+        tokens = torch.cat([tokens[:, :1], patches + block.temporal_fc(res)], dim=1)
+        # spatial attention: a patch sees the CLS and its own frame; the CLS result is the
+        # mean over frames t of the CLS attending the CLS and frame t
+        q, k, v = project(block.norm1(tokens), block.attn.qkv)
+        own_frame = (frame[:, None] == frame[None, :]) | (frame[None, :] == -1)
+        spatial = attend(q, k, v, HEADS, own_frame)
+        cls = torch.stack([attend(q[:, :1], k, v, HEADS, (frame == -1) | (frame == t)) for t in range(T)]).mean(0)
+        spatial = block.attn.proj(torch.cat([cls, spatial[:, 1:]], dim=1))
+        tokens = tokens + spatial
+        ref = tokens + block.mlp(block.norm2(tokens))
+        ours = block(x)
+    torch.testing.assert_close(clip_tokens(ours), ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ours[:, :, 0], ref[:, :1].expand(B, T, DIM), atol=1e-5, rtol=1e-5)
+
+
+# --------------------------------------------------------------------------------------------
+# Locality of the mixing: the temporal receptive field grows by w per mixing layer
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "depth,window,mix_layers,segment_len,reach",
+    [(2, 1, None, None, 2), (1, 2, None, None, 2), (3, 1, [0, 2], None, 2), (2, 1, None, 4, 2)],
+)
+def test_mixing_locality(depth, window, mix_layers, segment_len, reach):
+    torch.manual_seed(6)
+    t_len, j = 8, 3
+    config = VideoViTConfig(
+        embed_dim=32, depth=depth, num_heads=2, img_size=16, patch_size=8, num_frames=t_len,
+        num_classes=3, attention="mixing", mix_window=window, mix_layers=mix_layers,
+        segment_len=segment_len, head="avg",
+    )
+    model = VideoViT(config).eval()
+    randomise(model, seed=6)
+    video = torch.randn(1, 3, t_len, 16, 16)
+    other = video.clone()
+    other[:, :, j] += torch.randn(3, 16, 16)
+    with torch.no_grad():
+        diff = (model.forward_features(video) - model.forward_features(other)).abs().amax(-1)[0]
+    seg = segment_len or t_len
+    for t in range(t_len):
+        reachable = abs(t - j) <= reach and t // seg == j // seg
+        if reachable:
+            assert diff[t] > 1e-4, f"frame {t} should see frame {j}"
+        else:
+            assert diff[t] < 1e-6, f"frame {t} must not see frame {j} (diff {diff[t]})"
