@@ -55,8 +55,8 @@ class ModelConfig:
     head: str = field(default="avg", metadata=_choices("avg", "ta", "linear"))
     # ImageNet / released weights: a weights file or a save_pretrained directory.
     pretrained: str | None = None
-    # Dropout before the classifier and stochastic depth rate.
-    drop_rate: float = 0.0
+    # Dropout before the classifier (the recipe's 0.5) and the stochastic depth rate.
+    head_drop_rate: float = 0.0
     drop_path_rate: float = 0.0
     # Trade compute for memory: recompute block activations in the backward pass.
     grad_checkpointing: bool = False
@@ -92,8 +92,9 @@ class DataConfig:
     # Training short-side scale jitter range and test short side (null: img_size).
     train_scale: list[int] = field(default_factory=lambda: [32, 40])
     test_scale: int | None = None
-    hflip: bool = True
-    # Policy name understood by the data pipeline (e.g. "rand-m9-n2", "auto"); null: off.
+    # Horizontal flips: off for data whose labels say left/right (SSv2, the synthetic set).
+    hflip: bool = False
+    # autoaugment, randaugment or rand-mM-nN (e.g. rand-m9-n2); null: off.
     auto_augment: str | None = None
     random_erase: float = 0.0
     # Normalisation; null: the model's own (model.config.mean / std).

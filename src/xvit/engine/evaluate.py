@@ -87,7 +87,7 @@ def score_dataset(
     ``chunk`` bounds how many clips go through the model at once (views of a batch are split).
     Other ranks return None.
     """
-    from xvit.data import collate
+    from xvit.data.dataset import collate, worker_init_fn
 
     device = torch.device(device)
     dist_info = dist_info or DistInfo(device=device)
@@ -99,6 +99,7 @@ def score_dataset(
         num_workers=workers,
         collate_fn=collate,
         pin_memory=device.type == "cuda",
+        worker_init_fn=worker_init_fn if workers > 0 else None,
         generator=torch.Generator().manual_seed(0),  # never touch the global RNG
     )
     was_training = model.training
@@ -349,3 +350,99 @@ def write_metrics(path: str | Path, metrics: dict[str, Any], records: list[dict[
     tmp.write_text(json.dumps(doc, indent=2) + "\n")
     tmp.replace(path)
     return path
+
+
+def load_run(checkpoint: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> tuple[nn.Module, Any]:
+    """The model of a run / save_pretrained directory and the config to feed it.
+
+    The sampling and preprocessing settings come from ``DIR/config.yaml`` when ``DIR`` is a
+    training run, else from the defaults; frames, crop size and normalisation always follow
+    the model's own config. ``overrides`` (``key=value``) go on top.
+    """
+    import xvit
+    from xvit.engine.config import Config, apply_overrides, load_config
+
+    directory = Path(checkpoint)
+    if not (directory / "model.safetensors").is_file():
+        hint = " (training not finished? its checkpoints are in checkpoints/)" if (directory / "checkpoints").is_dir() else ""
+        raise FileNotFoundError(
+            f"{directory}: no model.safetensors; expected a finished run directory or a "
+            f"save_pretrained directory{hint}"
+        )
+    model = xvit.load_model(directory)
+    run_cfg = directory / "config.yaml"
+    cfg = load_config(run_cfg) if run_cfg.is_file() else Config()
+    mc = model.config
+    fixed = [f"data.num_frames={mc.num_frames}", f"data.img_size={mc.img_size}",
+             f"data.mean={list(mc.mean)}", f"data.std={list(mc.std)}"]
+    return model, apply_overrides(cfg, fixed + list(overrides))
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    list_file: str | Path,
+    *,
+    overrides: list[str] | tuple[str, ...] = (),
+    out: str | Path | None = None,
+    curve: bool = False,
+    command: list[str] | None = None,
+) -> dict[str, Any] | None:
+    """`xvit eval`: multi-view evaluation of a saved model on an annotation file.
+
+    Writes ``metrics.json`` (and the views curve) into ``out``; returns the figures on rank 0.
+    """
+    import xvit
+    from xvit.engine.config import parse_views
+    from xvit.engine.data import build_eval_dataset, read_split
+    from xvit.engine.distributed import init_distributed
+    from xvit.engine.train import amp_dtype_for
+
+    model, cfg = load_run(checkpoint, overrides)
+    dist_info = init_distributed(cfg.train.device)
+    views = parse_views(cfg.eval.views)
+    class_names = list(model.config.class_names) if model.config.class_names else None
+    samples, names, _ = read_split(cfg, str(list_file), class_names=class_names)
+    class_names = class_names or names
+    dataset = build_eval_dataset(cfg, samples, views)
+    model.to(dist_info.device)
+    res = evaluate(
+        model,
+        dataset,
+        views=views,
+        fuse=cfg.eval.fuse,
+        batch_size=cfg.eval.batch_size,
+        workers=cfg.data.workers,
+        device=dist_info.device,
+        amp_dtype=amp_dtype_for(cfg.train.amp, dist_info.device),
+        dist_info=dist_info,
+        class_names=class_names,
+        progress=True,
+    )
+    if res is None:
+        return None
+    metrics, records, scores = res
+    if out is None:
+        out = Path("runs") / "eval" / f"{Path(checkpoint).name}-{Path(list_file).stem}-{cfg.eval.views}"
+    out = Path(out)
+    extra: dict[str, Any] = {"checkpoint": str(checkpoint), "list": str(list_file)}
+    print(
+        f"{metrics['num_videos']} videos, {metrics['views']} views, {metrics['fuse']}: "
+        f"top1 {metrics['top1']:.2f}%  top5 {metrics['top5']:.2f}%  mean class accuracy "
+        f"{metrics['mean_class_accuracy']:.2f}%  clip top1 {metrics['clip_top1']:.2f}%  "
+        f"video top1 {metrics['video_top1']:.2f}%  failed {metrics['num_failed']}",
+        flush=True,
+    )
+    for r in records:
+        if "error" in r:
+            print(f"failed: {r['path']}: {r['error']}", flush=True)
+    if curve:
+        shape = (1, 3, cfg.data.num_frames, cfg.data.img_size, cfg.data.img_size)
+        gflops = xvit.count_flops(model, shape) / 1e9
+        rows = views_curve(scores, views, cfg.eval.fuse, gflops)
+        csv_path, png_path = write_views_curve(rows, out, title=f"{Path(checkpoint).name} on {Path(list_file).name}")
+        extra["views_curve"] = rows
+        extra["gflops_per_view"] = round(gflops, 4)
+        print(f"views curve: {csv_path}, {png_path}", flush=True)
+    path = write_metrics(out / "metrics.json", metrics, records, command, extra)
+    print(f"metrics written to {path}", flush=True)
+    return metrics

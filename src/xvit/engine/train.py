@@ -20,6 +20,7 @@ exactly the numbers the uninterrupted run would have seen.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import random
@@ -39,10 +40,12 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from xvit.engine import checkpoint as ckpt
 from xvit.engine.config import Config, config_to_dict, parse_views, save_config
+from xvit.engine.data import TrainData, build_datasets
 from xvit.engine.distributed import (
     DistInfo,
     all_gather_object,
     all_reduce_max,
+    all_reduce_sum,
     barrier,
     init_distributed,
 )
@@ -132,17 +135,6 @@ class SeededDataset(Dataset):
 
 
 @dataclass
-class TrainData:
-    """The datasets of a run: training clips, per-epoch validation (one view) and the final
-    multi-view test set (may be the validation set itself when views are 1x1)."""
-
-    train: Dataset
-    class_names: list[str]
-    val: Dataset | None = None
-    test: Dataset | None = None
-
-
-@dataclass
 class TrainResult:
     """What a finished run returns (metrics only on rank 0)."""
 
@@ -183,8 +175,8 @@ def build_model(cfg: Config, num_classes: int, class_names: list[str] | None = N
     import xvit
 
     kwargs = dict(cfg.model.overrides)
-    if cfg.model.drop_rate:
-        kwargs.setdefault("drop_rate", cfg.model.drop_rate)
+    if cfg.model.head_drop_rate:
+        kwargs.setdefault("head_drop_rate", cfg.model.head_drop_rate)
     if cfg.model.drop_path_rate:
         kwargs.setdefault("drop_path_rate", cfg.model.drop_path_rate)
     model = xvit.create_model(
@@ -201,9 +193,9 @@ def build_model(cfg: Config, num_classes: int, class_names: list[str] | None = N
         if class_names is not None and hasattr(mcfg, "class_names"):
             mcfg.class_names = list(class_names)
         if cfg.data.mean is not None and hasattr(mcfg, "mean"):
-            mcfg.mean = list(cfg.data.mean)
+            mcfg.mean = tuple(cfg.data.mean)
         if cfg.data.std is not None and hasattr(mcfg, "std"):
-            mcfg.std = list(cfg.data.std)
+            mcfg.std = tuple(cfg.data.std)
     if cfg.model.grad_checkpointing:
         model.set_grad_checkpointing(True)
     return model
@@ -441,7 +433,7 @@ class Trainer:
     # ------------------------------------------------------------------ the loop
 
     def _loader(self) -> DataLoader:
-        from xvit.data import collate
+        from xvit.data.dataset import collate, worker_init_fn
 
         workers = self.cfg.data.workers
         return DataLoader(
@@ -453,6 +445,7 @@ class Trainer:
             pin_memory=self.device.type == "cuda",
             drop_last=True,
             persistent_workers=workers > 0,
+            worker_init_fn=worker_init_fn if workers > 0 else None,
             generator=torch.Generator().manual_seed(self.cfg.train.seed),
         )
 
@@ -483,20 +476,23 @@ class Trainer:
         accum = ocfg.accum_steps
         batches = self.steps_per_epoch * accum
         self.ddp_model.train()
+        self.replaced = 0
         bar = self._bar()
         loss_sum, seen, correct, n_steps = 0.0, 0, 0, 0
         t_last, clips_last = time.perf_counter(), 0
         for video, target, hard in self._batches(loader, batches):
             micro = self.batch_in_epoch % accum
             sync = micro == accum - 1
-            ctx = self.ddp_model.no_sync() if (self.dist.distributed and not sync) else _null()
+            ctx = self.ddp_model.no_sync() if (self.dist.distributed and not sync) else contextlib.nullcontext()
             with ctx:
                 with autocast(self.device, self.amp_dtype):
                     logits = self.ddp_model(video)
-                loss = F.cross_entropy(logits.float(), target, label_smoothing=ocfg.label_smoothing)
+                # Mixed targets already carry the label smoothing.
+                smoothing = 0.0 if self.mixer is not None else ocfg.label_smoothing
+                loss = F.cross_entropy(logits.float(), target, label_smoothing=smoothing)
                 self._check_finite(loss)
                 self.scaler.scale(loss / accum).backward()
-            loss_sum += float(loss) * len(video)
+            loss_sum += float(loss.detach()) * len(video)
             seen += len(video)
             if hard is not None:
                 correct += int((logits.argmax(-1) == hard).sum())
@@ -519,7 +515,12 @@ class Trainer:
             if every and self.global_step % every == 0 and self.batch_in_epoch < batches:
                 self.save_checkpoint()
         bar.close()
+        replaced = int(all_reduce_sum([float(self.replaced)], self.device)[0])
+        if replaced:
+            self.log.print(f"epoch {self.epoch + 1}: {replaced} training clip(s) failed to decode "
+                           f"and were replaced by other samples (see the warnings above)")
         return {
+            "replaced_clips": replaced,
             "train_loss": loss_sum / max(seen, 1),
             "train_top1": 100.0 * correct / seen if seen and self.mixer is None else float("nan"),
         }
@@ -532,13 +533,14 @@ class Trainer:
         for i, batch in enumerate(loader):
             if i >= remaining:
                 break
-            video = batch["video"].to(self.device, non_blocking=True)
-            label = torch.as_tensor(batch["label"]).to(self.device, non_blocking=True)
-            if self.mixer is not None:
+            self.replaced += int(batch.get("replaced", 0))
+            video, label = batch["video"], torch.as_tensor(batch["label"])
+            if self.mixer is not None:  # on the CPU batch, drawing from the main process's RNG
                 video, target = self.mixer(video, label)
-                yield video, target, None
+                yield video.to(self.device), target.to(self.device), None
             else:
-                yield video, label, label
+                label = label.to(self.device, non_blocking=True)
+                yield video.to(self.device, non_blocking=True), label, label
 
     def _check_finite(self, loss: torch.Tensor) -> None:
         bad = float(not math.isfinite(float(loss.detach())))
@@ -672,14 +674,6 @@ class Trainer:
         return TrainResult(self.out, final, self.global_step, metrics, self.history)
 
 
-class _null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
-
-
 def train(
     cfg: Config,
     *,
@@ -691,3 +685,15 @@ def train(
 ) -> TrainResult:
     """Run (or resume) the training described by ``cfg``; see :class:`Trainer`."""
     return Trainer(cfg, data=data, model=model, fresh=fresh, command=command, echo=echo).run()
+
+
+def build_mixer(cfg: Config, num_classes: int):
+    """The data pipeline's batch mixup/cutmix (soft, label-smoothed targets), or None when both
+    are off."""
+    ocfg = cfg.optim
+    if not (ocfg.mixup or ocfg.cutmix):
+        return None
+    from xvit.data.transforms import Mixup
+
+    return Mixup(num_classes, mixup_alpha=ocfg.mixup, cutmix_alpha=ocfg.cutmix,
+                 label_smoothing=ocfg.label_smoothing)

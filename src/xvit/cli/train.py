@@ -1,0 +1,113 @@
+"""`xvit train [CONFIG] [key=value ...]`: train (or resume) a model; see docs/training.md."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+# Flags for the common keys: flag destination -> config key.
+_FLAG_KEYS = {
+    "model": "model.name",
+    "head": "model.head",
+    "pretrained": "model.pretrained",
+    "train_list": "data.train_list",
+    "val_list": "data.val_list",
+    "num_frames": "data.num_frames",
+    "img_size": "data.img_size",
+    "batch_size": "data.batch_size",
+    "workers": "data.workers",
+    "epochs": "train.epochs",
+    "lr": "optim.lr",
+    "seed": "train.seed",
+    "out": "train.out",
+    "device": "train.device",
+}
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register the `train` sub-command."""
+    p = subparsers.add_parser(
+        "train",
+        help="train a model (default: a tiny X-ViT on the built-in synthetic dataset)",
+        description=(
+            "Train a video model. With no CONFIG and no lists, trains the default tiny X-ViT on "
+            "the built-in synthetic dataset (generated on first use). Running the same command "
+            "again on an OUT holding checkpoints resumes from the newest one. Multi-GPU / "
+            "multi-node: torchrun --nproc-per-node N --no-python xvit train ..."
+        ),
+        epilog="Example: xvit train configs/ssv2_xvit_b16_16.yaml optim.lr=0.01 --out runs/ssv2",
+    )
+    p.add_argument(
+        "items",
+        nargs="*",
+        metavar="[CONFIG] [key=value ...]",
+        help="a YAML config, then section.key=value overrides (e.g. optim.weight_decay=1e-4)",
+    )
+    p.add_argument("--model", help="registered model name (xvit list: `xvit models`)")
+    p.add_argument("--head", choices=("avg", "ta", "linear"), help="temporal aggregation head")
+    p.add_argument("--pretrained", help="initial weights: a weights file or a save_pretrained directory")
+    p.add_argument("--train-list", help="training annotations (list file, Kinetics CSV, SSv2 JSON, EPIC CSV)")
+    p.add_argument("--val-list", help="validation annotations")
+    p.add_argument("--num-frames", type=int, help="frames per clip")
+    p.add_argument("--img-size", type=int, help="crop size in pixels")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int, help="clips per process and step")
+    p.add_argument("--lr", type=float, help="peak learning rate (default: 0.03 x total batch / 64)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--workers", type=int, help="data-loading worker processes per process")
+    p.add_argument("--device", help="auto (default), cpu, cuda")
+    p.add_argument("--out", help="run directory (default: runs/default)")
+    p.add_argument("--fresh", action="store_true", help="ignore existing checkpoints in OUT and start over")
+    p.set_defaults(func=run)
+
+
+def split_items(items: list[str]) -> tuple[str | None, list[str]]:
+    """``[CONFIG] [key=value ...]`` -> (config path or None, overrides)."""
+    config, overrides = None, []
+    for item in items:
+        if "=" in item:
+            overrides.append(item)
+        elif config is None and not overrides:
+            config = item
+        else:
+            raise ValueError(
+                f"unexpected argument {item!r}: give one CONFIG first, then key=value overrides"
+            )
+    return config, overrides
+
+
+def flag_overrides(args: argparse.Namespace) -> list[str]:
+    """The ``--flag value`` options as ``key=value`` overrides."""
+    return [f"{key}={getattr(args, dest)}" for dest, key in _FLAG_KEYS.items()
+            if getattr(args, dest, None) is not None]
+
+
+def command_line() -> list[str]:
+    """The command as typed (for metrics.json)."""
+    return [Path(sys.argv[0]).name, *sys.argv[1:]]
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of `xvit train`; returns the exit code."""
+    from xvit.engine.config import ConfigError, load_config
+    from xvit.engine.distributed import cleanup
+    from xvit.engine.train import NonFiniteLossError, train
+
+    try:
+        config, overrides = split_items(args.items)
+        cfg = load_config(config, overrides + flag_overrides(args))
+    except (ValueError, ConfigError) as e:
+        print(f"xvit train: error: {e}", file=sys.stderr)
+        return 2
+    try:
+        train(cfg, fresh=args.fresh, command=command_line())
+    except NonFiniteLossError as e:
+        print(f"xvit train: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("xvit train: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    finally:
+        cleanup()
+    return 0

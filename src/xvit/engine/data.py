@@ -1,0 +1,175 @@
+"""From a :class:`~xvit.engine.config.Config` to datasets: annotation formats, the built-in
+synthetic data, training / validation / multi-view test datasets."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch.utils.data import Dataset
+
+from xvit.engine.config import Config, ConfigError
+
+__all__ = [
+    "TrainData",
+    "build_datasets",
+    "build_eval_dataset",
+    "build_train_dataset",
+    "cache_dir",
+    "read_split",
+    "resolve_format",
+]
+
+
+@dataclass
+class TrainData:
+    """The datasets of a run: training clips, per-epoch validation (one view) and the final
+    multi-view test set (None: the validation set, when the views are 1x1)."""
+
+    train: Dataset
+    class_names: list[str]
+    val: Dataset | None = None
+    test: Dataset | None = None
+
+
+def cache_dir() -> Path:
+    """Where generated data goes: ``$XVIT_CACHE`` or ``~/.cache/xvit``."""
+    return Path(os.environ.get("XVIT_CACHE") or Path.home() / ".cache" / "xvit")
+
+
+def resolve_format(cfg: Config, path: str | None = None) -> str:
+    """``data.format``, with ``auto`` resolved from the list file (synth when there is none)."""
+    fmt = cfg.data.format
+    path = path or cfg.data.train_list or cfg.data.val_list
+    if fmt != "auto":
+        return fmt
+    if path is None:
+        return "synth"
+    p = Path(path)
+    if p.suffix == ".json":
+        return "ssv2"
+    if p.suffix == ".csv" and p.is_file():
+        header = p.read_text().split("\n", 1)[0]
+        if "narration_id" in header:
+            return "epic100"
+        if "youtube_id" in header:
+            return "kinetics"
+    return "list"
+
+
+def _synth_lists(cfg: Config) -> tuple[str, str]:
+    from xvit.data.synth import ensure_synth
+
+    root = Path(cfg.data.synth_dir) if cfg.data.synth_dir else cache_dir() / "synth"
+    info = ensure_synth(root, seed=0)
+    root = Path(getattr(info, "root", root) if info is not None else root)
+    return str(root / "train.txt"), str(root / "val.txt")
+
+
+def read_split(
+    cfg: Config,
+    path: str,
+    class_names: list[str] | None = None,
+    train_annotations: Any = None,
+) -> tuple[list[Any], list[str], Any]:
+    """Samples (with int labels), class names and the parsed annotations of one file.
+
+    ``class_names``: the model's classes (validation lists are read against them);
+    ``train_annotations``: the training annotations (Epic-Kitchens action ids for validation).
+    """
+    from xvit.data import annotations as ann
+
+    d = cfg.data
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"annotation file not found: {path}")
+    fmt = resolve_format(cfg, path)
+    if fmt in ("list", "synth", "kinetics"):
+        names = class_names if class_names is not None else d.class_names
+        result = ann.read_annotations(path, root=d.root, class_names=names)
+    elif fmt == "ssv2":
+        if not d.class_names:
+            raise ConfigError("data.format=ssv2 needs data.class_names=path/to/labels.json")
+        result = ann.read_ssv2(d.class_names, path, root=d.root or Path(path).parent)
+    elif fmt == "epic100":
+        if not d.root:
+            raise ConfigError("data.format=epic100 needs data.root (the EPIC-KITCHENS frame folders)")
+        actions = None
+        if train_annotations is not None:
+            actions = ann.epic_action_pairs(train_annotations)
+        result = ann.read_epic_kitchens(path, root=d.root, actions=actions)
+        names = result.class_names[d.epic_label]
+        samples = [dataclasses.replace(s, label=int(s.label[d.epic_label])) for s in result.samples]
+        return samples, list(names), result
+    else:
+        raise ConfigError(f"unknown data.format {fmt!r}")
+    names = result.class_names
+    if names is None:
+        labels = [s.label for s in result.samples]
+        names = [str(i) for i in range(max(labels) + 1)] if labels else []
+    return list(result.samples), list(names), result
+
+
+def _mean_std(cfg: Config) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """``data.mean`` / ``data.std``, defaulting to the model's own normalisation."""
+    if cfg.data.mean is not None and cfg.data.std is not None:
+        return tuple(cfg.data.mean), tuple(cfg.data.std)
+    from xvit.models.registry import model_config
+
+    mc = model_config(cfg.model.name, num_classes=1, num_frames=cfg.data.num_frames, img_size=cfg.data.img_size)
+    return tuple(cfg.data.mean or mc.mean), tuple(cfg.data.std or mc.std)
+
+
+def build_train_dataset(cfg: Config, samples: list[Any]) -> Dataset:
+    """Random clips with the training augmentation of ``cfg.data``."""
+    from xvit.data.dataset import VideoDataset
+    from xvit.data.transforms import TrainTransform
+
+    d = cfg.data
+    mean, std = _mean_std(cfg)
+    transform = TrainTransform(
+        crop_size=d.img_size,
+        scale=(d.train_scale[0], d.train_scale[-1]),
+        flip=d.hflip,
+        augment=d.auto_augment,
+        erase_prob=d.random_erase,
+        mean=mean,
+        std=std,
+    )
+    return VideoDataset(samples, num_frames=d.num_frames, sampler=d.sampling,
+                        sampling_rate=d.sampling_rate, transform=transform, mode="train")
+
+
+def build_eval_dataset(cfg: Config, samples: list[Any], views: tuple[int, int]) -> Dataset:
+    """``t x s`` test views per video (one decode per video), failures reported per item."""
+    from xvit.data.dataset import VideoDataset
+    from xvit.data.transforms import EvalTransform
+
+    d = cfg.data
+    mean, std = _mean_std(cfg)
+    transform = EvalTransform(crop_size=d.img_size, resize=d.test_scale or d.img_size,
+                              num_crops=views[1], mean=mean, std=std)
+    return VideoDataset(samples, num_frames=d.num_frames, sampler=d.sampling,
+                        sampling_rate=d.sampling_rate, transform=transform, mode="eval", views=views)
+
+
+def build_datasets(cfg: Config, views: tuple[int, int]) -> TrainData:
+    """Training, validation and test datasets of a run (the synthetic set when no lists)."""
+    d = cfg.data
+    train_list, val_list = d.train_list, d.val_list
+    if resolve_format(cfg) == "synth":
+        if train_list or val_list:
+            raise ConfigError("data.format=synth uses the built-in lists; do not set data.train_list/val_list")
+        train_list, val_list = _synth_lists(cfg)
+    if not train_list:
+        raise ConfigError("data.train_list is required (or leave both lists unset for the synthetic data)")
+    samples, names, train_ann = read_split(cfg, train_list)
+    data = TrainData(train=build_train_dataset(cfg, samples), class_names=names)
+    if val_list:
+        val_samples, _, _ = read_split(cfg, val_list, class_names=names, train_annotations=train_ann)
+        data.val = build_eval_dataset(cfg, val_samples, (1, 1))
+        if views != (1, 1):
+            data.test = build_eval_dataset(cfg, val_samples, views)
+    return data
