@@ -476,12 +476,14 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise FileNotFoundError(f"no such checkpoint file: {path}")
     if path.suffix == ".npz":
+        import zipfile
+
         import numpy as np
 
         try:
             with np.load(path, allow_pickle=False) as arrays:
                 return convert_jax_vit({k: arrays[k] for k in arrays.files})
-        except (ValueError, OSError, EOFError) as e:
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
             raise CheckpointError(f"{path}: cannot read the .npz file; it looks truncated ({e})") from e
         except KeyError as e:
             raise CheckpointError(f"{path}: JAX ViT array {e} is missing") from e
