@@ -225,7 +225,6 @@ class _PyAVReader:
         except BaseException:
             self._container.close()
             raise
-        self._apply_rotation = apply_rotation
         self._last_error: str | None = None
         self._rotation: tuple[str, ...] | None = None if apply_rotation else ()
 
@@ -244,6 +243,11 @@ class _PyAVReader:
     @property
     def num_frames(self) -> int:
         return len(self._index.pts)
+
+    @property
+    def stated_frames(self) -> int:
+        """The frame count the container states (0 when it states none); not used to index."""
+        return self._index.stated_frames
 
     @property
     def time_base(self) -> Fraction:
@@ -285,7 +289,10 @@ class _PyAVReader:
 
     # -- decoding ------------------------------------------------------------------------------
     def read(self, indices: Sequence[int] | torch.Tensor | np.ndarray) -> torch.Tensor:
-        order = check_indices(self.path, indices, self.num_frames)
+        stated = self._index.stated_frames
+        what = f"the video (its header claims {stated})" if stated not in (0, self.num_frames) \
+            else "the video"
+        order = check_indices(self.path, indices, self.num_frames, what)
         wanted = sorted(set(order))
         pts = self._index.pts
         got: dict[int, np.ndarray] = {}
