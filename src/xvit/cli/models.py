@@ -1,0 +1,69 @@
+"""`xvit models`: the registered models with their parameters and GFLOPs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register `xvit models`."""
+    p = subparsers.add_parser(
+        "models",
+        help="list the registered models with parameters and GFLOPs",
+        description=(
+            "List the registered models (optionally those matching a glob pattern) with their "
+            "attention, default head, parameter count and forward GFLOPs for one clip "
+            "(counted on the meta device: no weights are allocated, nothing is computed)."
+        ),
+    )
+    p.add_argument("pattern", nargs="?", default=None, help="glob pattern, e.g. 'xvit_*'")
+    p.add_argument("--frames", type=int, default=8, help="clip length T (default 8)")
+    p.add_argument("--img-size", type=int, default=224, help="input size (default 224)")
+    p.add_argument("--classes", type=int, default=400, help="number of classes (default 400)")
+    p.add_argument("--no-flops", action="store_true", help="skip counting FLOPs")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=run)
+
+
+def describe(name: str, frames: int, img_size: int, classes: int, flops: bool = True) -> dict:
+    """Attention, head, parameters and GFLOPs of one registered model (built on `meta`)."""
+    import torch
+
+    from xvit.models import count_flops, count_params, create_model
+
+    with torch.device("meta"):
+        model = create_model(name, num_classes=classes, num_frames=frames, img_size=img_size)
+    row = {
+        "name": name,
+        "attention": model.config.attention,
+        "head": model.config.head,
+        "params_m": count_params(model) / 1e6,
+    }
+    if flops:
+        row["gflops"] = count_flops(model, (1, 3, frames, img_size, img_size)) / 1e9
+    return row
+
+
+def run(args: argparse.Namespace) -> int:
+    from xvit.models import list_models
+
+    names = list_models(args.pattern)
+    if not names:
+        print(f"no registered model matches {args.pattern!r}")
+        return 1
+    rows = [describe(n, args.frames, args.img_size, args.classes, not args.no_flops) for n in names]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    flops_title = f"GFLOPs ({args.frames}x{args.img_size})"
+    header = f"{'model':<26} {'attention':<9} {'head':<6} {'params (M)':>10}"
+    if not args.no_flops:
+        header += f" {flops_title:>17}"
+    print(header)
+    for r in rows:
+        line = f"{r['name']:<26} {r['attention']:<9} {r['head']:<6} {r['params_m']:>10.2f}"
+        if "gflops" in r:
+            line += f" {r['gflops']:>17.1f}"
+        print(line)
+    return 0
