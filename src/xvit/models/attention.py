@@ -80,27 +80,21 @@ def channel_groups(
 def shift_channels_(x: torch.Tensor, groups: Sequence[tuple[int, int, int]]) -> torch.Tensor:
     """Shift channel groups of `x` along dim 1 (time), in place; zeros past the ends.
 
-    `x` is `(B', L, ..., C)`, L frames of one segment; for every `(start, end, offset)` the
-    channels `[start, end)` of frame t become those of frame `t + offset`. Only the moved
-    slices are copied. Returns `x`.
+    `x` is `(B', L, ..., C)`, the L frames of one segment; for every `(start, end, offset)`
+    the channels `[start, end)` of frame t become those of frame `t + offset`. Per group,
+    only the moved slice is copied (zero-padded in time) and written back with one sliced
+    assignment (one autograd node). Returns `x`.
     """
     length = x.shape[1]
-    moved = []
-    for start, end, offset in groups:  # read every source before writing any destination
-        if abs(offset) < length:
-            src = x[:, offset:, ..., start:end] if offset > 0 else x[:, : length + offset, ..., start:end]
-            moved.append((start, end, offset, src.clone()))
-        else:
-            moved.append((start, end, offset, None))
-    for start, end, offset, src in moved:
-        if src is None:
+    no_pad = [0, 0] * (x.ndim - 2)  # F.pad lists the last dim first; dim 1 comes last
+    for start, end, offset in groups:
+        src = x[..., start:end]
+        if abs(offset) >= length:
             x[..., start:end] = 0
-        elif offset > 0:
-            x[:, : length - offset, ..., start:end] = src
-            x[:, length - offset :, ..., start:end] = 0
-        else:
-            x[:, -offset:, ..., start:end] = src
-            x[:, :-offset, ..., start:end] = 0
+        elif offset > 0:  # frame t <- frame t + offset: drop the first frames, pad the end
+            x[..., start:end] = F.pad(src[:, offset:], no_pad + [0, offset])
+        else:  # frame t <- frame t - |offset|: drop the last frames, pad the start
+            x[..., start:end] = F.pad(src[:, : length + offset], no_pad + [-offset, 0])
     return x
 
 
