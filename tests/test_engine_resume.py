@@ -1,0 +1,96 @@
+"""Resumable training: a run killed with SIGKILL and started again with the same command ends
+with exactly the weights of an uninterrupted run (CPU, bit for bit)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import torch
+from safetensors.torch import load_file
+from test_engine_utils import TINY_MODEL, make_dataset, run_xvit
+
+from xvit.engine import checkpoint as ckpt
+
+
+def _args(lists, out):
+    return ["train", *TINY_MODEL,
+            f"data.train_list={lists['train']}", f"data.val_list={lists['val']}",
+            "train.epochs=3", "data.batch_size=4", "data.workers=1",
+            "train.checkpoint_every=3", "train.keep_checkpoints=0", "train.tensorboard=false",
+            # exercise every source of randomness and every piece of state
+            "optim.mixup=0.4", "optim.label_smoothing=0.1", "model.drop_path_rate=0.1",
+            "optim.ema=true", "optim.ema_decay=0.9", "data.train_scale=[32,40]",
+            f"--out={out}"]
+
+
+def test_sigkill_then_same_command_matches_uninterrupted_run(tmp_path):
+    lists = make_dataset(tmp_path / "data", n_train=16, n_val=4)
+    ref, killed = tmp_path / "ref", tmp_path / "killed"
+
+    done = run_xvit(*_args(lists, ref))
+    assert done.returncode == 0, done.stderr
+    assert "val top1" in done.stdout and "validation (1x1 views" in done.stdout
+
+    # 4 steps per epoch, 12 in all; checkpoints every 3 steps and at each epoch end.
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "xvit.cli.main", *_args(lists, killed)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    deadline = time.time() + 120
+    target = killed / "checkpoints" / "step_00000006.pt"  # in the middle of epoch 2
+    while not target.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    assert not (killed / "model.safetensors").exists()
+    newest = ckpt.list_checkpoints(killed / "checkpoints")[-1]
+    assert ckpt.load_checkpoint(newest)["global_step"] < 12
+
+    again = run_xvit(*_args(lists, killed))
+    assert again.returncode == 0, again.stderr
+    assert f"resuming from {newest}" in again.stdout
+
+    a, b = load_file(ref / "model.safetensors"), load_file(killed / "model.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_resume_from_every_checkpoint_in_process(tmp_path):
+    """Each saved position (mid-epoch and epoch end) continues to the same final weights."""
+    from xvit.engine.config import load_config
+    from xvit.engine.train import train
+
+    lists = make_dataset(tmp_path / "data", n_train=12, n_val=3)
+    base = [*TINY_MODEL, f"data.train_list={lists['train']}", f"data.val_list={lists['val']}",
+            "train.epochs=2", "data.batch_size=4", "data.workers=0", "train.checkpoint_every=2",
+            "train.keep_checkpoints=0", "train.tensorboard=false", "model.drop_path_rate=0.2",
+            "optim.accum_steps=1"]
+    ref = train(load_config(None, base + [f"train.out={tmp_path / 'ref'}"]), echo=False)
+    saved = ckpt.list_checkpoints(tmp_path / "ref" / "checkpoints")
+    assert [p.name for p in saved] == [f"step_{s:08d}.pt" for s in (2, 3, 4, 6)]
+    for path in saved[:2]:  # mid-epoch (step 2 of 3) and an epoch end (step 3)
+        out = tmp_path / f"from_{path.stem}"
+        (out / "checkpoints").mkdir(parents=True)
+        (out / "checkpoints" / path.name).write_bytes(path.read_bytes())
+        res = train(load_config(None, base + [f"train.out={out}"]), echo=False)
+        for (k, v), (_, w) in zip(ref.model.state_dict().items(), res.model.state_dict().items()):
+            assert torch.equal(v, w), (path.name, k)
+
+
+def test_fresh_starts_over(tmp_path):
+    from xvit.engine.config import load_config
+    from xvit.engine.train import Trainer
+
+    lists = make_dataset(tmp_path / "data", n_train=8, n_val=2)
+    cfg = load_config(None, [*TINY_MODEL, f"data.train_list={lists['train']}", "train.epochs=1",
+                             "data.batch_size=4", "data.workers=0", "train.tensorboard=false",
+                             f"train.out={tmp_path / 'run'}"])
+    Trainer(cfg, echo=False).run()
+    assert Trainer(cfg, echo=False).global_step == 2  # resumes at the end
+    fresh = Trainer(cfg, fresh=True, echo=False)
+    assert fresh.global_step == 0 and not ckpt.list_checkpoints(tmp_path / "run" / "checkpoints")
