@@ -8,7 +8,6 @@ re-implementation of the released algorithm (paper.md, "Layout of a released che
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
 import pytest

@@ -35,8 +35,8 @@ import torch
 
 from xvit.models.hub import (
     CheckpointError,
-    _format_problems,
-    _shape_report,
+    format_key_problems,
+    compare_state_dicts,
     save_pretrained,
     torch_load,
 )
@@ -131,7 +131,9 @@ def read_official_checkpoint(
     path = Path(path)
     ckpt = torch_load(path)
     if not isinstance(ckpt, Mapping):
-        raise CheckpointError(f"{path}: expected a dict with 'model_state', got {type(ckpt).__name__}")
+        raise CheckpointError(
+            f"{path}: expected a dict with 'model_state', got {type(ckpt).__name__}"
+        )
     if "model_state" in ckpt:
         state = ckpt["model_state"]
     elif any(str(k).startswith(("base_model.", "module.base_model.")) for k in ckpt):
@@ -140,7 +142,9 @@ def read_official_checkpoint(
         raise CheckpointError(
             f"{path}: no 'model_state' in the checkpoint (keys: {sorted(map(str, ckpt))[:10]})"
         )
-    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+    if not isinstance(state, Mapping) or not all(
+        isinstance(v, torch.Tensor) for v in state.values()
+    ):
         raise CheckpointError(f"{path}: 'model_state' is not a dict of tensors")
     state = dict(state)
     if state and all(k.startswith("module.") for k in state):
@@ -240,7 +244,9 @@ def describe_checkpoint(
         )
     norm = str(xv.get("BACKBONE", {}).get("NORM_LAYER", "LN"))
     if norm != "LN":
-        raise CheckpointError(f"{source}: XVIT.BACKBONE.NORM_LAYER {norm!r} is not supported (LN only)")
+        raise CheckpointError(
+            f"{source}: XVIT.BACKBONE.NORM_LAYER {norm!r} is not supported (LN only)"
+        )
 
     embed_dim = int(state["base_model.cls_token"].shape[-1])
     proj = state["base_model.patch_embed.proj.weight"]
@@ -250,38 +256,50 @@ def describe_checkpoint(
     pre = state.get("base_model.pre_logits.fc.weight")
 
     consensus = str(xv["CONSENSUS_TYPE"])
+    head_mlp_dim: int | None = None
+    head_depth = 0
     if consensus == "vit":
         head = "ta"
-        if "consensus.mlp_head.4.weight" not in state:
-            raise CheckpointError(f"{source}: CONSENSUS_TYPE 'vit' but no consensus.mlp_head.4.weight")
-        classes_in_weights = int(state["consensus.mlp_head.4.weight"].shape[0])
-        head_depth = _count(state, "consensus.temporal_encoder.")
-        head_mlp_dim: int | None = int(state["consensus.mlp_head.1.weight"].shape[0])
+        needed = ["consensus.mlp_head.1.weight", "consensus.mlp_head.4.weight"]
+        if any(k not in state for k in needed):
+            raise CheckpointError(
+                f"{source}: CONSENSUS_TYPE 'vit' (the TA head) but the weights lack "
+                f"{[k for k in needed if k not in state]}"
+            )
         if "base_model.head.weight" in state:
             raise CheckpointError(
-                f"{source}: a 'vit' consensus with a backbone classifier (base_model.head, "
+                f"{source}: a 'vit' consensus after a backbone classifier (base_model.head, "
                 "MODEL.DROPOUT_RATE 0) is not supported"
             )
-        if head_depth != int(th["NUM_HIDDEN_LAYERS"]) and cfg is not None:
+        classes_in_weights = int(state["consensus.mlp_head.4.weight"].shape[0])
+        head_mlp_dim = int(state["consensus.mlp_head.1.weight"].shape[0])
+        head_depth = _count(state, "consensus.temporal_encoder.")
+        if cfg is not None and head_depth != int(th["NUM_HIDDEN_LAYERS"]):
             raise CheckpointError(
                 f"{source}: TEMPORAL_HEAD.NUM_HIDDEN_LAYERS {th['NUM_HIDDEN_LAYERS']} but the "
                 f"weights have {head_depth} consensus.temporal_encoder blocks"
             )
-        if cfg is not None and "MLP_DIM" in cfg.get("TEMPORAL_HEAD", {}) and head_mlp_dim != int(th["MLP_DIM"]):
+        if cfg is not None and head_mlp_dim != int(th["MLP_DIM"]):
             raise CheckpointError(
                 f"{source}: TEMPORAL_HEAD.MLP_DIM {th['MLP_DIM']} but consensus.mlp_head.1.weight "
                 f"is {tuple(state['consensus.mlp_head.1.weight'].shape)}"
             )
     elif consensus == "avg":
-        head, head_depth, head_mlp_dim = "avg", 0, None
+        head = "avg"
         if not xv.get("BEFORE_SOFTMAX", True):
-            raise CheckpointError(f"{source}: XVIT.BEFORE_SOFTMAX False (softmax before averaging) is not supported")
+            raise CheckpointError(
+                f"{source}: XVIT.BEFORE_SOFTMAX False (softmax before averaging) is not supported"
+            )
         fc = "new_fc.weight" if "new_fc.weight" in state else "base_model.head.weight"
         if fc not in state:
-            raise CheckpointError(f"{source}: CONSENSUS_TYPE 'avg' but no new_fc.weight or base_model.head.weight")
+            raise CheckpointError(
+                f"{source}: CONSENSUS_TYPE 'avg' but no new_fc.weight or base_model.head.weight"
+            )
         classes_in_weights = int(state[fc].shape[0])
     else:
-        raise CheckpointError(f"{source}: XVIT.CONSENSUS_TYPE {consensus!r} is not supported (vit or avg)")
+        raise CheckpointError(
+            f"{source}: XVIT.CONSENSUS_TYPE {consensus!r} is not supported ('vit' or 'avg')"
+        )
 
     classes = int(num_classes if num_classes is not None else model_cfg["NUM_CLASSES"])
     if classes != classes_in_weights:
@@ -295,7 +313,8 @@ def describe_checkpoint(
     segment = int(xv["NUM_SEGMENTS"])
     if segment <= 0 or num_frames % segment:
         raise CheckpointError(
-            f"{source}: DATA.NUM_FRAMES {num_frames} is not a multiple of XVIT.NUM_SEGMENTS {segment}"
+            f"{source}: DATA.NUM_FRAMES {num_frames} is not a multiple of "
+            f"XVIT.NUM_SEGMENTS {segment}"
         )
     temp_len = int(state["base_model.temp_embed"].shape[1])
     if num_frames % temp_len:
@@ -459,17 +478,19 @@ def convert_official(
     mapped, origin, unused, unknown = map_released_keys(state, desc.head)
     model = VideoViT(build_config(desc, class_names, desc.dropout_rate, desc.drop_path_rate))
     target = model.state_dict()
-    missing, unexpected, mismatched = _shape_report(target, mapped)
+    missing, unexpected, mismatched = compare_state_dicts(target, mapped)
     unexpected = sorted(unknown + [origin[k] for k in unexpected])
     missing = [f"{_released_name(k)} (xvit {k})" for k in missing]
     mismatched = [
         re.sub(r"^(\S+):", lambda m: f"{origin[m.group(1)]}:", line) for line in mismatched
     ]
     if missing or unexpected or mismatched:
-        raise CheckpointError(_format_problems(checkpoint, missing, unexpected, mismatched))
+        raise CheckpointError(format_key_problems(checkpoint, missing, unexpected, mismatched))
     model.load_state_dict(mapped, strict=True)
     if unused:
-        _logger.info("%s: %s unused, as in the released model (TA head)", checkpoint, ", ".join(unused))
+        _logger.info(
+            "%s: %s unused, as in the released model (TA head)", checkpoint, ", ".join(unused)
+        )
     out = save_pretrained(model, out_dir)
     _logger.info(
         "converted %s -> %s: %d frames, segments of %d, div %d, mixing in blocks %s, head %s",

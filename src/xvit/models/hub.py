@@ -5,8 +5,9 @@
 * `load_pretrained`: ImageNet initialisation of a video backbone from image-ViT weights, in the
   layouts they are published in: timm state dicts (`.pth` / `.safetensors`), the original JAX
   `.npz` files, and Hugging Face `ViTModel` / `ViTForImageClassification` state dicts.
-  Patch-embedding kernels are resampled to the model's patch size and position embeddings to
-  its grid, as timm's `checkpoint_filter_fn` does.
+  As timm's `checkpoint_filter_fn` does, patch-embedding kernels are resampled to the
+  model's patch size (FlexiViT pseudo-inverse) and position embeddings to its grid (bicubic,
+  the CLS position kept; the same resize the model applies at run time).
 """
 
 from __future__ import annotations
@@ -204,7 +205,7 @@ def read_config(path: str | os.PathLike[str]) -> dict[str, Any]:
     return config
 
 
-def _shape_report(
+def compare_state_dicts(
     expected: Mapping[str, torch.Tensor], found: Mapping[str, torch.Tensor]
 ) -> tuple[list[str], list[str], list[str]]:
     """(missing, unexpected, mismatched) keys of `found` against `expected`, printable."""
@@ -218,7 +219,7 @@ def _shape_report(
     return missing, unexpected, mismatched
 
 
-def _format_problems(
+def format_key_problems(
     source: object, missing: list[str], unexpected: list[str], mismatched: list[str]
 ) -> str:
     lines = [f"{source}: the weights do not fit the model"]
@@ -236,9 +237,9 @@ def load_state_dict_strict(
 ) -> None:
     """`model.load_state_dict(state_dict)` that lists every missing, unexpected and
     mismatched key (with shapes) in one `CheckpointError` naming `source`."""
-    missing, unexpected, mismatched = _shape_report(model.state_dict(), state_dict)
+    missing, unexpected, mismatched = compare_state_dicts(model.state_dict(), state_dict)
     if missing or unexpected or mismatched:
-        raise CheckpointError(_format_problems(source, missing, unexpected, mismatched))
+        raise CheckpointError(format_key_problems(source, missing, unexpected, mismatched))
     model.load_state_dict(state_dict, strict=True)
 
 
@@ -336,19 +337,21 @@ def convert_jax_vit(arrays: Mapping[str, Any]) -> dict[str, torch.Tensor]:
         out = f"blocks.{i}."
         sd[out + "norm1.weight"] = _n2p(w[f"{bp}LayerNorm_0/scale"], idx=idx)
         sd[out + "norm1.bias"] = _n2p(w[f"{bp}LayerNorm_0/bias"], idx=idx)
+        qkv = ("query", "key", "value")  # kernels (D, heads, head_dim) -> (heads*head_dim, D)
         sd[out + "attn.qkv.weight"] = torch.cat(
-            [_n2p(w[f"{mp}{n}/kernel"], t=False, idx=idx).flatten(1).T for n in ("query", "key", "value")]
+            [_n2p(w[f"{mp}{n}/kernel"], t=False, idx=idx).flatten(1).T for n in qkv]
         )
         sd[out + "attn.qkv.bias"] = torch.cat(
-            [_n2p(w[f"{mp}{n}/bias"], t=False, idx=idx).reshape(-1) for n in ("query", "key", "value")]
+            [_n2p(w[f"{mp}{n}/bias"], t=False, idx=idx).reshape(-1) for n in qkv]
         )
         sd[out + "attn.proj.weight"] = _n2p(w[f"{mp}out/kernel"], idx=idx).flatten(1)
         sd[out + "attn.proj.bias"] = _n2p(w[f"{mp}out/bias"], idx=idx)
         sd[out + "norm2.weight"] = _n2p(w[f"{bp}LayerNorm_{ln1_sub}/scale"], idx=idx)
         sd[out + "norm2.bias"] = _n2p(w[f"{bp}LayerNorm_{ln1_sub}/bias"], idx=idx)
         for r in range(2):
-            sd[out + f"mlp.fc{r + 1}.weight"] = _n2p(w[f"{bp}MlpBlock_{b_sub}/Dense_{r}/kernel"], idx=idx)
-            sd[out + f"mlp.fc{r + 1}.bias"] = _n2p(w[f"{bp}MlpBlock_{b_sub}/Dense_{r}/bias"], idx=idx)
+            dense = f"{bp}MlpBlock_{b_sub}/Dense_{r}/"
+            sd[out + f"mlp.fc{r + 1}.weight"] = _n2p(w[dense + "kernel"], idx=idx)
+            sd[out + f"mlp.fc{r + 1}.bias"] = _n2p(w[dense + "bias"], idx=idx)
     return {k: v.contiguous() for k, v in sd.items()}
 
 
@@ -484,7 +487,9 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
             with np.load(path, allow_pickle=False) as arrays:
                 return convert_jax_vit({k: arrays[k] for k in arrays.files})
         except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-            raise CheckpointError(f"{path}: cannot read the .npz file; it looks truncated ({e})") from e
+            raise CheckpointError(
+                f"{path}: cannot read the .npz file; it looks truncated or corrupt ({e})"
+            ) from e
         except KeyError as e:
             raise CheckpointError(f"{path}: JAX ViT array {e} is missing") from e
     if path.suffix == ".safetensors":
@@ -525,31 +530,6 @@ def resample_patch_embed(
     pinv = torch.linalg.pinv(resize_mat)  # (n_old, n_new)
     out = weight.to(torch.float64).flatten(2) @ pinv
     return out.reshape(*weight.shape[:2], *new_size).to(weight.dtype)
-
-
-def resample_pos_embed(
-    posemb: torch.Tensor,
-    new_grid: tuple[int, int],
-    num_prefix_tokens: int = 1,
-    interpolation: str = "bicubic",
-    antialias: bool = True,
-) -> torch.Tensor:
-    """Resize `(1, prefix + h*w, D)` position embeddings to `new_grid` (prefix tokens kept)."""
-    n_old = posemb.shape[1] - num_prefix_tokens
-    side = math.isqrt(n_old)
-    if side * side != n_old:
-        raise CheckpointError(
-            f"pos_embed {tuple(posemb.shape)}: {n_old} grid positions is not a square grid"
-        )
-    if (side, side) == tuple(new_grid):
-        return posemb
-    prefix, grid = posemb[:, :num_prefix_tokens], posemb[:, num_prefix_tokens:]
-    dim = posemb.shape[-1]
-    grid = grid.float().reshape(1, side, side, dim).permute(0, 3, 1, 2)
-    grid = F.interpolate(grid, size=tuple(new_grid), mode=interpolation, antialias=antialias)
-    grid = grid.permute(0, 2, 3, 1).reshape(1, -1, dim).to(posemb.dtype)
-    _logger.info("resized position embedding: grid %s -> %s", (side, side), tuple(new_grid))
-    return torch.cat([prefix, grid], dim=1)
 
 
 def _model_grid(model: nn.Module) -> tuple[int, int]:
@@ -597,11 +577,14 @@ def checkpoint_filter_fn(
     """Adapt a timm-layout image-ViT state dict to `model`'s backbone.
 
     Resamples the patch-embedding kernel to the model's patch size and the position
-    embedding to its grid, drops the image classifier (`head.*`), keeps the representation
-    layer (`pre_logits.fc`) only when the model has one, and initialises TimeSformer's
+    embedding to its grid (`xvit.models.video_vit.resize_pos_embed`), drops the image
+    classifier (`head.*`), keeps the representation layer (`pre_logits.fc`) only when the
+    model has one, and initialises TimeSformer's
     temporal attention and norm from the spatial ones when the model has them. Returns the
     adapted dict, what was adapted, and the checkpoint keys dropped.
     """
+    from xvit.models.video_vit import resize_pos_embed
+
     target = model.state_dict()
     out: dict[str, torch.Tensor] = {}
     adapted: list[str] = []
@@ -621,16 +604,23 @@ def checkpoint_filter_fn(
                 adapted.append(f"{k}: patch {tuple(v.shape[-2:])} -> {tuple(want[-2:])}")
                 v = resample_patch_embed(v, tuple(want[-2:]))
         elif k == "pos_embed" and k in target and v.shape[1] != target[k].shape[1]:
-            old = v.shape
-            v = resample_pos_embed(v, _model_grid(model))
-            adapted.append(f"pos_embed: {tuple(old)} -> {tuple(v.shape)}")
+            side = math.isqrt(v.shape[1] - 1)
+            if side * side != v.shape[1] - 1:
+                raise CheckpointError(
+                    f"pos_embed {tuple(v.shape)}: {v.shape[1] - 1} positions after the CLS "
+                    "are not a square grid; cannot resize it"
+                )
+            new = resize_pos_embed(v, _model_grid(model))
+            adapted.append(f"pos_embed: {tuple(v.shape)} -> {tuple(new.shape)}")
+            v = new
         out[k] = v
 
     # TimeSformer (divided space-time): temporal attention starts as a copy of the spatial one.
     for k in target:
         m = re.match(r"^blocks\.(\d+)\.(temporal_attn|temporal_norm1)\.(.+)$", k)
         if m and k not in out:
-            src = f"blocks.{m.group(1)}.{'attn' if m.group(2) == 'temporal_attn' else 'norm1'}.{m.group(3)}"
+            spatial = "attn" if m.group(2) == "temporal_attn" else "norm1"
+            src = f"blocks.{m.group(1)}.{spatial}.{m.group(3)}"
             if src in out and out[src].shape == target[k].shape:
                 out[k] = out[src].clone()
                 adapted.append(f"{k} <- {src}")
@@ -652,13 +642,18 @@ def load_pretrained(
     state_dict = read_checkpoint(path)
     filtered, adapted, dropped = checkpoint_filter_fn(state_dict, model)
     target = model.state_dict()
-    missing, unexpected, mismatched = _shape_report(target, filtered)
+    missing, unexpected, mismatched = compare_state_dicts(target, filtered)
     if mismatched:
-        raise CheckpointError(_format_problems(path, [], [], mismatched))
+        raise CheckpointError(format_key_problems(path, [], [], mismatched))
+    if not set(filtered) & set(target):
+        raise CheckpointError(
+            f"{path}: no tensor of the checkpoint fits the model; is it an image ViT? "
+            f"(first keys: {sorted(state_dict)[:6]})"
+        )
     unused = sorted(set(dropped) | set(unexpected))
     must_have = [k for k in missing if _IMAGE_VIT_KEY.match(k)]
     if strict and (must_have or unexpected):
-        raise CheckpointError(_format_problems(path, must_have, unexpected, []))
+        raise CheckpointError(format_key_problems(path, must_have, unexpected, []))
     model.load_state_dict({k: v for k, v in filtered.items() if k in target}, strict=False)
     report = LoadReport(
         loaded=sorted(k for k in filtered if k in target),
