@@ -116,7 +116,8 @@ def temporal_shift(
     """TSM's shift of `(B, T, N, D)` tokens: channels `[0, D/div)` from t+1, the next
     `D/div` from t-1, zero padded at the clip (segment) ends; a new tensor."""
     y = x.clone()
-    shift_channels_(_segments(y, segment_len), channel_groups(x.shape[-1], 1, "released", shift_div))
+    groups = channel_groups(x.shape[-1], 1, "released", shift_div)
+    shift_channels_(_segments(y, segment_len), groups)
     return y
 
 
@@ -140,11 +141,41 @@ class ChannelShift:
 # --------------------------------------------------------------------------------------------
 
 
-def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout: float) -> torch.Tensor:
-    return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
+class _MultiHeadAttention(nn.Module):
+    """Shared parts: `qkv` and `proj` linear layers (timm names) and the SDPA call."""
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int = 8,
+        qkv_bias: bool = True,
+        attn_drop: float = 0.0,
+        proj_drop: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if dim % num_heads != 0:
+            raise ValueError(f"embed dim {dim} is not divisible by num_heads {num_heads}")
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.attn_drop = attn_drop
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def split_heads(self, qkv: torch.Tensor) -> list[torch.Tensor]:
+        """`(..., L, 3C)` (contiguous) -> q, k, v as strided `(R, H, L, hd)` views."""
+        length = qkv.shape[-2]
+        qkv = qkv.view(-1, length, 3, self.num_heads, self.head_dim)
+        return [qkv[:, :, i].transpose(1, 2) for i in range(3)]
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """SDPA of `(R, H, Lq, hd)` queries on `(R, H, Lk, hd)` keys -> `(R, Lq, C)`."""
+        drop = self.attn_drop if self.training else 0.0
+        out = F.scaled_dot_product_attention(q, k, v, dropout_p=drop)
+        return out.transpose(1, 2).flatten(2)
 
 
-class Attention(nn.Module):
+class Attention(_MultiHeadAttention):
     """Multi-head self-attention inside each frame of `(B, T, N, D)` tokens.
 
     * `shift=None`: spatial attention (an image ViT applied per frame).
@@ -172,17 +203,9 @@ class Attention(nn.Module):
         summary_token: bool = False,
         shared_cls: bool = False,
     ) -> None:
-        super().__init__()
-        if dim % num_heads != 0:
-            raise ValueError(f"embed dim {dim} is not divisible by num_heads {num_heads}")
+        super().__init__(dim, num_heads, qkv_bias, attn_drop, proj_drop)
         if summary_token and shift is None:
             raise ValueError("the summary token is part of the mixing attention: give a shift")
-        self.num_heads = num_heads
-        self.head_dim = dim // num_heads
-        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
-        self.attn_drop = attn_drop
-        self.proj = nn.Linear(dim, dim)
-        self.proj_drop = nn.Dropout(proj_drop)
         self.shift = shift
         self.summary_token = summary_token
         self.shared_cls = shared_cls
@@ -196,7 +219,6 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, t, n, c = x.shape
-        h, hd = self.num_heads, self.head_dim
         qkv = self.qkv(x)  # (B, T, N, 3C)
         if self.summary_token:
             # (B, T, 2C): per-frame mean of the unmixed patch keys and values
@@ -204,86 +226,42 @@ class Attention(nn.Module):
         if self.shift is not None:
             parts = _segments(qkv, self.shift.segment_len)  # (B*T/L, L, N, 3C), a view
             parts = parts.view(*parts.shape[:3], 3, c)
-            shift_channels_(parts if self.shift.mix_queries else parts[:, :, :, 1:], self._groups(c))
-        qkv = qkv.view(b * t, n, 3, h, hd)
-        q, k, v = qkv[:, :, 0].transpose(1, 2), qkv[:, :, 1].transpose(1, 2), qkv[:, :, 2].transpose(1, 2)
+            moving = parts if self.shift.mix_queries else parts[:, :, :, 1:]  # q? k, v
+            shift_channels_(moving, self._groups(c))
+        q, k, v = self.split_heads(qkv)  # (B*T, H, N, hd)
         if self.summary_token:
             # every frame also attends the T summary tokens of its clip: (B*T, H, T, hd)
-            sk, sv = summary.view(b, 1, t, 2, h, hd).expand(b, t, t, 2, h, hd).reshape(b * t, t, 2, h, hd).unbind(2)
-            k = torch.cat([k, sk.transpose(1, 2)], dim=2)
-            v = torch.cat([v, sv.transpose(1, 2)], dim=2)
-        out = _sdpa(q, k, v, self.attn_drop if self.training else 0.0)
-        out = self.proj(out.transpose(1, 2).reshape(b, t, n, c))
+            kv = summary.view(b, 1, t, 2, self.num_heads, self.head_dim)
+            kv = kv.expand(b, t, -1, -1, -1, -1).flatten(0, 1)  # (B*T, T, 2, H, hd)
+            k = torch.cat([k, kv[:, :, 0].transpose(1, 2)], dim=2)
+            v = torch.cat([v, kv[:, :, 1].transpose(1, 2)], dim=2)
+        out = self.proj(self.attend(q, k, v).view(b, t, n, c))
         if self.shared_cls:
             cls = out[:, :, :1].mean(dim=1, keepdim=True).expand(b, t, 1, c)
             out = torch.cat([cls, out[:, :, 1:]], dim=2)
         return self.proj_drop(out)
 
 
-class TemporalAttention(nn.Module):
+class TemporalAttention(_MultiHeadAttention):
     """Attention over the T frames at each spatial position, on patch tokens `(B, T, S, D)`
     (TimeSformer's temporal attention; parameter names `qkv`, `proj`)."""
 
-    def __init__(
-        self,
-        dim: int,
-        num_heads: int = 8,
-        qkv_bias: bool = True,
-        attn_drop: float = 0.0,
-        proj_drop: float = 0.0,
-    ) -> None:
-        super().__init__()
-        if dim % num_heads != 0:
-            raise ValueError(f"embed dim {dim} is not divisible by num_heads {num_heads}")
-        self.num_heads = num_heads
-        self.head_dim = dim // num_heads
-        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
-        self.attn_drop = attn_drop
-        self.proj = nn.Linear(dim, dim)
-        self.proj_drop = nn.Dropout(proj_drop)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, t, s, c = x.shape
-        h, hd = self.num_heads, self.head_dim
         qkv = self.qkv(x.transpose(1, 2))  # (B, S, T, 3C), contiguous
-        qkv = qkv.view(b * s, t, 3, h, hd)
-        q, k, v = qkv[:, :, 0].transpose(1, 2), qkv[:, :, 1].transpose(1, 2), qkv[:, :, 2].transpose(1, 2)
-        out = _sdpa(q, k, v, self.attn_drop if self.training else 0.0)  # (B*S, H, T, hd)
-        out = self.proj(out.transpose(1, 2).reshape(b, s, t, c))
+        out = self.proj(self.attend(*self.split_heads(qkv)).view(b, s, t, c))
         return self.proj_drop(out.transpose(1, 2))
 
 
-class JointAttention(nn.Module):
+class JointAttention(_MultiHeadAttention):
     """Full attention over one clip: the CLS (taken once from the T identical copies) and all
     T*S patch tokens, 1 + T*S keys (ViViT model 1). The CLS result is written to all T
     copies."""
 
-    def __init__(
-        self,
-        dim: int,
-        num_heads: int = 8,
-        qkv_bias: bool = True,
-        attn_drop: float = 0.0,
-        proj_drop: float = 0.0,
-    ) -> None:
-        super().__init__()
-        if dim % num_heads != 0:
-            raise ValueError(f"embed dim {dim} is not divisible by num_heads {num_heads}")
-        self.num_heads = num_heads
-        self.head_dim = dim // num_heads
-        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
-        self.attn_drop = attn_drop
-        self.proj = nn.Linear(dim, dim)
-        self.proj_drop = nn.Dropout(proj_drop)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, t, n, c = x.shape
-        h, hd = self.num_heads, self.head_dim
-        tokens = torch.cat([x[:, 0, :1], x[:, :, 1:].reshape(b, t * (n - 1), c)], dim=1)
-        qkv = self.qkv(tokens).view(b, 1 + t * (n - 1), 3, h, hd)
-        q, k, v = qkv[:, :, 0].transpose(1, 2), qkv[:, :, 1].transpose(1, 2), qkv[:, :, 2].transpose(1, 2)
-        out = _sdpa(q, k, v, self.attn_drop if self.training else 0.0)
-        out = self.proj(out.transpose(1, 2).reshape(b, 1 + t * (n - 1), c))
+        tokens = torch.cat([x[:, 0, :1], x[:, :, 1:].flatten(1, 2)], dim=1)  # (B, 1+T*S, C)
+        out = self.proj(self.attend(*self.split_heads(self.qkv(tokens))))
         cls = out[:, None, :1].expand(b, t, 1, c)
         out = torch.cat([cls, out[:, 1:].view(b, t, n - 1, c)], dim=2)
         return self.proj_drop(out)

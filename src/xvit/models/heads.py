@@ -106,9 +106,11 @@ class TemporalAttentionHead(nn.Module):
         if self.pos_embed is not None:
             pos = self.pos_embed
             if pos.shape[1] != t:
-                pos = F.interpolate(pos.transpose(1, 2), size=t, mode="linear", align_corners=False).transpose(1, 2)
+                pos = F.interpolate(pos.transpose(1, 2), size=t, mode="linear", align_corners=False)
+                pos = pos.transpose(1, 2)
             feats = feats + pos
-        x = torch.cat([self.cls_token.expand(b, -1, -1), feats], dim=1).unsqueeze(1)  # (B, 1, 1+T, D)
+        x = torch.cat([self.cls_token.expand(b, -1, -1), feats], dim=1)
+        x = x.unsqueeze(1)  # (B, 1, 1+T, D)
         for blk in self.blocks:
             x = blk(x)
         cls = x[:, 0, 0]
@@ -126,7 +128,9 @@ def build_head(config: VideoViTConfig, dim: int) -> nn.Module:
     if config.head == "ta":
         num_heads = config.head_num_heads or config.num_heads
         if dim % num_heads:
-            raise ValueError(f"head: feature width {dim} is not divisible by head_num_heads {num_heads}")
+            raise ValueError(
+                f"head: feature width {dim} is not divisible by head_num_heads {num_heads}"
+            )
         return TemporalAttentionHead(
             dim,
             config.num_classes,

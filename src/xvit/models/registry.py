@@ -22,7 +22,9 @@ _ALLOWED_HEADS: dict[str, tuple[str, ...]] = {}
 ModelFn = Callable[[], VideoViTConfig]
 
 
-def register_model(fn: ModelFn | None = None, *, heads: tuple[str, ...] = ("avg", "linear", "ta")) -> Any:
+def register_model(
+    fn: ModelFn | None = None, *, heads: tuple[str, ...] = ("avg", "linear", "ta")
+) -> Any:
     """Decorator registering a config function under its own name; `heads` are the heads
     the model may be built with."""
 
@@ -236,7 +238,8 @@ def model_config(
 ) -> VideoViTConfig:
     """The `VideoViTConfig` `create_model` builds (same arguments, no weights)."""
     if name not in _MODELS:
-        raise ValueError(f"unknown model {name!r}{_close(name, list(_MODELS))} (see xvit.list_models())")
+        hint = _close(name, list(_MODELS))
+        raise ValueError(f"unknown model {name!r}{hint} (see xvit.list_models())")
     fields = [f.name for f in dataclasses.fields(VideoViTConfig)]
     unknown = [k for k in overrides if k not in fields]
     if unknown:

@@ -122,9 +122,13 @@ class VideoViTConfig:
             if getattr(self, key) not in allowed:
                 raise ValueError(f"{key}={getattr(self, key)!r}; expected one of {allowed}")
         if self.embed_dim % self.num_heads:
-            raise ValueError(f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}")
+            raise ValueError(
+                f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}"
+            )
         if self.img_size % self.patch_size:
-            raise ValueError(f"img_size {self.img_size} is not divisible by patch_size {self.patch_size}")
+            raise ValueError(
+                f"img_size {self.img_size} is not divisible by patch_size {self.patch_size}"
+            )
         for key in ("num_frames", "depth", "num_heads", "patch_size", "shift_div", "head_depth"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
@@ -192,7 +196,9 @@ class DropPath(nn.Module):
 class PatchEmbed(nn.Module):
     """Per-frame patch embedding: `(B*T, C, H, W) -> (B*T, S, D)` with a strided Conv2d."""
 
-    def __init__(self, img_size: int = 224, patch_size: int = 16, in_chans: int = 3, embed_dim: int = 768) -> None:
+    def __init__(
+        self, img_size: int = 224, patch_size: int = 16, in_chans: int = 3, embed_dim: int = 768
+    ) -> None:
         super().__init__()
         self.img_size = (img_size, img_size)
         self.patch_size = (patch_size, patch_size)
@@ -207,7 +213,9 @@ class PatchEmbed(nn.Module):
 class Mlp(nn.Module):
     """Linear, GELU, Dropout, Linear, Dropout (timm names `fc1`, `fc2`)."""
 
-    def __init__(self, dim: int, hidden: int, out_dim: int | None = None, drop: float = 0.0) -> None:
+    def __init__(
+        self, dim: int, hidden: int, out_dim: int | None = None, drop: float = 0.0
+    ) -> None:
         super().__init__()
         self.fc1 = nn.Linear(dim, hidden)
         self.act = nn.GELU()
@@ -286,7 +294,9 @@ class Block(nn.Module):
 # --------------------------------------------------------------------------------------------
 
 
-def resize_pos_embed(pos_embed: torch.Tensor, grid: tuple[int, int], num_prefix: int = 1) -> torch.Tensor:
+def resize_pos_embed(
+    pos_embed: torch.Tensor, grid: tuple[int, int], num_prefix: int = 1
+) -> torch.Tensor:
     """Resize `(1, prefix + h*w, D)` position embeddings to `grid`: bicubic without
     antialiasing, exactly as HF's `ViTEmbeddings.interpolate_pos_encoding` (timm's
     `resample_abs_pos_embed` antialiases by default, which gives slightly different values)."""
@@ -302,7 +312,9 @@ def resize_pos_embed(pos_embed: torch.Tensor, grid: tuple[int, int], num_prefix:
     return torch.cat([prefix, pos], dim=1)
 
 
-def resize_temp_embed(temp_embed: torch.Tensor, num_frames: int, mode: str = "interpolate") -> torch.Tensor:
+def resize_temp_embed(
+    temp_embed: torch.Tensor, num_frames: int, mode: str = "interpolate"
+) -> torch.Tensor:
     """Fit a `(1, Tp, 1, D)` temporal embedding to `num_frames`: linear interpolation, or
     repeating it every Tp frames ("tile"; T must then be a multiple of Tp)."""
     tp = temp_embed.shape[1]
@@ -415,22 +427,31 @@ class VideoViT(nn.Module):
     def check_input(self, x: torch.Tensor) -> None:
         """Raise `ValueError` naming the shape when `x` is not a valid `(B, C, T, H, W)` clip."""
         c = self.config
+        shape = tuple(x.shape)
         if x.ndim != 5:
-            raise ValueError(f"expected a (B, {c.in_chans}, T, H, W) clip, got a tensor of shape {tuple(x.shape)}")
+            raise ValueError(
+                f"expected a (B, {c.in_chans}, T, H, W) clip, got a tensor of shape {shape}"
+            )
         b, ch, t, h, w = x.shape
         if ch != c.in_chans:
             raise ValueError(
-                f"input {tuple(x.shape)} has {ch} channels at dim 1; expected {c.in_chans} "
+                f"input {shape} has {ch} channels at dim 1; expected {c.in_chans} "
                 f"(layout (B, C, T, H, W))"
             )
         if h % c.patch_size or w % c.patch_size:
-            raise ValueError(f"input {tuple(x.shape)}: H={h} and W={w} must be multiples of the patch size {c.patch_size}")
+            raise ValueError(
+                f"input {shape}: H={h} and W={w} must be multiples of the patch size {c.patch_size}"
+            )
         uses_segments = c.attention in ("mixing", "summary", "tsm")
         if uses_segments and c.segment_len is not None and t % c.segment_len:
-            raise ValueError(f"input {tuple(x.shape)}: T={t} frames is not a multiple of segment_len={c.segment_len}")
+            raise ValueError(
+                f"input {shape}: T={t} frames is not a multiple of segment_len={c.segment_len}"
+            )
         tp = self.temp_embed.shape[1]
         if c.temp_embed_mode == "tile" and t % tp:
-            raise ValueError(f"input {tuple(x.shape)}: T={t} is not a multiple of the {tp} tiled temporal embeddings")
+            raise ValueError(
+                f"input {shape}: T={t} is not a multiple of the {tp} tiled temporal embeddings"
+            )
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """`(B, C, T, H, W)` -> `(B, T, N, D)` tokens with position and temporal embeddings."""
@@ -470,11 +491,10 @@ class VideoViT(nn.Module):
 
 def layer_kinds(config: VideoViTConfig) -> Sequence[str]:
     """The token mixer of every layer ("spatial", "mixing", ...), as the model builds it."""
-    mix = set(range(config.depth) if config.mix_layers is None else config.mix_layers)
-    return [
-        config.attention if config.attention not in ("mixing", "summary", "tsm") or i in mix else "spatial"
-        for i in range(config.depth)
-    ]
+    if config.attention not in ("mixing", "summary", "tsm") or config.mix_layers is None:
+        return [config.attention] * config.depth
+    mix = set(config.mix_layers)
+    return [config.attention if i in mix else "spatial" for i in range(config.depth)]
 
 
 __all__ = [
