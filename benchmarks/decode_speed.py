@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -75,6 +76,7 @@ def full_decode_clip(path: Path, indices: list[int]) -> torch.Tensor:
     """Decode every frame of the video; keep (convert to RGB) only the clip's frames."""
     wanted, frames = set(indices), {}
     with av.open(str(path)) as container:
+        container.streams.video[0].thread_count = 1  # one decoder thread, as VideoReader
         for i, frame in enumerate(container.decode(video=0)):
             if i in wanted:
                 frames[i] = torch.from_numpy(frame.to_ndarray(format="rgb24"))
@@ -95,7 +97,9 @@ class ClipSet(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, i: int) -> torch.Tensor:
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, float]:
+        """The transformed clip and the CPU seconds this process spent making it."""
+        cpu = time.process_time()
         path, start = self.items[i]
         indices = list(range(start, start + NUM_FRAMES * STRIDE, STRIDE))
         if self.mode == "full":
@@ -104,26 +108,39 @@ class ClipSet(Dataset):
             xvideo._INDEX_CACHE.clear()  # a fresh video per sample, as in an epoch
             with VideoReader(path, backend=self.backend) as reader:
                 frames = reader.read(indices)
-        return transform(frames)
+        clip = transform(frames)
+        return clip, time.process_time() - cpu
 
 
 def _single_thread(_: int) -> None:
     torch.set_num_threads(1)
 
 
-def measure(dataset: ClipSet, workers: int) -> float:
-    """Clips/s through a DataLoader, timed after each worker has delivered its first clip."""
+def measure(dataset: ClipSet, workers: int) -> tuple[float, float]:
+    """Clips/s through a DataLoader (timed after each worker delivered its first clip) and the
+    median CPU milliseconds per clip (insensitive to other load on the machine)."""
     torch.set_num_threads(1)
     loader = DataLoader(dataset, batch_size=None, shuffle=False, num_workers=workers,
                         worker_init_fn=_single_thread)
-    start, counted = None, 0
-    for k, clip in enumerate(loader):
+    start, counted, cpu = None, 0, []
+    for k, (clip, seconds) in enumerate(loader):
         assert clip.shape == (3, NUM_FRAMES, SIZE, SIZE)
+        cpu.append(seconds)
         if k + 1 == max(workers, 1):
             start = time.perf_counter()
         elif start is not None:
             counted += 1
-    return counted / (time.perf_counter() - start)
+    return counted / (time.perf_counter() - start), 1000 * float(np.median(cpu))
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def main() -> None:
@@ -159,23 +176,34 @@ def main() -> None:
                     continue  # the full-decode baseline is a plain PyAV loop
                 for workers in args.workers:
                     ds = ClipSet(videos, num_frames, args.clips + max(workers, 1), mode, backend)
-                    rate = measure(ds, workers)
+                    rate, cpu_ms = measure(ds, workers)
                     rows.append(dict(gop=gop, backend=backend, mode=mode, workers=workers,
-                                     clips_per_s=round(rate, 3), video_mb=round(mb, 2)))
+                                     clips_per_s=round(rate, 3),
+                                     cpu_ms_per_clip=round(cpu_ms, 1), video_mb=round(mb, 2)))
                     print(f"gop {gop:>4}  {backend:<10} {mode:<5} workers {workers}: "
-                          f"{rate:7.2f} clips/s", flush=True)
+                          f"{rate:7.2f} clips/s, {cpu_ms:7.1f} CPU ms/clip", flush=True)
 
-    print("\n| GOP | backend | decode | workers | clips/s |")
-    print("|----:|---------|--------|--------:|--------:|")
+    print("\n| GOP | backend | decode | workers | clips/s | CPU ms / clip |")
+    print("|----:|---------|--------|--------:|--------:|--------------:|")
     for r in rows:
         print(f"| {r['gop']} | {r['backend']} | {r['mode']} | {r['workers']} | "
-              f"{r['clips_per_s']:.2f} |")
-    info = dict(
+              f"{r['clips_per_s']:.2f} | {r['cpu_ms_per_clip']:.0f} |")
+    torch.set_num_threads(1)
+    frames = torch.randint(0, 256, (NUM_FRAMES, 3, args.height, args.width), dtype=torch.uint8)
+    cost = []
+    for _ in range(7):
+        cpu = time.process_time()
+        transform(frames)
+        cost.append(time.process_time() - cpu)
+    transform_ms = 1000 * float(np.median(cost))
+    print(f"\ntransform alone (8 frames {args.width}x{args.height} -> 224): "
+          f"{transform_ms:.1f} CPU ms/clip")
+    info = dict(transform_cpu_ms_per_clip=round(transform_ms, 1),
         clip=f"{NUM_FRAMES}x{SIZE} (stride {STRIDE})",
         videos=f"{args.videos} x {args.seconds}s {args.width}x{args.height} {args.fps}fps H.264",
         python=platform.python_version(), torch=torch.__version__, av=av.__version__,
         ffmpeg_libavcodec=".".join(map(str, av.library_versions["libavcodec"])),
-        cpu=platform.processor() or platform.machine(), results=rows)
+        cpu=cpu_model(), cpu_count=os.cpu_count(), results=rows)
     print(json.dumps(info, indent=1))
     if args.json:
         args.json.write_text(json.dumps(info, indent=1))

@@ -240,7 +240,7 @@ def test_jpeg_frame_folder_matches_pillow(tmp_path):
         out = as_hwc(r.read([4, 1])).astype(int)
     for k, i in enumerate([4, 1]):
         pil = mpimg.imread(folder / f"frame_{i + 1:010d}.jpg").astype(int)
-        assert np.abs(out[k] - pil).mean() < 3  # decoders differ in chroma upsampling only
+        assert np.abs(out[k] - pil).mean() < 4  # decoders differ in chroma upsampling only
         assert np.abs(out[k] - frame_pattern(i)).mean() < 8
 
 

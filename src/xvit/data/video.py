@@ -345,7 +345,7 @@ class _PyAVReader:
 
     def _decode_from(self, target: int, todo: list[int], pts_of: dict[int, int],
                      wanted_pts: dict[int, int], got: dict[int, np.ndarray]) -> int:
-        done = 0
+        done, kept = 0, []
         try:
             self._container.seek(target, backward=True, any_frame=False, stream=self._stream)
             for frame in self._decoded_frames():
@@ -353,25 +353,28 @@ class _PyAVReader:
                     tag = self._stream.metadata.get("rotate")
                     self._rotation = rotation_ops(_display_matrix(frame), tag)
                 p = frame.pts
-                if p is None:
+                if p is None or p < target:  # e.g. open-GOP frames missing their references
                     continue
                 i = wanted_pts.get(p)
                 if i is not None and i not in got:
                     got[i] = frame.to_ndarray(format="rgb24")
+                    kept.append(i)
                 while done < len(todo) and todo[done] in got:
                     done += 1
                 if done == len(todo):
-                    return done
+                    break
                 if p > pts_of[todo[done]]:  # passed a wanted frame without seeing it
-                    return done
+                    break
                 key = self._keyframe_before(pts_of[todo[done]])
                 if done and key is not None and key > p:  # cheaper to seek than decode through
-                    return done
+                    break
         except av.error.FFmpegError as e:
-            if done:
-                return done
-            raise VideoDecodeError(self.path, f"decoding failed near frame {todo[0]} "
-                                   f"({type(e).__name__}: {e}); the file is damaged") from e
+            if not done:
+                raise VideoDecodeError(self.path, f"decoding failed near frame {todo[0]} "
+                                       f"({type(e).__name__}: {e}); the file is damaged") from e
+        if not done:  # landed past the first wanted frame: distrust whatever came out
+            for i in kept:
+                del got[i]
         return done
 
     def close(self) -> None:
