@@ -137,6 +137,8 @@ def test_targets_and_frame_scaling_on_hand_numbers(tmp_path):
     assert scaling["xvit"]["exponent"] == pytest.approx(1.0)
     assert scaling["joint_vit"]["exponent"] == pytest.approx(2.0)
     assert scaling["joint_vit"]["time_ratio_to_first"] == pytest.approx([1, 4, 16])
+    assert scaling["joint_vit"]["quadratic_share_at_max_T"] == pytest.approx(1.0)
+    assert scaling["xvit"]["quadratic_share_at_max_T"] == pytest.approx(0.0, abs=1e-9)
     payload["meta"].update(cpu="test", repeats=1, warmup=1)
     for r in results:
         r.update(display=r["model"], params=1e6, q1_s=r["median_s"], q3_s=r["median_s"],
@@ -162,6 +164,10 @@ def test_cli_specs_and_smoke_run(tmp_path, capsys):
                        ("xvit_base_patch16", 16), ("vit_small_patch16", 16)]
     assert got[4:] == [("hf_timesformer", 8), ("hf_timesformer", 16), ("hf_vivit", 8),
                        ("hf_vivit", 16), ("hf_vivit", 32), ("hf_videomae", 8), ("hf_videomae", 16)]
+    args = _parse(["--models", "xvit@8+32,vit@8,hf_timesformer@16", "--frames", "16"])
+    got = [(s.name, s.num_frames) for s in cli.build_specs(args)]
+    assert got == [("xvit_base_patch16", 8), ("vit_base_patch16", 8), ("xvit_base_patch16", 32),
+                   ("hf_timesformer", 16)]
     with pytest.raises(SystemExit, match="--frames"):
         cli.build_specs(_parse(["--frames", "8,x"]))
 

@@ -190,6 +190,7 @@ def frame_scaling(
             math.log(secs[i + 1] / secs[i]) / math.log(ts[i + 1] / ts[i]) for i in range(len(ts) - 1)
         ]
         out[fam] = {
+            **_quadratic_fit(ts, secs),
             "frames": ts,
             "median_s": secs,
             "peak_mem_mib": [r.get("peak_mem_mib") for _, r in pts],
@@ -200,6 +201,21 @@ def frame_scaling(
             "local_exponents": local,
         }
     return out
+
+
+def _quadratic_fit(ts: Sequence[int], secs: Sequence[float]) -> dict[str, Any]:
+    """Least-squares ``time = a + b T + c T^2`` (3+ points) and the share of the time at
+    the largest T that the ``c T^2`` term accounts for (about 0 for linear scaling)."""
+    if len(ts) < 3:
+        return {}
+    import numpy as np
+
+    a_mat = np.array([[1.0, t, t * t] for t in ts])
+    coef, *_ = np.linalg.lstsq(a_mat, np.array(secs), rcond=None)
+    t_max = max(ts)
+    quad = coef[2] * t_max**2
+    total = float(a_mat[ts.index(t_max)] @ coef)
+    return {"quadratic_fit_s": [float(c) for c in coef], "quadratic_share_at_max_T": float(quad / total)}
 
 
 def frame_scaling_table(scaling: dict[str, dict[str, Any]]) -> str:
@@ -217,7 +233,9 @@ def frame_scaling_table(scaling: dict[str, dict[str, Any]]) -> str:
                 f"| {s['gflops_per_clip'][i]:.0f} | {_fmt(s['peak_mem_mib'][i], '.0f')} "
                 f"| {_fmt(s['activation_mib'][i], '.0f')} | {local} |"
             )
-        lines.append(f"| {fam} | fit | | exponent k = {s['exponent']:.2f} | | | | |")
+        share = s.get("quadratic_share_at_max_T")
+        quad = f"; T^2 share of time at T={max(s['frames'])}: {share:.0%}" if share is not None else ""
+        lines.append(f"| {fam} | fit | | exponent k = {s['exponent']:.2f}{quad} | | | | |")
     return "\n".join(lines)
 
 

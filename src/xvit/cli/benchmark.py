@@ -24,7 +24,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--models", default=",".join(FAMILIES),
                    help="comma list of model families (xvit, vit, ...), registry names, or "
-                        "peers (hf_timesformer, hf_vivit, hf_videomae); default: all of ours")
+                        "peers (hf_timesformer, hf_vivit, hf_videomae), each optionally with "
+                        "its own frame counts (xvit@8+32); default: all of ours")
     p.add_argument("--frames", default="8", help="comma list of clip lengths T (default 8)")
     p.add_argument("--batch", default="1,8", help="comma list of batch sizes (default 1,8)")
     p.add_argument("--img-size", type=int, default=224, help="input height and width")
@@ -85,30 +86,44 @@ def build_specs(args: argparse.Namespace) -> list:
 
     frames = _int_list(args.frames, "--frames")
     overrides = _overrides(args.override)
-    names = [n.strip() for n in args.models.split(",") if n.strip()]
+    names = _model_list(args.models)
     if args.peers:
-        names += [p for p in PEERS if p not in names]
-    peers = [n for n in names if n in PEERS]
+        names += [(p, None) for p in PEERS if p not in {n for n, _ in names}]
+    peers = [(n, fr) for n, fr in names if n in PEERS]
     if peers and not peers_available():
         raise SystemExit(
             "xvit benchmark: peers need Hugging Face transformers, which is not installed; "
             "pip install -e '.[bench]' (or drop --peers / the hf_* models)"
         )
+    own = [(n, fr) for n, fr in names if n not in PEERS]
     specs = []
-    for t in frames:
-        for n in names:
-            if n in PEERS:
-                continue
-            name = f"{n}_{args.size}_patch16" if n in FAMILIES else n
-            specs.append(ModelSpec(name, t, args.img_size, args.size, dict(overrides)))
-    for n in peers:
+    for t in sorted({t for _, fr in own for t in (fr or frames)}):
+        for n, fr in own:
+            if t in (fr or frames):
+                name = f"{n}_{args.size}_patch16" if n in FAMILIES else n
+                specs.append(ModelSpec(name, t, args.img_size, args.size, dict(overrides)))
+    for n, fr in peers:
         info = PEERS[n]
-        clip_lengths = [t for t in frames if t % info.tubelet == 0]
-        if info.standard_frames not in clip_lengths:
-            clip_lengths.append(info.standard_frames)
+        if fr:
+            clip_lengths = fr
+        else:  # ours that fit its tubelets, and its standard clip
+            clip_lengths = [t for t in frames if t % info.tubelet == 0]
+            if info.standard_frames not in clip_lengths:
+                clip_lengths.append(info.standard_frames)
         for t in clip_lengths:
             specs.append(ModelSpec(n, t, args.img_size, args.size))
     return specs
+
+
+def _model_list(text: str) -> list[tuple[str, list[int] | None]]:
+    """``xvit,vit@8,hf_timesformer@8+16`` -> names with their own frame lists (or None)."""
+    out = []
+    for item in (i.strip() for i in text.split(",")):
+        if not item:
+            continue
+        name, _, fr = item.partition("@")
+        out.append((name, _int_list(fr.replace("+", ","), f"frames of {name!r}") if fr else None))
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
