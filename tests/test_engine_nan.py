@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_engine_utils import TINY_MODEL, make_dataset
+from test_engine_utils import TINY_MODEL, make_dataset, one_thread  # noqa: F401
 from torch import nn
 
 from xvit.engine import checkpoint as ckpt
 from xvit.engine.config import load_config
 from xvit.engine.data import build_datasets
 from xvit.engine.train import NonFiniteLossError, Trainer, build_model
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class PoisonAt(nn.Module):

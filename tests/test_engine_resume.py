@@ -9,11 +9,14 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 from safetensors.torch import load_file
-from test_engine_utils import TINY_MODEL, make_dataset, run_xvit
+from test_engine_utils import TINY_MODEL, make_dataset, run_xvit, one_thread  # noqa: F401
 
 from xvit.engine import checkpoint as ckpt
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _args(lists, out):

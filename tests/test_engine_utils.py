@@ -10,6 +10,8 @@ from pathlib import Path
 
 import av
 import numpy as np
+import pytest
+import torch
 
 # A tiny X-ViT (D=64, depth 2, 32x32 input, 4 frames) on a handful of clips.
 TINY_MODEL = [
@@ -82,3 +84,12 @@ def run_xvit(*args: str, env: dict | None = None, timeout: float = 300) -> subpr
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     return subprocess.run([sys.executable, "-m", "xvit.cli.main", *args], capture_output=True,
                           text=True, env=full_env, timeout=timeout)
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models run fastest on one intra-op thread, above all on a busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

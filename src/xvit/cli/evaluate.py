@@ -19,9 +19,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "is a training run, else from the model's config; key=value overrides them."
         ),
     )
-    p.add_argument("--checkpoint", required=True, help="a run directory or a save_pretrained directory")
-    p.add_argument("--list", required=True, dest="list_file",
-                   help="annotations (list file, Kinetics CSV, SSv2 JSON, EPIC CSV)")
+    add_arguments(p, intermixed=False)
+    p.set_defaults(func=run)
+
+
+def add_arguments(p: argparse.ArgumentParser, intermixed: bool) -> None:
+    """The arguments of `xvit eval`."""
+    # --checkpoint and --list are required; run() checks them once flags given after an
+    # override are read too (see xvit.cli.train.parse_intermixed).
+    p.add_argument("--checkpoint", help="(required) a run directory or a save_pretrained directory")
+    p.add_argument("--list", dest="list_file",
+                   help="(required) annotations (list file, Kinetics CSV, SSv2 JSON, EPIC CSV)")
     p.add_argument("--views", default=None, help="TxS: temporal clips x spatial crops (default: the run's eval.views)")
     p.add_argument("--fuse", choices=("prob", "logits"), default=None,
                    help="fuse views by the mean of softmax (prob, default) or of logits")
@@ -33,17 +41,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, help="videos per batch")
     p.add_argument("--workers", type=int, help="data-loading worker processes")
     p.add_argument("--device", help="auto (default), cpu, cuda")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides (e.g. data.sampling_rate=8)")
-    p.set_defaults(func=run)
+    p.add_argument("overrides", nargs="*" if intermixed else argparse.REMAINDER, metavar="key=value",
+                   help="config overrides (e.g. data.sampling_rate=8)")
 
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of `xvit eval`; returns the exit code (1 when videos failed to decode)."""
-    from xvit.cli.train import command_line
+    from xvit.cli.train import command_line, parse_intermixed
     from xvit.engine.config import ConfigError
     from xvit.engine.distributed import cleanup
     from xvit.engine.evaluate import evaluate_checkpoint
 
+    args = parse_intermixed(args, add_arguments, "xvit eval", "overrides")
+    missing = [flag for flag, value in (("--checkpoint", args.checkpoint), ("--list", args.list_file)) if not value]
+    if missing:
+        print(f"xvit eval: error: the following arguments are required: {', '.join(missing)}", file=sys.stderr)
+        return 2
     overrides = list(args.overrides)
     for flag, key in (("root", "data.root"), ("fmt", "data.format"), ("batch_size", "eval.batch_size"),
                       ("workers", "data.workers"), ("device", "train.device"), ("views", "eval.views"),
@@ -57,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
             overrides=overrides,
             out=args.out,
             curve=args.views_curve,
-            command=command_line(),
+            command=command_line(args, "eval", "overrides"),
         )
     except (ConfigError, FileNotFoundError, ValueError) as e:
         print(f"xvit eval: error: {e}", file=sys.stderr)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 # Flags for the common keys: flag destination -> config key.
@@ -30,21 +31,30 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "train",
         help="train a model (default: a tiny X-ViT on the built-in synthetic dataset)",
-        description=(
-            "Train a video model. With no CONFIG and no lists, trains the default tiny X-ViT on "
-            "the built-in synthetic dataset (generated on first use). Running the same command "
-            "again on an OUT holding checkpoints resumes from the newest one. Multi-GPU / "
-            "multi-node: torchrun --nproc-per-node N --no-python xvit train ..."
-        ),
+        description=DESCRIPTION,
         epilog="Example: xvit train configs/ssv2_xvit_b16_16.yaml optim.lr=0.01 --out runs/ssv2",
     )
+    add_arguments(p, intermixed=False)
+    p.set_defaults(func=run)
+
+
+DESCRIPTION = (
+    "Train a video model. With no CONFIG, trains the default tiny X-ViT (on the built-in "
+    "synthetic dataset, generated on first use, unless lists are given). Running the same "
+    "command again on an OUT holding checkpoints resumes from the newest one. Multi-GPU / "
+    "multi-node: torchrun --nproc-per-node N --no-python xvit train ..."
+)
+
+
+def add_arguments(p: argparse.ArgumentParser, intermixed: bool) -> None:
+    """The arguments of `xvit train` (see :func:`parse_intermixed`)."""
     p.add_argument(
         "items",
-        nargs="*",
+        nargs="*" if intermixed else argparse.REMAINDER,
         metavar="[CONFIG] [key=value ...]",
         help="a YAML config, then section.key=value overrides (e.g. optim.weight_decay=1e-4)",
     )
-    p.add_argument("--model", help="registered model name (xvit list: `xvit models`)")
+    p.add_argument("--model", help="registered model name (see `xvit models`)")
     p.add_argument("--head", choices=("avg", "ta", "linear"), help="temporal aggregation head")
     p.add_argument("--pretrained", help="initial weights: a weights file or a save_pretrained directory")
     p.add_argument("--train-list", help="training annotations (list file, Kinetics CSV, SSv2 JSON, EPIC CSV)")
@@ -59,7 +69,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", help="auto (default), cpu, cuda")
     p.add_argument("--out", help="run directory (default: runs/default)")
     p.add_argument("--fresh", action="store_true", help="ignore existing checkpoints in OUT and start over")
-    p.set_defaults(func=run)
+
+
+def parse_intermixed(args: argparse.Namespace, add: Callable[[argparse.ArgumentParser, bool], None],
+                     prog: str, field: str) -> argparse.Namespace:
+    """Re-read ``args.<field>`` (everything from the first positional on) allowing flags and
+    positionals in any order: before Python 3.13, argparse rejects a positional given after a
+    flag once a ``*`` positional has matched nothing."""
+    parser = argparse.ArgumentParser(prog=prog, add_help=False)
+    add(parser, True)
+    rest = getattr(args, field)
+    delattr(args, field)
+    return parser.parse_intermixed_args(rest, namespace=args)
 
 
 def split_items(items: list[str]) -> tuple[str | None, list[str]]:
@@ -83,9 +104,20 @@ def flag_overrides(args: argparse.Namespace) -> list[str]:
             if getattr(args, dest, None) is not None]
 
 
-def command_line() -> list[str]:
-    """The command as typed (for metrics.json)."""
-    return [Path(sys.argv[0]).name, *sys.argv[1:]]
+def command_line(args: argparse.Namespace, command: str, positional: str) -> list[str]:
+    """The command that was run, for metrics.json: ``sys.argv`` when this process was started
+    as ``xvit <command>`` (directly, through torchrun or ``python -m xvit.cli.main``), else
+    (``main([...])`` called from Python) an equivalent command rebuilt from ``args``."""
+    if Path(sys.argv[0]).name in ("xvit", "main.py", "__main__.py") and sys.argv[1:2] == [command]:
+        return ["xvit", *sys.argv[1:]]
+    out = ["xvit", command]
+    skip = {"command", "func", positional}
+    for dest, value in vars(args).items():
+        if dest in skip or value is None or value is False:
+            continue
+        flag = "--" + {"list_file": "list", "fmt": "format"}.get(dest, dest).replace("_", "-")
+        out += [flag] if value is True else [flag, str(value)]
+    return out + list(getattr(args, positional, []) or [])
 
 
 def run(args: argparse.Namespace) -> int:
@@ -94,6 +126,7 @@ def run(args: argparse.Namespace) -> int:
     from xvit.engine.distributed import cleanup
     from xvit.engine.train import NonFiniteLossError, train
 
+    args = parse_intermixed(args, add_arguments, "xvit train", "items")
     try:
         config, overrides = split_items(args.items)
         cfg = load_config(config, overrides + flag_overrides(args))
@@ -101,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"xvit train: error: {e}", file=sys.stderr)
         return 2
     try:
-        train(cfg, fresh=args.fresh, command=command_line())
+        train(cfg, fresh=args.fresh, command=command_line(args, "train", "items"))
     except NonFiniteLossError as e:
         print(f"xvit train: error: {e}", file=sys.stderr)
         return 1

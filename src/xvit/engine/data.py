@@ -61,12 +61,14 @@ def resolve_format(cfg: Config, path: str | None = None) -> str:
 
 
 def _synth_lists(cfg: Config) -> tuple[str, str]:
+    """The built-in synthetic dataset's list files, generated on first use."""
     from xvit.data.synth import ensure_synth
 
     root = Path(cfg.data.synth_dir) if cfg.data.synth_dir else cache_dir() / "synth"
+    if not (root / "synth.json").exists():
+        print(f"generating the synthetic dataset in {root} (once)", flush=True)
     info = ensure_synth(root, seed=0)
-    root = Path(getattr(info, "root", root) if info is not None else root)
-    return str(root / "train.txt"), str(root / "val.txt")
+    return str(info.train_list), str(info.val_list)
 
 
 def read_split(
