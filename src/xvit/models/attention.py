@@ -209,13 +209,10 @@ class Attention(_MultiHeadAttention):
         self.shift = shift
         self.summary_token = summary_token
         self.shared_cls = shared_cls
-        self._groups_for: dict[int, list[tuple[int, int, int]]] = {}
-
-    def _groups(self, channels: int) -> list[tuple[int, int, int]]:
-        if channels not in self._groups_for:
-            s = self.shift
-            self._groups_for[channels] = channel_groups(channels, s.window, s.split, s.shift_div)
-        return self._groups_for[channels]
+        # the moved channel groups of the concatenated-heads axis, fixed by `dim`
+        self.groups = (
+            channel_groups(dim, shift.window, shift.split, shift.shift_div) if shift else []
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, t, n, c = x.shape
@@ -227,7 +224,7 @@ class Attention(_MultiHeadAttention):
             parts = _segments(qkv, self.shift.segment_len)  # (B*T/L, L, N, 3C), a view
             parts = parts.view(*parts.shape[:3], 3, c)
             moving = parts if self.shift.mix_queries else parts[:, :, :, 1:]  # q? k, v
-            shift_channels_(moving, self._groups(c))
+            shift_channels_(moving, self.groups)
         q, k, v = self.split_heads(qkv)  # (B*T, H, N, hd)
         if self.summary_token:
             # every frame also attends the T summary tokens of its clip: (B*T, H, T, hd)
