@@ -9,7 +9,8 @@ for each installed backend, seek-based (``xvit.data.VideoReader``: seek to the k
 the clip, decode forward, stop after its last frame) against a full decode of the video (every
 frame decoded, only the clip's frames converted to RGB: the cheapest full decode), with one
 and two DataLoader workers. Each clip opens its video afresh and the reader's index cache is
-cleared, as a dataset visiting each video once per epoch would. Prints a table and writes JSON.
+cleared, as a dataset visiting each video once per epoch would. "seek-noskip" is the seek-based
+reader without its non-reference-frame skipping (an ablation). Prints a table, writes JSON.
 
     python benchmarks/decode_speed.py --clips 24 --json decode_speed.json
 """
@@ -107,6 +108,8 @@ class ClipSet(Dataset):
         else:
             xvideo._INDEX_CACHE.clear()  # a fresh video per sample, as in an epoch
             with VideoReader(path, backend=self.backend) as reader:
+                if self.mode == "seek-noskip":  # ablation: decode non-reference frames too
+                    reader._impl._skip_nonref = False
                 frames = reader.read(indices)
         clip = transform(frames)
         return clip, time.process_time() - cpu
@@ -171,9 +174,9 @@ def main() -> None:
             videos.append(path)
         mb = sum(p.stat().st_size for p in videos) / len(videos) / 2**20
         for backend in backends:
-            for mode in ("seek", "full"):
-                if mode == "full" and backend != "pyav":
-                    continue  # the full-decode baseline is a plain PyAV loop
+            for mode in ("seek", "seek-noskip", "full"):
+                if mode != "seek" and backend != "pyav":
+                    continue  # the baselines are plain PyAV
                 for workers in args.workers:
                     ds = ClipSet(videos, num_frames, args.clips + max(workers, 1), mode, backend)
                     rate, cpu_ms = measure(ds, workers)
@@ -184,7 +187,7 @@ def main() -> None:
                           f"{rate:7.2f} clips/s, {cpu_ms:7.1f} CPU ms/clip", flush=True)
 
     print("\n| GOP | backend | decode | workers | clips/s | CPU ms / clip |")
-    print("|----:|---------|--------|--------:|--------:|--------------:|")
+    print("|----:|---------|-------------|--------:|--------:|--------------:|")
     for r in rows:
         print(f"| {r['gop']} | {r['backend']} | {r['mode']} | {r['workers']} | "
               f"{r['clips_per_s']:.2f} | {r['cpu_ms_per_clip']:.0f} |")

@@ -226,6 +226,7 @@ class _PyAVReader:
             self._container.close()
             raise
         self._last_error: str | None = None
+        self._skip_nonref = True
         self._rotation: tuple[str, ...] | None = None if apply_rotation else ()
 
     def _cached_index(self) -> _StreamIndex:
@@ -335,9 +336,18 @@ class _PyAVReader:
                                f"the decoder, even when decoding from the start{detail}; the "
                                "file is truncated or damaged")
 
-    def _decoded_frames(self) -> Iterator[av.VideoFrame]:
-        """Decode from the current position; a damaged packet is skipped, as ffmpeg does."""
+    def _decoded_frames(self, wanted_pts: dict[int, int]) -> Iterator[av.VideoFrame]:
+        """Decode from the current position; a damaged packet is skipped, as ffmpeg does.
+
+        Packets of frames nobody asked for are decoded with ``skip_frame="NONREF"``: the
+        decoder drops them when no other frame references them (non-reference B-frames).
+        """
+        ctx = self._stream.codec_context
         for packet in self._container.demux(self._stream):
+            skip = "NONREF" if self._skip_nonref and packet.pts is not None \
+                and packet.pts not in wanted_pts else "DEFAULT"
+            if ctx.skip_frame != skip:
+                ctx.skip_frame = skip
             try:
                 yield from packet.decode()
             except av.error.InvalidDataError as e:
@@ -348,7 +358,7 @@ class _PyAVReader:
         done, kept = 0, []
         try:
             self._container.seek(target, backward=True, any_frame=False, stream=self._stream)
-            for frame in self._decoded_frames():
+            for frame in self._decoded_frames(wanted_pts):
                 if self._rotation is None:
                     tag = self._stream.metadata.get("rotate")
                     self._rotation = rotation_ops(_display_matrix(frame), tag)
