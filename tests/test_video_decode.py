@@ -337,3 +337,26 @@ def test_seek_past_the_frame_falls_back_earlier(videos):
         reader._impl._container = late
         assert np.array_equal(as_hwc(reader.read([14, 2])), ref[[14, 2]])
         assert late.seeks >= 2
+
+
+def test_unwanted_non_reference_frames_are_not_decoded(videos):
+    """skip_frame=NONREF on packets nobody asked for: fewer frames decoded, same pixels."""
+    ref = full_decode(videos["mp4"])
+    idx = [11, 33, 34, 58]
+    outputs = {}
+    for skip in (False, True):
+        with VideoReader(videos["mp4"], backend="pyav") as reader:
+            impl = reader._impl
+            impl._skip_nonref = skip
+            produced = []
+            original = impl._decoded_frames
+
+            def counting(wanted, original=original, produced=produced):
+                for frame in original(wanted):
+                    produced.append(frame.pts)
+                    yield frame
+
+            impl._decoded_frames = counting
+            assert np.array_equal(as_hwc(reader.read(idx)), ref[idx])
+            outputs[skip] = len(produced)
+    assert outputs[True] < outputs[False]
