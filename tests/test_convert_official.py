@@ -34,6 +34,10 @@ def released_state(num_classes: int, seed: int = 0, temp_entries: int = 8) -> di
     def r(*shape: int, std: float = 0.15) -> torch.Tensor:
         return torch.randn(*shape, generator=g) * std
 
+    def w(*shape: int, std: float = 0.15) -> torch.Tensor:
+        """A weight matrix; its std shrinks as 1/sqrt(width) for wider models than D=64."""
+        return r(*shape, std=std * (64 / D) ** 0.5)
+
     def ln(prefix: str, dim: int) -> dict[str, torch.Tensor]:
         return {f"{prefix}.weight": 1 + r(dim, std=0.1), f"{prefix}.bias": r(dim, std=0.1)}
 
@@ -46,39 +50,34 @@ def released_state(num_classes: int, seed: int = 0, temp_entries: int = 8) -> di
         "base_model.patch_embed.proj.weight": r(D, 3, PATCH, PATCH, std=2e-4),
         "base_model.patch_embed.proj.bias": r(D, std=3e-3),
         **ln("base_model.norm", D),
-        "base_model.pre_logits.fc.weight": r(D, D, std=4e-4),
+        "base_model.pre_logits.fc.weight": w(D, D, std=4e-4),
         "base_model.pre_logits.fc.bias": r(D, std=3e-3),
     }
-    for i in range(DEPTH):
-        p = f"base_model.blocks.{i}."
+
+    def block(p: str, qkv_bias: bool) -> None:
         sd.update(ln(p + "norm1", D))
         sd.update(ln(p + "norm2", D))
-        sd[p + "attn.qkv.weight"] = r(3 * D, D, std=0.25)
-        sd[p + "attn.qkv.bias"] = r(3 * D)
-        sd[p + "attn.proj.weight"] = r(D, D)
+        sd[p + "attn.qkv.weight"] = w(3 * D, D, std=0.25)
+        if qkv_bias:
+            sd[p + "attn.qkv.bias"] = r(3 * D)
+        sd[p + "attn.proj.weight"] = w(D, D)
         sd[p + "attn.proj.bias"] = r(D)
-        sd[p + "mlp.fc1.weight"] = r(4 * D, D)
+        sd[p + "mlp.fc1.weight"] = w(4 * D, D)
         sd[p + "mlp.fc1.bias"] = r(4 * D)
-        sd[p + "mlp.fc2.weight"] = r(D, 4 * D)
+        sd[p + "mlp.fc2.weight"] = w(D, 4 * D)
         sd[p + "mlp.fc2.bias"] = r(D)
-    p = "consensus.temporal_encoder.0."
+
+    for i in range(DEPTH):
+        block(f"base_model.blocks.{i}.", qkv_bias=True)
     sd["consensus.cls_token"] = r(1, 1, D, std=3e-3)
-    sd.update(ln(p + "norm1", D))
-    sd.update(ln(p + "norm2", D))
-    sd[p + "attn.qkv.weight"] = r(3 * D, D, std=0.25)  # no qkv bias in the TA head
-    sd[p + "attn.proj.weight"] = r(D, D)
-    sd[p + "attn.proj.bias"] = r(D)
-    sd[p + "mlp.fc1.weight"] = r(4 * D, D)
-    sd[p + "mlp.fc1.bias"] = r(4 * D)
-    sd[p + "mlp.fc2.weight"] = r(D, 4 * D)
-    sd[p + "mlp.fc2.bias"] = r(D)
+    block("consensus.temporal_encoder.0.", qkv_bias=False)  # no qkv bias in the TA head
     sd.update(ln("consensus.mlp_head.0", D))
-    sd["consensus.mlp_head.1.weight"] = r(MLP_DIM, D)
+    sd["consensus.mlp_head.1.weight"] = w(MLP_DIM, D)
     sd["consensus.mlp_head.1.bias"] = r(MLP_DIM)
-    sd["consensus.mlp_head.4.weight"] = r(num_classes, MLP_DIM)
+    sd["consensus.mlp_head.4.weight"] = w(num_classes, MLP_DIM)
     sd["consensus.mlp_head.4.bias"] = r(num_classes)
     # Present in the released files, unused with the TA head.
-    sd["new_fc.weight"] = r(num_classes, D)
+    sd["new_fc.weight"] = w(num_classes, D)
     sd["new_fc.bias"] = r(num_classes)
     return sd
 

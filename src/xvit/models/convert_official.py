@@ -64,24 +64,28 @@ RELEASED_DEFAULTS: dict[str, Any] = {
     "MODEL": {"NUM_CLASSES": 400, "DROPOUT_RATE": 0.5},
 }
 
-_ALL_BLOCKS = list(range(15))  # the released configs' LOCATIONS_LIST: every block
+
+def _released_preset(segment_len: int, shift_div: int, num_classes: int) -> dict[str, Any]:
+    """The cfg of a released XViT-B/16 (16 frames, in21k ViT-B/16, mixing in every block,
+    TA head with 12 heads and MLP_DIM 768, inputs normalised with mean = std = 0.5)."""
+    return {
+        "DATA": {"NUM_FRAMES": 16, "MEAN": [0.5, 0.5, 0.5], "STD": [0.5, 0.5, 0.5]},
+        "XVIT": {
+            "NUM_SEGMENTS": segment_len,
+            "SHIFT_DIV": shift_div,
+            "CONSENSUS_TYPE": "vit",
+            "USE_XVIT": True,
+            "LOCATIONS_LIST": list(range(15)),  # as released: every block (and past the depth)
+            "BASE_MODEL": "vit_base_patch16_224_in21k",
+        },
+        "TEMPORAL_HEAD": {"NUM_ATTENTION_HEADS": 12, "NUM_HIDDEN_LAYERS": 1, "MLP_DIM": 768},
+        "MODEL": {"NUM_CLASSES": num_classes},
+    }
+
+
 PRESETS: dict[str, dict[str, Any]] = {
-    # XViT-B/16 Kinetics-600: 16 frames, mixing within segments of 8, div 8.
-    "k600": {
-        "DATA": {"NUM_FRAMES": 16, "MEAN": [0.5, 0.5, 0.5], "STD": [0.5, 0.5, 0.5]},
-        "XVIT": {"NUM_SEGMENTS": 8, "SHIFT_DIV": 8, "CONSENSUS_TYPE": "vit",
-                 "LOCATIONS_LIST": _ALL_BLOCKS, "BASE_MODEL": "vit_base_patch16_224_in21k"},
-        "TEMPORAL_HEAD": {"NUM_ATTENTION_HEADS": 12, "NUM_HIDDEN_LAYERS": 1, "MLP_DIM": 768},
-        "MODEL": {"NUM_CLASSES": 600},
-    },
-    # XViT-B/16 Something-Something v2: 16 frames, one segment of 16, div 4.
-    "ssv2": {
-        "DATA": {"NUM_FRAMES": 16, "MEAN": [0.5, 0.5, 0.5], "STD": [0.5, 0.5, 0.5]},
-        "XVIT": {"NUM_SEGMENTS": 16, "SHIFT_DIV": 4, "CONSENSUS_TYPE": "vit",
-                 "LOCATIONS_LIST": _ALL_BLOCKS, "BASE_MODEL": "vit_base_patch16_224_in21k"},
-        "TEMPORAL_HEAD": {"NUM_ATTENTION_HEADS": 12, "NUM_HIDDEN_LAYERS": 1, "MLP_DIM": 768},
-        "MODEL": {"NUM_CLASSES": 174},
-    },
+    "k600": _released_preset(segment_len=8, shift_div=8, num_classes=600),  # Kinetics-600
+    "ssv2": _released_preset(segment_len=16, shift_div=4, num_classes=174),  # SSv2
 }
 
 _HEADS_BY_SIZE = {"tiny": 3, "small": 6, "base": 12, "large": 16, "huge": 16}
