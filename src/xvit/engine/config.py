@@ -206,7 +206,7 @@ SYNTHETIC_RECIPE: dict[str, dict[str, Any]] = {
         "warmup_epochs": 1.0,
         "clip_grad": 1.0,
     },
-    "train": {"out": "runs/default", "epochs": 12, "checkpoint_every": 0},
+    "train": {"out": "runs/default", "epochs": 10, "checkpoint_every": 0},
     "eval": {"views": "1x1"},
 }
 
