@@ -42,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(results, indent=2))
     for r in results:
         if "error" in r:
-            print(f"error: {r['path']}: {r['error']}", file=sys.stderr)
+            text = r["error"] if r["path"] in r["error"] else f"{r['path']}: {r['error']}"
+            print(f"error: {text}", file=sys.stderr)
         elif not args.json:
             top = ", ".join(f"{p['class']} {p['prob']:.3f}" for p in r["predictions"])
             print(f"{r['path']}: {top}")

@@ -434,7 +434,8 @@ def evaluate_checkpoint(
     )
     for r in records:
         if "error" in r:
-            print(f"failed: {r['path']}: {r['error']}", flush=True)
+            text = r["error"] if r["path"] in r["error"] else f"{r['path']}: {r['error']}"
+            print(f"failed: {text}", flush=True)
     if curve:
         shape = (1, 3, cfg.data.num_frames, cfg.data.img_size, cfg.data.img_size)
         gflops = xvit.count_flops(model, shape) / 1e9
