@@ -185,6 +185,10 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
     assert set(load_file(tmp_path / "run" / "model.safetensors")) == set(model.state_dict())
     # load_model also accepts the path of either file
     assert isinstance(load_model(tmp_path / "run" / "config.json"), VideoViT)
+    # written through temporary files, with the permissions of any new file
+    (tmp_path / "run" / "plain").write_text("")
+    mode = (tmp_path / "run" / "plain").stat().st_mode
+    assert (tmp_path / "run" / "model.safetensors").stat().st_mode == mode
 
 
 def test_save_pretrained_handles_shared_and_strided_tensors(tmp_path: Path) -> None:
@@ -219,6 +223,11 @@ def test_load_model_unknown_config_key(tmp_path: Path) -> None:
     cfg["mixing_flavour"] = "spicy"
     (tmp_path / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(CheckpointError, match=r"config\.json.*mixing_flavour"):
+        load_model(tmp_path)
+    del cfg["mixing_flavour"]
+    cfg["attention"] = "telepathy"
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match=r"config\.json.*telepathy"):
         load_model(tmp_path)
 
 

@@ -19,7 +19,7 @@ import math
 import os
 import re
 import struct
-import tempfile
+import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 if TYPE_CHECKING:  # imported lazily at run time: video_vit imports this module
-    from xvit.models.video_vit import VideoViT
+    from xvit.models.video_vit import VideoViT, VideoViTConfig
 
 _logger = logging.getLogger(__name__)
 
@@ -51,11 +51,14 @@ class CheckpointError(ValueError):
 
 
 def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    """Call `write(tmp_path)` on a temporary file next to `path`, then move it into place."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    """Call `write(tmp_path)` on a temporary file next to `path`, then move it into place
+    with the permissions of any new file (safetensors itself writes 0600)."""
+    tmp = str(path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp")
+    umask = os.umask(0)
+    os.umask(umask)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -173,8 +176,8 @@ def _resolve_pretrained_dir(directory_or_file: str | os.PathLike[str]) -> Path:
     return path
 
 
-def read_config(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The model config stored in a `config.json` (metadata keys removed), validated."""
+def read_config(path: str | os.PathLike[str]) -> VideoViTConfig:
+    """The `VideoViTConfig` stored in a `config.json` written by `save_pretrained`."""
     from xvit.models.video_vit import VideoViTConfig
 
     path = Path(path)
@@ -194,15 +197,10 @@ def read_config(path: str | os.PathLike[str]) -> dict[str, Any]:
             f"{path}: format_version {version!r} is newer than this xvit reads "
             f"({FORMAT_VERSION}); upgrade xvit"
         )
-    config = {k: v for k, v in raw.items() if k not in _META_KEYS}
-    known = {f.name for f in dataclasses.fields(VideoViTConfig)}
-    unknown = sorted(set(config) - known)
-    if unknown:
-        raise CheckpointError(
-            f"{path}: unknown config keys {unknown} (written by a newer or different xvit?); "
-            f"known keys: {sorted(known)}"
-        )
-    return config
+    try:
+        return VideoViTConfig.from_dict({k: v for k, v in raw.items() if k not in _META_KEYS})
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: invalid model config: {e}") from e
 
 
 def compare_state_dicts(
@@ -222,6 +220,7 @@ def compare_state_dicts(
 def format_key_problems(
     source: object, missing: list[str], unexpected: list[str], mismatched: list[str]
 ) -> str:
+    """One error message listing the missing, unexpected and mismatched keys of `source`."""
     lines = [f"{source}: the weights do not fit the model"]
     if missing:
         lines.append(f"  missing keys ({len(missing)}): " + ", ".join(missing))
@@ -247,10 +246,10 @@ def load_model(
     directory_or_file: str | os.PathLike[str], map_location: str | torch.device = "cpu"
 ) -> VideoViT:
     """Rebuild the model saved by `save_pretrained` (offline), in eval mode on `map_location`."""
-    from xvit.models.video_vit import VideoViT, VideoViTConfig
+    from xvit.models.video_vit import VideoViT
 
     directory = _resolve_pretrained_dir(directory_or_file)
-    config = VideoViTConfig.from_dict(read_config(directory / CONFIG_NAME))
+    config = read_config(directory / CONFIG_NAME)
     state_dict = read_safetensors(directory / WEIGHTS_NAME)
     model = VideoViT(config)
     load_state_dict_strict(model, state_dict, directory / WEIGHTS_NAME)
