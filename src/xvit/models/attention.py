@@ -187,7 +187,8 @@ class Attention(_MultiHeadAttention):
       own N (mixed) keys/values plus T summary keys/values, one per frame of the clip. The
       summary of frame t is the mean over its S patch tokens (the CLS excluded) of the
       block's normalised input, projected by the same `qkv`; by linearity that is the mean
-      of frame t's unmixed patch keys/values, which is how it is computed.
+      of frame t's unmixed patch keys/values, which is how it is computed. The summaries
+      span the whole clip, across segment boundaries.
     * `shared_cls=True`: one CLS per clip kept as T identical copies; the CLS outputs are
       averaged over the frames (TimeSformer's spatial attention).
     """
