@@ -8,6 +8,7 @@ re-implementation of the released algorithm (paper.md, "Layout of a released che
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,9 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from xvit.models.hub import CheckpointError
+from xvit.cli import convert
+from xvit.models.convert_official import convert_official, infer_num_heads
+from xvit.models.hub import CheckpointError, load_model
 
 D, DEPTH, HEADS, PATCH, IMG, FRAMES = 64, 2, 4, 8, 32, 16
 MLP_DIM = 48  # TEMPORAL_HEAD.MLP_DIM (768 in the released models: differs from D here on purpose)
@@ -159,7 +162,8 @@ def _block(x: torch.Tensor, sd: dict, p: str, heads: int, eps: float,
 
 
 def _released_features(state: dict[str, torch.Tensor], video: torch.Tensor, segments: int,
-                       div: int, mix: bool = True, eps: float = 1e-6) -> torch.Tensor:
+                       div: int, mix: Sequence[int] | None = None,
+                       eps: float = 1e-6) -> torch.Tensor:
     """(B, T, D) per-frame features of the released backbone (`base_model`)."""
     sd = {k: v.double() for k, v in state.items()}
     B, _, T, H, W = video.shape
@@ -171,14 +175,15 @@ def _released_features(state: dict[str, torch.Tensor], video: torch.Tensor, segm
     tp = sd[b + "temp_embed"].shape[1]  # 8 entries, repeated every 8 frames
     x = (x.view(B * T // tp, tp, x.size(1), x.size(2)) + sd[b + "temp_embed"]).view(B * T, -1, D)
     for i in range(DEPTH):
-        x = _block(x, sd, f"{b}blocks.{i}.", HEADS, eps, (segments, div) if mix else None)
+        mixes = mix is None or i in mix  # LOCATIONS_LIST: the blocks that shift k and v
+        x = _block(x, sd, f"{b}blocks.{i}.", HEADS, eps, (segments, div) if mixes else None)
     x = _ln(x, sd, b + "norm", eps)[:, 0]
     x = torch.tanh(F.linear(x, sd[b + "pre_logits.fc.weight"], sd[b + "pre_logits.fc.bias"]))
     return x.view(B, T, -1)
 
 
 def released_forward(state: dict[str, torch.Tensor], video: torch.Tensor, segments: int,
-                     div: int, mix: bool = True, eps: float = 1e-6,
+                     div: int, mix: Sequence[int] | None = None, eps: float = 1e-6,
                      head_eps: float = 1e-5) -> torch.Tensor:
     """Logits of the released X-ViT (TA head) for `video` (B, 3, T, H, W): backbone
     LayerNorms with eps 1e-6, the head's (nn.LayerNorm default) 1e-5."""
@@ -200,8 +205,6 @@ def released_forward(state: dict[str, torch.Tensor], video: torch.Tensor, segmen
 
 def run_convert(*argv: str) -> int:
     """`xvit convert-official ...` through the sub-command's own parser and function."""
-    from xvit.cli import convert
-
     parser = argparse.ArgumentParser(prog="xvit")
     convert.add_parser(parser.add_subparsers())
     args = parser.parse_args(["convert-official", *argv])
@@ -219,7 +222,8 @@ def test_released_reference_is_sensitive_to_the_quirks() -> None:
     state = released_state(10)
     x = video()
     base = released_forward(state, x, segments=8, div=8)
-    assert (base - released_forward(state, x, 8, 8, mix=False)).abs().max() > 1e-2
+    assert (base - released_forward(state, x, 8, 8, mix=[])).abs().max() > 1e-2
+    assert (base - released_forward(state, x, 8, 8, mix=[1])).abs().max() > 1e-2
     assert (base - released_forward(state, x, 16, 8)).abs().max() > 1e-2
     assert (base - released_forward(state, x, 8, 4)).abs().max() > 1e-2
     assert (base - released_forward(state, x, 8, 8, eps=1e-5)).abs().max() > 1e-2
@@ -232,8 +236,6 @@ def test_released_reference_is_sensitive_to_the_quirks() -> None:
                          ids=["k600-like", "ssv2-like"])
 def test_convert_matches_released_forward(tmp_path: Path, segments: int, div: int,
                                           classes: int) -> None:
-    from xvit.models.hub import load_model
-
     state = released_state(classes)
     ckpt = save_released(tmp_path / "xvit.pth", state, released_cfg(classes, segments, div))
     labels = tmp_path / "classes.txt"
@@ -255,8 +257,6 @@ def test_convert_matches_released_forward(tmp_path: Path, segments: int, div: in
 
 
 def test_convert_without_cfg_uses_preset(tmp_path: Path) -> None:
-    from xvit.models.hub import load_model
-
     # The k600 preset: 16 frames in segments of 8, div 8. The tiny head has HEAD_HEADS heads
     # (not the preset's 12) and 5 classes (not 600): both given on the command line.
     state = released_state(5)
@@ -277,8 +277,6 @@ def test_convert_without_cfg_uses_preset(tmp_path: Path) -> None:
 def test_convert_without_cfg_or_preset_fails_clearly(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from xvit.models.convert_official import convert_official
-
     ckpt = save_released(tmp_path / "nocfg.pth", released_state(5), cfg=None)
     with pytest.raises(CheckpointError, match=r"nocfg\.pth.*no 'cfg'.*--preset"):
         convert_official(ckpt, tmp_path / "a")
@@ -289,8 +287,6 @@ def test_convert_without_cfg_or_preset_fails_clearly(
 
 
 def test_convert_num_classes_must_fit_weights(tmp_path: Path) -> None:
-    from xvit.models.convert_official import convert_official
-
     ckpt = save_released(tmp_path / "x.pth", released_state(5), cfg=None)
     with pytest.raises(CheckpointError, match="600 classes.*has 5"):
         convert_official(ckpt, tmp_path / "o", preset="k600", num_heads=HEADS,
@@ -299,9 +295,6 @@ def test_convert_num_classes_must_fit_weights(tmp_path: Path) -> None:
 
 def test_convert_avg_consensus_uses_new_fc(tmp_path: Path) -> None:
     """CONSENSUS_TYPE avg: the average of new_fc over the frames; consensus.* absent."""
-    from xvit.models.convert_official import convert_official
-    from xvit.models.hub import load_model
-
     state = {k: v for k, v in released_state(9).items() if not k.startswith("consensus.")}
     cfg = yaml.safe_load(released_cfg(9, 16, 4))
     cfg["XVIT"]["CONSENSUS_TYPE"] = "avg"
@@ -320,9 +313,26 @@ def test_convert_avg_consensus_uses_new_fc(tmp_path: Path) -> None:
     torch.testing.assert_close(logits.double(), expected, atol=1e-4, rtol=0)
 
 
-def test_convert_strips_ddp_prefix(tmp_path: Path) -> None:
-    from xvit.models.hub import load_model
+@pytest.mark.parametrize(("use_xvit", "locations"), [(True, [1, 5, 12]), (False, [0, 1])],
+                         ids=["some-blocks", "use-xvit-off"])
+def test_convert_mixing_layers(tmp_path: Path, use_xvit: bool, locations: list[int]) -> None:
+    """XVIT.LOCATIONS_LIST picks the blocks that mix (indices past the depth ignored, as in
+    the released code); XVIT.USE_XVIT False turns mixing off."""
+    state = released_state(6)
+    cfg = yaml.safe_load(released_cfg(6, 8, 8))
+    cfg["XVIT"].update(USE_XVIT=use_xvit, LOCATIONS_LIST=locations)
+    ckpt = save_released(tmp_path / "x.pth", state, yaml.safe_dump(cfg))
+    convert_official(ckpt, tmp_path / "o", num_heads=HEADS)
+    model = load_model(tmp_path / "o")
+    x = video(6, batch=1)
+    with torch.no_grad():
+        logits = model(x)
+    mixing = [i for i in locations if i < DEPTH] if use_xvit else []
+    torch.testing.assert_close(logits.double(), released_forward(state, x, 8, 8, mix=mixing),
+                               atol=1e-4, rtol=0)
 
+
+def test_convert_strips_ddp_prefix(tmp_path: Path) -> None:
     state = released_state(6)
     ckpt = save_released(tmp_path / "ddp.pth", {f"module.{k}": v for k, v in state.items()},
                          released_cfg(6, 8, 8))
@@ -335,8 +345,6 @@ def test_convert_strips_ddp_prefix(tmp_path: Path) -> None:
 
 
 def test_convert_lists_unexpected_and_missing_keys(tmp_path: Path) -> None:
-    from xvit.models.convert_official import convert_official
-
     state = released_state(6)
     state["base_model.extra_thing.weight"] = torch.zeros(3)
     state["something_else"] = torch.zeros(1)
@@ -352,8 +360,6 @@ def test_convert_lists_unexpected_and_missing_keys(tmp_path: Path) -> None:
 
 
 def test_convert_rejects_wrong_shapes(tmp_path: Path) -> None:
-    from xvit.models.convert_official import convert_official
-
     state = released_state(6)
     state["consensus.temporal_encoder.0.mlp.fc1.weight"] = torch.zeros(4 * D, D + 1)
     ckpt = save_released(tmp_path / "shape.pth", state, released_cfg(6, 8, 8))
@@ -362,8 +368,6 @@ def test_convert_rejects_wrong_shapes(tmp_path: Path) -> None:
 
 
 def test_convert_truncated_or_missing_file(tmp_path: Path) -> None:
-    from xvit.models.convert_official import convert_official
-
     ckpt = save_released(tmp_path / "full.pth", released_state(6), released_cfg(6, 8, 8))
     data = ckpt.read_bytes()
     cut = tmp_path / "cut.pth"
@@ -376,8 +380,6 @@ def test_convert_truncated_or_missing_file(tmp_path: Path) -> None:
 
 def test_convert_refuses_pickled_objects(tmp_path: Path) -> None:
     """Only tensors and plain containers: torch.load(weights_only=True) refuses the rest."""
-    from xvit.models.convert_official import convert_official
-
     ckpt = tmp_path / "evil.pth"
     torch.save({"model_state": released_state(6), "cfg": released_cfg(6, 8, 8),
                 "args": argparse.Namespace(lr=0.1)}, ckpt)
@@ -386,8 +388,6 @@ def test_convert_refuses_pickled_objects(tmp_path: Path) -> None:
 
 
 def test_num_heads_follow_base_model_name_or_width() -> None:
-    from xvit.models.convert_official import infer_num_heads
-
     assert infer_num_heads("vit_base_patch16_224_in21k", 768) == 12
     assert infer_num_heads("vit_large_patch16_224_in21k", 1024) == 16
     assert infer_num_heads("vit_small_patch16_224", 384) == 6
