@@ -145,6 +145,9 @@ class TrainConfig:
     epochs: int = 30
     seed: int = 0
     device: str = "auto"  # auto (cuda when available), cpu, cuda, cuda:N
+    # Intra-op CPU threads per process; 0: auto (on CPU, the cores left after the data workers
+    # and the other local processes, so that nothing is oversubscribed; never raised).
+    threads: int = 0
     # Mixed precision: auto = bf16 on CUDA when supported (fp16 + grad scaler otherwise), off
     # on CPU; bf16 / fp16 / none force it (fp16 is CUDA only).
     amp: str = field(default="auto", metadata=_choices("auto", "none", "bf16", "fp16"))
@@ -197,7 +200,7 @@ SYNTHETIC_RECIPE: dict[str, dict[str, Any]] = {
         "train_scale": [32, 36],
         "hflip": False,  # motion direction is a label
         "batch_size": 16,
-        "workers": 2,
+        "workers": 1,
     },
     "optim": {
         "name": "adamw",

@@ -21,6 +21,7 @@ __all__ = [
     "all_reduce_max",
     "barrier",
     "cleanup",
+    "configure_threads",
     "init_distributed",
     "resolve_device",
 ]
@@ -80,6 +81,24 @@ def init_distributed(device: str = "auto") -> DistInfo:
     if dist.is_initialized():
         rank, world_size = dist.get_rank(), dist.get_world_size()
     return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank, device=dev)
+
+
+def configure_threads(requested: int, device: torch.device, workers: int) -> int:
+    """Set this process's intra-op thread count and return it.
+
+    ``requested`` > 0 is used as is. 0 (auto) on a CPU device leaves one core per data-loading
+    worker and shares the rest among the local processes (``LOCAL_WORLD_SIZE``), never raising
+    the current count: spinning OpenMP threads on oversubscribed cores slow training severalfold.
+    """
+    if requested > 0:
+        torch.set_num_threads(requested)
+    elif device.type == "cpu":
+        cores = os.cpu_count() or 1
+        local = max(1, _env_int("LOCAL_WORLD_SIZE", 1))
+        auto = max(1, cores // local - workers)
+        if auto < torch.get_num_threads():
+            torch.set_num_threads(auto)
+    return torch.get_num_threads()
 
 
 def barrier() -> None:

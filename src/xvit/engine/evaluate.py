@@ -394,11 +394,12 @@ def evaluate_checkpoint(
     import xvit
     from xvit.engine.config import parse_views
     from xvit.engine.data import build_eval_dataset, read_split
-    from xvit.engine.distributed import init_distributed
+    from xvit.engine.distributed import configure_threads, init_distributed
     from xvit.engine.train import amp_dtype_for
 
     model, cfg = load_run(checkpoint, overrides)
     dist_info = init_distributed(cfg.train.device)
+    configure_threads(cfg.train.threads, dist_info.device, cfg.data.workers)
     views = parse_views(cfg.eval.views)
     class_names = list(model.config.class_names) if model.config.class_names else None
     samples, names, _ = read_split(cfg, str(list_file), class_names=class_names)

@@ -47,6 +47,7 @@ from xvit.engine.distributed import (
     all_reduce_max,
     all_reduce_sum,
     barrier,
+    configure_threads,
     init_distributed,
 )
 from xvit.engine.evaluate import autocast, evaluate, write_metrics
@@ -241,10 +242,6 @@ def _fmt_time(seconds: float) -> str:
     return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if isinstance(model, DistributedDataParallel) else model
-
-
 class Trainer:
     """Builds everything a run needs from a :class:`Config` and runs the epochs.
 
@@ -266,6 +263,7 @@ class Trainer:
         self.cfg = cfg
         self.dist = dist_info or init_distributed(cfg.train.device)
         self.device = self.dist.device
+        self.threads = configure_threads(cfg.train.threads, self.device, cfg.data.workers)
         self.out = Path(cfg.train.out)
         self.ckpt_dir = self.out / "checkpoints"
         self.command = command
@@ -349,6 +347,7 @@ class Trainer:
                 f"({len(self.data.class_names)} classes), {self.cfg.train.epochs} epochs x "
                 f"{self.steps_per_epoch} steps, batch {self.total_batch} "
                 f"({self.dist.world_size} process(es)), lr {self.lr:.3g}, device {self.device}"
+                + (f" ({self.threads} thread(s))" if self.device.type == "cpu" else "")
                 + (f", amp {self.amp_dtype}" if self.amp_dtype else "")
             )
             self.log.event("start", 0, world_size=self.dist.world_size, lr=self.lr,
@@ -357,7 +356,8 @@ class Trainer:
         self._check_resume_config(state.get("config", {}))
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        # The schedule's shape (warm-up and total steps) follows the current config.
+        self.scheduler.load_state_dict({**state["scheduler"], "lr_lambdas": [None]})
         self.scaler.load_state_dict(state["scaler"])
         if self.ema is not None and state.get("ema") is not None:
             self.ema.load_state_dict(state["ema"])
