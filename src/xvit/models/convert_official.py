@@ -402,12 +402,7 @@ def map_released_keys(
 # --------------------------------------------------------------------------------------------
 
 
-def build_config(
-    desc: OfficialModel,
-    class_names: Sequence[str] | None = None,
-    head_drop_rate: float = 0.0,
-    drop_path_rate: float = 0.0,
-) -> VideoViTConfig:
+def build_config(desc: OfficialModel, class_names: Sequence[str] | None = None) -> VideoViTConfig:
     """The `VideoViTConfig` of the released model `desc` describes."""
     from xvit.models.video_vit import VideoViTConfig
 
@@ -425,7 +420,7 @@ def build_config(
         mlp_ratio=desc.mlp_ratio,
         qkv_bias=desc.qkv_bias,
         norm_eps=1e-6,
-        drop_path_rate=drop_path_rate,
+        drop_path_rate=desc.drop_path_rate,
         representation_size=desc.representation_size,
         # the released shift: on k and v, concatenated-heads axis, first C/div channels
         # from t+1, the next C/div from t-1, within segments of NUM_SEGMENTS frames
@@ -441,7 +436,7 @@ def build_config(
         temp_embed_mode="tile",
         temp_embed_cls=True,
         head=desc.head,
-        head_drop_rate=head_drop_rate,
+        head_drop_rate=desc.dropout_rate,  # MODEL.DROPOUT_RATE: the head's Dropout
         head_depth=max(desc.head_depth, 1),
         head_num_heads=desc.head_num_heads,
         head_mlp_dim=desc.head_mlp_dim,
@@ -480,7 +475,7 @@ def convert_official(
             f"{len(class_names)} class names given for a {desc.num_classes}-class model"
         )
     mapped, origin, unused, unknown = map_released_keys(state, desc.head)
-    model = VideoViT(build_config(desc, class_names, desc.dropout_rate, desc.drop_path_rate))
+    model = VideoViT(build_config(desc, class_names))
     target = model.state_dict()
     missing, unexpected, mismatched = compare_state_dicts(target, mapped)
     unexpected = sorted(unknown + [origin[k] for k in unexpected])
