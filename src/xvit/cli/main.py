@@ -17,6 +17,7 @@ _COMMAND_MODULES = (
     "xvit.cli.data",
     "xvit.cli.convert",
     "xvit.cli.benchmark",
+    "xvit.cli.ablate",
 )
 
 
