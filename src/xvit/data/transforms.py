@@ -29,6 +29,7 @@ __all__ = [
     "AutoAugment",
     "EvalTransform",
     "Mixup",
+    "MixupCutmix",
     "RandAugment",
     "RandomErasing",
     "TrainTransform",
@@ -368,10 +369,10 @@ class AutoAugment:
 
 
 def build_augment(spec: str | None, fill: float = 0.0) -> RandAugment | AutoAugment | None:
-    """``None``/``"none"``, ``"autoaugment"``, ``"randaugment"`` or ``"rand-m9-n2"`` style."""
+    """``None``/``"none"``, ``"autoaugment"`` (``"auto"``), ``"randaugment"`` or ``"rand-m9-n2"`` style."""
     if spec in (None, "", "none"):
         return None
-    if spec in ("autoaugment", "autoaug", "aa"):
+    if spec in ("autoaugment", "autoaug", "auto", "aa"):
         return AutoAugment(fill=fill)
     if spec in ("randaugment", "randaug", "ra"):
         return RandAugment(fill=fill)
@@ -580,3 +581,6 @@ class Mixup:
     def __repr__(self) -> str:
         return (f"Mixup(num_classes={self.num_classes}, mixup_alpha={self.mixup_alpha}, "
                 f"cutmix_alpha={self.cutmix_alpha}, prob={self.prob}, label_smoothing={self.label_smoothing})")
+
+
+MixupCutmix = Mixup  # the name the engine's configs use

@@ -1,0 +1,485 @@
+"""The built-in temporal-reasoning dataset: classes that only frame order can tell apart.
+
+Eight classes in four time-reversed twin pairs (label ``2k`` and ``2k + 1``):
+
+=====  ========================  ===================================================
+label  class                     what happens
+=====  ========================  ===================================================
+0 / 1  moving right / left       shapes glide horizontally (wrapping around the frame)
+2 / 3  growing / shrinking       shapes fade in, grow (shrink) steadily, fade out
+4 / 5  rotating clockwise / anti an asymmetric shape turns about its centre
+6 / 7  appearing / disappearing  shapes fade in slowly, then vanish (the reverse)
+=====  ========================  ===================================================
+
+Shapes, sizes, colours, positions, speeds and the textured background are random. A video
+of the second twin is the exact time reversal of an independently drawn video of the first.
+
+No single frame tells a twin from the other, *at any time index*. Every animation is
+stationary: its state at frame ``i`` (position on a torus, angle, or the phase of an object's
+life cycle) is uniformly distributed whatever ``i`` is, because the phase at frame 0 is
+uniform and objects that end a life cycle are replaced by freshly drawn ones. So frame ``i``
+of a forward video and frame ``i`` of a reversed one (frame ``T-1-i`` of a forward video)
+have the same distribution. :func:`leak_check` measures it: a per-frame classifier with
+one head per time index stays at chance inside twin pairs, a model that sees frame
+differences does not.
+
+:func:`generate` writes real H.264 mp4 files (PyAV) plus ``train.txt``, ``val.txt`` and
+``classnames.txt`` in the list-file format; :func:`ensure_synth` generates once per
+parameter set and reuses the files (a ``synth.json`` marker holds the parameters).
+Horizontal flipping must stay off for this dataset (it swaps left/right and the sense of
+rotation).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "CLASS_NAMES",
+    "SynthConfig",
+    "SynthInfo",
+    "ensure_synth",
+    "frame_descriptors",
+    "generate",
+    "leak_check",
+    "leak_check_dataset",
+    "load_split",
+    "render_split",
+    "render_video",
+    "twin_of",
+]
+
+CLASS_NAMES = (
+    "moving right", "moving left",
+    "growing", "shrinking",
+    "rotating clockwise", "rotating anticlockwise",
+    "appearing", "disappearing",
+)
+VERSION = 1  # bump when the rendering changes, so cached datasets are regenerated
+
+
+def twin_of(label: int) -> int:
+    """The time-reversed twin class of ``label``."""
+    return label ^ 1
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """Parameters of a generated dataset (all recorded in the ``synth.json`` marker)."""
+
+    seed: int = 0
+    num_train: int = 128  # videos per class
+    num_val: int = 25  # videos per class
+    size: int = 64  # frame height = width
+    num_frames: int = 16
+    fps: int = 8
+    crf: int = 18  # x264 quality (lower is better)
+
+
+@dataclass
+class SynthInfo:
+    """Where a generated dataset lives."""
+
+    root: Path
+    train_list: Path
+    val_list: Path
+    class_names_file: Path
+    class_names: list[str]
+    config: SynthConfig
+
+
+# ---------------------------------------------------------------------------------------
+# Rendering (numpy, anti-aliased via signed distances)
+# ---------------------------------------------------------------------------------------
+
+_PLAIN_SHAPES = ("circle", "square", "triangle", "diamond")
+_ASYMMETRIC_SHAPES = ("hand", "L", "flag")
+
+
+def _box(px: np.ndarray, py: np.ndarray, hx: float, hy: float) -> np.ndarray:
+    qx, qy = np.abs(px) - hx, np.abs(py) - hy
+    outside = np.hypot(np.maximum(qx, 0), np.maximum(qy, 0))
+    return outside + np.minimum(np.maximum(qx, qy), 0)
+
+
+def _shape_sdf(shape: str, px: np.ndarray, py: np.ndarray, r: np.ndarray | float) -> np.ndarray:
+    """Signed distance (pixels, < 0 inside) of a shape of radius ``r`` in local coordinates."""
+    if shape == "circle":
+        return np.hypot(px, py) - r
+    if shape == "square":
+        return _box(px, py, 0.8 * r, 0.8 * r)
+    if shape == "diamond":
+        return (np.abs(px) + np.abs(py) - r) / math.sqrt(2)
+    if shape == "triangle":  # equilateral, pointing up (y down)
+        k = math.sqrt(3)
+        x, y = np.abs(px), -py + 0.25 * r
+        d1 = (k * x + y - r) / 2
+        return np.maximum(d1, -y - 0.5 * r)
+    if shape == "hand":  # a clock hand: bar from the centre with a disc at the tip
+        bar = _box(px - 0.45 * r, py, 0.5 * r, 0.14 * r)
+        tip = np.hypot(px - 0.85 * r, py) - 0.28 * r
+        hub = np.hypot(px, py) - 0.22 * r
+        return np.minimum(np.minimum(bar, tip), hub)
+    if shape == "L":
+        return np.minimum(_box(px, py - 0.1 * r, 0.18 * r, 0.75 * r),
+                          _box(px + 0.3 * r, py - 0.72 * r, 0.48 * r, 0.18 * r))
+    if shape == "flag":
+        return np.minimum(_box(px, py, 0.12 * r, 0.9 * r),
+                          _box(px + 0.42 * r, py + 0.58 * r, 0.42 * r, 0.3 * r))
+    raise ValueError(f"unknown shape {shape!r}")
+
+
+def _rotate(dx: np.ndarray, dy: np.ndarray, angle: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
+    """Frame offsets into the local coordinates of a shape turned by ``angle`` (y down)."""
+    c, s = np.cos(angle), np.sin(angle)
+    return c * dx + s * dy, -s * dx + c * dy
+
+
+def _background(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """A static random background: two-colour linear gradient plus smooth texture."""
+    c1, c2 = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
+    theta = rng.uniform(0, 2 * math.pi)
+    yy, xx = np.mgrid[0:size, 0:size] / (size - 1)
+    ramp = (np.cos(theta) * (xx - 0.5) + np.sin(theta) * (yy - 0.5)) / math.sqrt(0.5) * 0.5 + 0.5
+    img = c1 * (1 - ramp[..., None]) + c2 * ramp[..., None]
+    noise = torch.from_numpy(rng.normal(0, 1, (1, 3, 4, 4)))
+    noise = F.interpolate(noise, size=(size, size), mode="bicubic", align_corners=False)[0]
+    img = img + rng.uniform(5, 25) * noise.permute(1, 2, 0).numpy()
+    img = np.clip(img, 0, 255)
+    return img, img.reshape(-1, 3).mean(0)
+
+
+def _colour(rng: np.random.Generator, avoid: np.ndarray) -> np.ndarray:
+    """A random colour far enough from the background's mean colour to be seen."""
+    for _ in range(100):
+        c = rng.uniform(0, 255, 3)
+        if np.linalg.norm(c - avoid) > 110:
+            return c
+    return 255 - avoid
+
+
+def _composite(frames: np.ndarray, sdf: np.ndarray, alpha: np.ndarray | float, colour: np.ndarray) -> None:
+    """Paint a shape (coverage from its signed distance, times ``alpha``) into ``frames`` (T, H, W, 3)."""
+    a = np.clip(0.5 - sdf, 0.0, 1.0) * alpha
+    frames += a[..., None] * (colour - frames)
+
+
+def _lifecycles(rng: np.random.Generator, num_frames: int) -> tuple[np.ndarray, np.ndarray]:
+    """Phase ``u`` in [0, 1) and life number of one object at every frame.
+
+    The phase at frame 0 is uniform and advances by ``1 / period`` per frame, so ``u`` is
+    uniform at every frame; each new life gets freshly drawn appearance parameters.
+    """
+    period = rng.uniform(18.0, 26.0)
+    t = rng.uniform(0, 1) + np.arange(num_frames) / period
+    return t % 1.0, np.floor(t).astype(int)
+
+
+def render_video(label: int, rng: np.random.Generator, size: int = 64, num_frames: int = 16,
+                 stationary: bool = True) -> np.ndarray:
+    """Render one video of class ``label`` as uint8 ``(T, H, W, 3)``.
+
+    Odd labels are the time reversal of an independently drawn video of ``label - 1``.
+    ``stationary=False`` starts every animation at phase 0 (a deliberately leaky variant,
+    used only to show that :func:`leak_check` detects per-frame leaks).
+    """
+    if not 0 <= label < len(CLASS_NAMES):
+        raise ValueError(f"label must be in [0, {len(CLASS_NAMES)}), got {label}")
+    kind = label // 2
+    k = size / 64.0  # lengths below are for 64 x 64 frames
+    bg, bg_mean = _background(rng, size)
+    frames = np.broadcast_to(bg, (num_frames, size, size, 3)).copy()
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64) + 0.5
+    t = np.arange(num_frames)[:, None, None]
+    start = (lambda lo, hi: rng.uniform(lo, hi)) if stationary else (lambda lo, hi: lo)  # noqa: E731
+
+    if kind == 0:  # moving right on a torus: x is uniform at every frame
+        for _ in range(rng.integers(1, 3)):
+            shape, r = rng.choice(_PLAIN_SHAPES), rng.uniform(5, 10) * k
+            x0, y0 = start(0, size), rng.uniform(r, size - r)
+            v, angle = rng.uniform(1.5, 3.0) * k, rng.uniform(0, 2 * math.pi)
+            xc = x0 + v * t
+            dx = (xx - xc + size / 2) % size - size / 2
+            px, py = _rotate(dx, yy - y0, angle)
+            _composite(frames, _shape_sdf(shape, px, py, r), 1.0, _colour(rng, bg_mean))
+    elif kind == 2:  # clockwise rotation (angle grows; y points down)
+        shape, r = rng.choice(_ASYMMETRIC_SHAPES), rng.uniform(13, 22) * k
+        xc, yc = rng.uniform(r, size - r), rng.uniform(r, size - r)
+        theta = start(0, 2 * math.pi) + rng.uniform(0.15, 0.3) * t
+        px, py = _rotate(xx - xc, yy - yc, theta)
+        _composite(frames, _shape_sdf(shape, px, py, r), 1.0, _colour(rng, bg_mean))
+    else:  # kind 1 (growing) and 3 (appearing): objects with life cycles
+        for _ in range(2):
+            u, life = _lifecycles(rng, num_frames)
+            if not stationary:
+                u, life = np.arange(num_frames) / 24.0 % 1.0, np.zeros(num_frames, dtype=int)
+            lives = {}
+            for n in np.unique(life):  # appearance of each life, drawn in order
+                r_max = (rng.uniform(14, 22) if kind == 1 else rng.uniform(5, 11)) * k
+                lives[n] = (rng.choice(_PLAIN_SHAPES), r_max, rng.uniform(r_max * 0.5, size - r_max * 0.5),
+                            rng.uniform(r_max * 0.5, size - r_max * 0.5), rng.uniform(0, 2 * math.pi),
+                            _colour(rng, bg_mean))
+            for i in range(num_frames):
+                shape, r_max, x0, y0, angle, colour = lives[life[i]]
+                if kind == 1:  # size grows geometrically, fading in and out at the ends
+                    r = r_max * (2.5 * k / r_max) ** (1.0 - u[i])
+                    alpha = min(1.0, u[i] / 0.15, (1.0 - u[i]) / 0.15)
+                else:  # constant size, slow fade in, then gone
+                    r, alpha = r_max, min(1.0, u[i] / 0.7)
+                px, py = _rotate(xx - x0, yy - y0, angle)
+                _composite(frames[i:i + 1], _shape_sdf(shape, px, py, r)[None], alpha, colour)
+
+    video = np.clip(np.round(frames), 0, 255).astype(np.uint8)
+    return video[::-1].copy() if label % 2 else video
+
+
+# ---------------------------------------------------------------------------------------
+# Writing the dataset
+# ---------------------------------------------------------------------------------------
+
+
+def _slug(name: str) -> str:
+    return name.replace(" ", "_")
+
+
+def _video_rng(seed: int, split: str, index: int) -> np.random.Generator:
+    return np.random.default_rng([seed, {"train": 0, "val": 1}[split], index])
+
+
+def write_mp4(path: str | os.PathLike, frames: np.ndarray, fps: int = 8, crf: int = 18) -> None:
+    """Encode uint8 ``(T, H, W, 3)`` RGB frames as H.264 (yuv420p) in an mp4."""
+    with av.open(os.fspath(path), "w") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        stream.options = {"crf": str(crf), "preset": "veryfast"}
+        for img in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+
+
+def _write_chunk(args: tuple[SynthConfig, str, list[tuple[int, int]], str]) -> None:
+    cfg, split, jobs, root = args
+    torch.set_num_threads(1)
+    for index, label in jobs:
+        video = render_video(label, _video_rng(cfg.seed, split, index), cfg.size, cfg.num_frames)
+        path = Path(root) / split / _slug(CLASS_NAMES[label]) / f"{index:05d}.mp4"
+        write_mp4(path, video, cfg.fps, cfg.crf)
+
+
+def _split_jobs(cfg: SynthConfig, split: str) -> list[tuple[int, int]]:
+    per_class = cfg.num_train if split == "train" else cfg.num_val
+    return [(i, i % len(CLASS_NAMES)) for i in range(per_class * len(CLASS_NAMES))]
+
+
+def generate(root: str | os.PathLike, config: SynthConfig | None = None, workers: int | None = None,
+             **overrides: int) -> SynthInfo:
+    """Write the dataset into ``root`` (videos, ``train.txt``, ``val.txt``, ``classnames.txt``,
+    ``synth.json``). ``overrides`` replace fields of ``config`` (``seed=1, num_train=50``...)."""
+    cfg = config or SynthConfig()
+    if overrides:
+        cfg = SynthConfig(**{**asdict(cfg), **overrides})
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "synth.json").unlink(missing_ok=True)
+    for split in ("train", "val"):
+        shutil.rmtree(root / split, ignore_errors=True)
+        for name in CLASS_NAMES:
+            (root / split / _slug(name)).mkdir(parents=True)
+    workers = workers or min(2, os.cpu_count() or 1)
+    chunks = []
+    for split in ("train", "val"):
+        jobs = _split_jobs(cfg, split)
+        step = max(1, math.ceil(len(jobs) / (4 * workers)))
+        chunks += [(cfg, split, jobs[i:i + step], str(root)) for i in range(0, len(jobs), step)]
+    if workers > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            list(pool.map(_write_chunk, chunks))
+    else:
+        for chunk in chunks:
+            _write_chunk(chunk)
+    for split in ("train", "val"):
+        lines = [f"{split}/{_slug(CLASS_NAMES[label])}/{index:05d}.mp4 {label}"
+                 for index, label in _split_jobs(cfg, split)]
+        (root / f"{split}.txt").write_text("\n".join(lines) + "\n")
+    (root / "classnames.txt").write_text("\n".join(CLASS_NAMES) + "\n")
+    marker = {"version": VERSION, **asdict(cfg)}
+    (root / "synth.json").write_text(json.dumps(marker, indent=2) + "\n")
+    return _info(root, cfg)
+
+
+def _info(root: Path, cfg: SynthConfig) -> SynthInfo:
+    return SynthInfo(root=root, train_list=root / "train.txt", val_list=root / "val.txt",
+                     class_names_file=root / "classnames.txt", class_names=list(CLASS_NAMES), config=cfg)
+
+
+@contextlib.contextmanager
+def _locked(root: Path) -> Iterator[None]:
+    """An exclusive lock on ``root`` (several processes may ask for the dataset at once)."""
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no locking
+        yield
+        return
+    with open(root / ".lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def ensure_synth(root: str | os.PathLike, seed: int = 0, config: SynthConfig | None = None,
+                 **overrides: int) -> SynthInfo:
+    """The dataset in ``root``, generated only if missing or made with other parameters."""
+    cfg = config or SynthConfig(seed=seed)
+    cfg = SynthConfig(**{**asdict(cfg), "seed": seed, **overrides})
+    root = Path(root)
+    with _locked(root):
+        marker = root / "synth.json"
+        wanted = {"version": VERSION, **asdict(cfg)}
+        if marker.exists():
+            try:
+                found = json.loads(marker.read_text())
+            except json.JSONDecodeError:
+                found = None
+            if found == wanted and all((root / f).exists() for f in ("train.txt", "val.txt", "classnames.txt")):
+                return _info(root, cfg)
+        return generate(root, cfg)
+
+
+# ---------------------------------------------------------------------------------------
+# Leak check: a per-frame classifier vs one that sees frame differences
+# ---------------------------------------------------------------------------------------
+
+
+def frame_descriptors(videos: torch.Tensor, threshold: float = 0.25) -> torch.Tensor:
+    """Per-frame foreground descriptors of uint8 ``(N, T, H, W, 3)`` videos -> ``(N, T, 10)``.
+
+    The foreground is where a pixel differs from the frame's median colour; the descriptor
+    holds its weighted and plain area, centroid, second moments, orientation (cos, sin of
+    twice the angle) and mean deviation: the quantities a per-frame leak would show (size,
+    position, angle, opacity of the objects).
+    """
+    n, t, h, w, _ = videos.shape
+    x = videos.permute(0, 1, 4, 2, 3).float().div(255).flatten(0, 1)
+    dev = (x - x.flatten(2).median(-1).values[..., None, None]).abs().sum(1)
+    fg = (dev > threshold).float()
+    wgt = fg * dev
+    mass = wgt.sum((1, 2)) + 1e-3
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
+    cx, cy = (wgt * xx).sum((1, 2)) / mass, (wgt * yy).sum((1, 2)) / mass
+    dx, dy = xx - cx[:, None, None], yy - cy[:, None, None]
+    cxx, cyy = (wgt * dx * dx).sum((1, 2)) / mass, (wgt * dy * dy).sum((1, 2)) / mass
+    cxy = (wgt * dx * dy).sum((1, 2)) / mass
+    phi = 0.5 * torch.atan2(2 * cxy, cxx - cyy)
+    feats = [mass / (h * w), fg.mean((1, 2)), cx, cy, cxx, cyy, cxy,
+             torch.cos(2 * phi), torch.sin(2 * phi), dev.mean((1, 2))]
+    return torch.stack(feats, 1).view(n, t, -1)
+
+
+class _FrameClassifier(nn.Module):
+    """An MLP on one frame's descriptor (``diff=False``) or on (descriptor, next minus this)
+    (``diff=True``), with a learned embedding of the time index and of the twin pair;
+    per-frame logits are averaged over time."""
+
+    def __init__(self, dim: int, num_frames: int, diff: bool, hidden: int = 64) -> None:
+        super().__init__()
+        self.diff = diff
+        self.time_embed = nn.Embedding(num_frames - 1 if diff else num_frames, 8)
+        self.pair_embed = nn.Embedding(len(CLASS_NAMES) // 2, 8)
+        self.mlp = nn.Sequential(nn.Linear(dim * (2 if diff else 1) + 16, hidden), nn.ReLU(),
+                                 nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 2))
+
+    def frame_logits(self, d: torch.Tensor, pair: torch.Tensor) -> torch.Tensor:
+        if self.diff:
+            d = torch.cat([d[:, :-1], d[:, 1:] - d[:, :-1]], dim=-1)
+        b, t = d.shape[:2]
+        extra = [self.time_embed.weight[None].expand(b, -1, -1), self.pair_embed(pair)[:, None].expand(-1, t, -1)]
+        return self.mlp(torch.cat([d, *extra], dim=-1))
+
+
+def leak_check(train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor],
+               steps: int = 300, seed: int = 0) -> dict[str, float]:
+    """Held-out accuracy of telling a video from its time-reversed twin, per-frame vs temporal.
+
+    ``train``/``test``: ``(videos uint8 (N, T, H, W, 3), labels (N,))``. Both models get the
+    twin pair and must say which twin it is (chance: 0.5). ``per_frame``: every frame on its
+    own, knowing its time index (an MLP on :func:`frame_descriptors` plus a time-index
+    embedding), trained so that each frame predicts the twin; video score = mean over frames.
+    ``temporal``: the same model fed the descriptor and its change to the next frame.
+    Returns ``{"per_frame", "temporal", "per_frame_by_pair", "temporal_by_pair"}``.
+    """
+    d_train, d_test = frame_descriptors(train[0]), frame_descriptors(test[0])
+    flat = d_train.flatten(0, 1)
+    mean, std = flat.mean(0), flat.std(0) + 1e-3
+    d_train, d_test = (d_train - mean) / std, (d_test - mean) / std
+    y, pair = train[1].long() & 1, train[1].long() // 2
+    y_test, pair_test = test[1].long() & 1, test[1].long() // 2
+    out: dict[str, float] = {}
+    for name, diff in (("per_frame", False), ("temporal", True)):
+        torch.manual_seed(seed)
+        model = _FrameClassifier(d_train.shape[-1], d_train.shape[1], diff)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=1e-2)
+        for _ in range(steps):  # full batch: every frame must predict its video's twin
+            logits = model.frame_logits(d_train, pair)
+            loss = F.cross_entropy(logits.flatten(0, 1), y.repeat_interleave(logits.shape[1]))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            hit = (model.frame_logits(d_test, pair_test).mean(1).argmax(1) == y_test).float()
+        out[name] = float(hit.mean())
+        out[f"{name}_by_pair"] = [float(hit[pair_test == k].mean()) for k in range(len(CLASS_NAMES) // 2)]
+    return out
+
+
+def render_split(num_per_class: int, seed: int, size: int = 64, num_frames: int = 16,
+                 stationary: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Render videos in memory (no encoding): ``(uint8 (N, T, H, W, 3), labels (N,))``."""
+    labels = [i % len(CLASS_NAMES) for i in range(num_per_class * len(CLASS_NAMES))]
+    videos = [render_video(lab, np.random.default_rng([seed, 2, i]), size, num_frames, stationary)
+              for i, lab in enumerate(labels)]
+    return torch.from_numpy(np.stack(videos)), torch.tensor(labels)
+
+
+def load_split(root: str | os.PathLike, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decode every video of a generated split: ``(uint8 (N, T, H, W, 3), labels (N,))``."""
+    from xvit.data.video import VideoReader
+
+    root = Path(root)
+    videos, labels = [], []
+    for line in (root / f"{split}.txt").read_text().split("\n"):
+        if line.strip():
+            path, label = line.rsplit(None, 1)
+            with VideoReader(root / path) as reader:
+                frames = reader.read(range(reader.num_frames))
+            videos.append(frames.permute(0, 2, 3, 1))
+            labels.append(int(label))
+    return torch.stack(videos), torch.tensor(labels)
+
+
+def leak_check_dataset(root: str | os.PathLike, steps: int = 300, seed: int = 0) -> dict[str, float]:
+    """:func:`leak_check` on a generated dataset (decoded mp4s): fit on ``train.txt``,
+    measure on ``val.txt``."""
+    start = time.perf_counter()
+    result = leak_check(load_split(root, "train"), load_split(root, "val"), steps=steps, seed=seed)
+    result["seconds"] = time.perf_counter() - start
+    return result
