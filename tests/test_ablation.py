@@ -42,7 +42,9 @@ def _fake_train(calls: list):
         calls.append((key, cfg.train.seed, cfg.train.out, cfg.train.epochs, command))
         out = Path(cfg.train.out)
         out.mkdir(parents=True, exist_ok=True)
-        metrics = {"top1": KNOWN[(key, cfg.train.seed)], "predictions": []}
+        top1 = KNOWN[(key, cfg.train.seed)]
+        history = [{"epoch": 1, "val": {"top1": top1 / 2}}, {"epoch": 2, "val": {"top1": top1}}]
+        metrics = {"top1": top1, "predictions": [], "history": history}
         (out / "metrics.json").write_text(json.dumps(metrics))
         return metrics
 
@@ -73,7 +75,7 @@ def test_table_from_known_accuracies_and_resume(tmp_path):
     out = tmp_path / "abl"
     doc = run_ablation(None, ["train.epochs=2"], variants=["tsm-avg", "xvit-ta"], seeds=[0, 1],
                        out=out, train_fn=_fake_train(calls), command=["xvit", "ablate", "x"])
-    assert [(c[0], c[1]) for c in calls] == [("tsm-avg", 0), ("tsm-avg", 1), ("xvit-ta", 0), ("xvit-ta", 1)]
+    assert [(c[0], c[1]) for c in calls] == [("tsm-avg", 0), ("xvit-ta", 0), ("tsm-avg", 1), ("xvit-ta", 1)]
     assert all(c[3] == 2 and c[2] == str(out / c[0] / f"seed-{c[1]}") for c in calls)
     assert calls[0][4][:2] == ["xvit", "train"] and "--seed" in calls[0][4]
     tsm, xv = doc["rows"]
@@ -83,8 +85,9 @@ def test_table_from_known_accuracies_and_resume(tmp_path):
     assert math.isclose(xv["top1_std"], 5.3033009, rel_tol=1e-6)  # 3.75 * sqrt(2)
 
     md = (out / "ablation.md").read_text()
-    assert "| TSM-ViT + avg | 45.0 ± 7.1 | 40.0, 50.0 | 2 |" in md
-    assert "| X-ViT + temporal attention | 66.2 ± 5.3 | 62.5, 70.0 | 2 |" in md
+    # Per-epoch curve: epoch 1 = (20 + 25) / 2, epoch 2 = (40 + 50) / 2.
+    assert "| TSM-ViT + avg | 45.0 ± 7.1 | 40.0, 50.0 | 2 | 22.5 / 45.0 |" in md
+    assert "| X-ViT + temporal attention | 66.2 ± 5.3 | 62.5, 70.0 | 2 | 33.1 / 66.2 |" in md
     assert "Command: `xvit ablate x`" in md and "Missing" not in md
     assert json.loads((out / "ablation.json").read_text())["rows"][1]["top1_mean"] == 66.25
 
@@ -110,7 +113,7 @@ def test_failed_run_leaves_a_marked_cell(tmp_path):
     assert row["top1"] == [40.0, None] and row["n"] == 1 and row["top1_std"] is None
     assert "non-finite" in row["errors"]["1"]
     md = format_markdown(doc)
-    assert "| TSM-ViT + avg | 40.0 | 40.0, — | 1 |" in md and "Missing runs" in md and "tsm-avg seed 1" in md
+    assert "| TSM-ViT + avg | 40.0 | 40.0, — | 1 | 20.0 / 40.0 |" in md and "Missing runs" in md and "tsm-avg seed 1" in md
     with pytest.raises(ValueError, match="unknown variant"):
         run_ablation(None, [], variants=["tsm-max"], seeds=[0], out=tmp_path, train_fn=train_fn)
 

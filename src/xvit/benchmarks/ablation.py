@@ -40,9 +40,11 @@ __all__ = [
     "format_markdown",
     "mean_std",
     "pair_accuracy",
+    "render_squares_clip",
     "run_ablation",
     "summarise",
     "variant_config",
+    "write_squares_dataset",
 ]
 
 # Model-name prefixes of the families compared, longest first so ``xvit_st_`` wins over ``xvit_``.
@@ -121,17 +123,20 @@ def mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
 
 
 def pair_accuracy(predictions: list[dict[str, Any]], class_names: Sequence[str]) -> float | None:
-    """Accuracy of telling a synthetic class from its time-reversed twin, in percent.
+    """Accuracy of telling a class from its time-reversed twin, in percent.
 
+    For the built-in synthetic classes and the moving-squares classes (twins ``2k``, ``2k + 1``).
     A video counts as right when its class scores above its twin (``label ^ 1``). The records
     hold the top-5 classes only: a class outside them scores below every listed one, and a
-    video with neither class listed counts one half. None when ``class_names`` are not the
-    synthetic dataset's or there are no scored videos.
+    video with neither class listed counts one half. None for other class lists or when no
+    video was scored.
     """
-    from xvit.data.synth import CLASS_NAMES, twin_of
+    from xvit.data.synth import CLASS_NAMES as SYNTH_CLASSES
+    from xvit.data.synth import twin_of
 
-    if tuple(class_names) != CLASS_NAMES:
+    if tuple(class_names) not in (SYNTH_CLASSES, SQUARES_CLASSES):
         return None
+    CLASS_NAMES = tuple(class_names)
     index = {name: i for i, name in enumerate(CLASS_NAMES)}
     total, right = 0, 0.0
     for rec in predictions:
@@ -146,6 +151,79 @@ def pair_accuracy(predictions: list[dict[str, Any]], class_names: Sequence[str])
     return 100.0 * right / total if total else None
 
 
+# ---------------------------------------------------------------------------------------
+# A small list-file dataset of moving squares (learnable in a few epochs from scratch)
+# ---------------------------------------------------------------------------------------
+
+SQUARES_CLASSES = ("moving right", "moving left", "moving down", "moving up")
+_SQUARES_MOVES = ((0, 1), (0, -1), (1, 0), (-1, 0))
+
+
+def render_squares_clip(label: int, rng: Any, frames: int = 8, size: int = 32, square: int = 8,
+                        speed: int = 2, noise: float = 8.0, distractors: int = 0) -> Any:
+    """uint8 ``(frames, size, size, 3)``: a bright square (colour 150-255 per channel) moving
+    ``speed`` pixels per frame in the class's direction, wrapping around (so its position at
+    any frame is uniform whatever the class), plus ``distractors`` static bright squares, on a
+    dark flat colour (0-119 per channel) with Gaussian pixel noise. No single frame tells the
+    class."""
+    import numpy as np
+
+    x = np.empty((frames, size, size, 3), np.float32)
+    x[:] = rng.integers(0, 120, size=3)
+    x += rng.normal(0.0, noise, size=x.shape)
+
+    def paint(t: int, y: int, x0: int, c: Any) -> None:
+        rows, cols = (y + np.arange(square)) % size, (x0 + np.arange(square)) % size
+        x[t][np.ix_(rows, cols)] = c
+
+    for _ in range(distractors):
+        c, (y, x0) = rng.integers(150, 256, size=3), rng.integers(0, size, size=2)
+        for t in range(frames):
+            paint(t, y, x0, c)
+    c, (y, x0) = rng.integers(150, 256, size=3), rng.integers(0, size, size=2)
+    dy, dx = _SQUARES_MOVES[label]
+    for t in range(frames):
+        paint(t, y + dy * speed * t, x0 + dx * speed * t, c)
+    return np.clip(x, 0, 255).round().astype(np.uint8)
+
+
+def write_squares_dataset(root: str | Path, num_train: int = 256, num_val: int = 50, seed: int = 0,
+                          **render: Any) -> dict[str, Path]:
+    """Write the moving-squares dataset (``num_train`` / ``num_val`` videos per class, H.264
+    mp4, lossless-ish crf 10) with ``train.txt``, ``val.txt`` and ``classnames.txt``.
+
+    Four classes in two time-reversed twin pairs (right/left, down/up); ``render`` goes to
+    :func:`render_squares_clip`. Returns the list files.
+    """
+    import av
+    import numpy as np
+
+    root = Path(root)
+    lists: dict[str, Path] = {}
+    for split, n, split_seed in (("train", num_train, 0), ("val", num_val, 1)):
+        (root / split).mkdir(parents=True, exist_ok=True)
+        rng = np.random.default_rng([seed, split_seed])
+        lines = []
+        for i in range(n * len(SQUARES_CLASSES)):
+            label = i % len(SQUARES_CLASSES)
+            frames = render_squares_clip(label, rng, **render)
+            name = f"{split}/{i:05d}.mp4"
+            with av.open(str(root / name), "w") as out:
+                stream = out.add_stream("libx264", rate=8)
+                stream.width, stream.height = frames.shape[2], frames.shape[1]
+                stream.pix_fmt = "yuv444p"
+                stream.options = {"crf": "10", "preset": "veryfast"}
+                for f in frames:
+                    out.mux(stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
+                out.mux(stream.encode())
+            lines.append(f"{name} {label}")
+        lists[split] = root / f"{split}.txt"
+        lists[split].write_text("\n".join(lines) + "\n")
+    lists["classnames"] = root / "classnames.txt"
+    lists["classnames"].write_text("\n".join(SQUARES_CLASSES) + "\n")
+    return lists
+
+
 @dataclass
 class RunRecord:
     """One finished (or failed) training run."""
@@ -155,6 +233,7 @@ class RunRecord:
     out: str
     top1: float | None = None
     pair_top1: float | None = None
+    val_top1_by_epoch: list[float] | None = None
     seconds: float | None = None
     error: str | None = None
     reused: bool = False
@@ -193,8 +272,8 @@ def run_ablation(
     out = Path(out)
     command = command or ["xvit", "ablate"]
     records: list[RunRecord] = []
-    for key in variants:
-        for seed in seeds:
+    for seed in seeds:  # seed-major: a stopped sweep leaves whole seeds, not whole variants
+        for key in variants:
             run_dir = out / key / f"seed-{seed}"
             cfg = variant_config(base, VARIANTS[key], seed, run_dir)
             rec = RunRecord(key, seed, str(run_dir))
@@ -213,6 +292,7 @@ def run_ablation(
                     continue
                 rec.seconds = round(time.perf_counter() - start, 1)
             rec.top1 = float(metrics["top1"])
+            rec.val_top1_by_epoch = [float(h["val"]["top1"]) for h in metrics.get("history", []) if h.get("val")] or None
             names = _class_names(run_dir)
             rec.pair_top1 = pair_accuracy(metrics.get("predictions", []), names) if names else None
             records.append(rec)
@@ -245,7 +325,8 @@ def _class_names(run_dir: Path) -> list[str] | None:
 
 def summarise(records: Sequence[RunRecord], variants: Sequence[str], seeds: Sequence[int]) -> dict[str, Any]:
     """Per variant: per-seed top-1 (None where the run is missing or failed), mean and sample
-    std over the completed seeds, their number, and the same for the twin-pair accuracy."""
+    std over the completed seeds, their number, the same for the twin-pair accuracy, and the
+    validation top-1 after each epoch averaged over the seeds (how fast each variant learns)."""
     rows = []
     for key in variants:
         by_seed = {r.seed: r for r in records if r.variant == key}
@@ -254,6 +335,9 @@ def summarise(records: Sequence[RunRecord], variants: Sequence[str], seeds: Sequ
         pair = [by_seed[s].pair_top1 for s in seeds if s in by_seed and by_seed[s].pair_top1 is not None]
         mean, std = mean_std(done)
         pmean, pstd = mean_std(pair)
+        curves = [by_seed[s].val_top1_by_epoch for s in seeds if s in by_seed and by_seed[s].val_top1_by_epoch]
+        length = min((len(c) for c in curves), default=0)
+        curve = [sum(c[e] for c in curves) / len(curves) for e in range(length)]
         rows.append({
             "variant": key,
             "method": VARIANTS[key].method,
@@ -265,6 +349,7 @@ def summarise(records: Sequence[RunRecord], variants: Sequence[str], seeds: Sequ
             "pair_top1": [by_seed[s].pair_top1 if s in by_seed else None for s in seeds],
             "pair_top1_mean": pmean,
             "pair_top1_std": pstd,
+            "val_top1_by_epoch_mean": curve or None,
             "errors": {str(r.seed): r.error for r in by_seed.values() if r.error},
             "seconds": [by_seed[s].seconds if s in by_seed else None for s in seeds],
         })
@@ -282,15 +367,20 @@ def format_markdown(doc: dict[str, Any]) -> str:
     rows = doc["rows"]
     seeds = rows[0]["seeds"] if rows else []
     has_pair = any(r["pair_top1_mean"] is not None for r in rows)
+    has_curve = any(r.get("val_top1_by_epoch_mean") for r in rows)
     head = ["Method", "Top-1 (%) mean ± std", "per seed (" + ", ".join(map(str, seeds)) + ")", "n"]
     if has_pair:
         head.append("twin-pair acc. (%) mean ± std")
+    if has_curve:
+        head.append("val top-1 after each epoch (mean over seeds)")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         per_seed = ", ".join("—" if v is None else f"{v:.1f}" for v in r["top1"])
         cells = [r["method"], _fmt(r["top1_mean"], r["top1_std"]), per_seed, str(r["n"])]
         if has_pair:
             cells.append(_fmt(r["pair_top1_mean"], r["pair_top1_std"]))
+        if has_curve:
+            cells.append(" / ".join(f"{v:.1f}" for v in r.get("val_top1_by_epoch_mean") or []) or "—")
         lines.append("| " + " | ".join(cells) + " |")
     text = "\n".join(lines) + "\n"
     if doc.get("command"):
