@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 
 from xvit.benchmarks.report import frame_scaling_table
-from xvit.cli.main import main as xvit_main
+from xvit.cli import benchmark as benchmark_cli
 
 
 def main() -> int:
@@ -27,6 +27,7 @@ def main() -> int:
     parser.add_argument("--img-size", default="224")
     parser.add_argument("--dtype", default="fp32")
     parser.add_argument("--repeats", default="3")
+    parser.add_argument("--warmup", default="1", help="untimed calls per item (0: none)")
     parser.add_argument("--threads", default="2")
     parser.add_argument("--no-memory", action="store_true")
     parser.add_argument("--out", default="runs/benchmark")
@@ -34,11 +35,14 @@ def main() -> int:
     argv = [
         "benchmark", "--models", args.models, "--frames", args.frames, "--batch", "1",
         "--size", args.size, "--img-size", args.img_size, "--dtype", args.dtype,
-        "--repeats", args.repeats, "--threads", args.threads, "--name", "frame_scaling",
+        "--repeats", args.repeats, "--warmup", args.warmup, "--threads", args.threads, "--name", "frame_scaling",
         "--out", args.out,
     ] + (["--no-memory"] if args.no_memory else [])
     print("xvit " + " ".join(argv))
-    rc = xvit_main(argv)
+    cli = argparse.ArgumentParser(prog="xvit")
+    benchmark_cli.add_parser(cli.add_subparsers())
+    bench_args = cli.parse_args(argv)
+    rc = bench_args.func(bench_args)
     payload = json.loads((Path(args.out) / "frame_scaling.json").read_text())
     print()
     print(frame_scaling_table(payload["frame_scaling"]))

@@ -2,8 +2,8 @@
 
 A process's peak RSS (``VmHWM``) only grows, so measuring several models in one process
 would report the largest model's peak for all that follow. :func:`measure_memory` starts a
-fresh Python for each model; inside it, for each (batch, dtype mode), after a warm call, the
-peak is reset (``/proc/self/clear_refs``, Linux) and one more forward is measured.
+fresh Python for each model; inside it, after one warm call, for each (batch, dtype mode) the
+peak is reset (``/proc/self/clear_refs``, Linux) and one forward is measured.
 
 On CPU ``peak_mem_mib`` is the process's peak RSS during that forward (weights, libraries
 and activations together) and ``activation_mib`` the part above the resident size before
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -71,11 +72,15 @@ def measure_memory(
             "threads": threads,
         }
     )
+    # A fixed mmap threshold turns off glibc's dynamic one, so that large tensors freed after
+    # a forward go back to the OS instead of staying in the heap (and in the RSS).
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
     proc = subprocess.run(
         [sys.executable, "-m", "xvit.benchmarks.memory", payload],
         capture_output=True,
         text=True,
         timeout=timeout_s,
+        env=env,
     )
     if proc.returncode != 0:
         tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
@@ -96,11 +101,12 @@ def _child(payload: dict[str, Any]) -> dict[str, Any]:
     spec = ModelSpec.from_dict(payload["spec"])
     base_model = spec.build()
     out = []
-    for batch, mode in sorted(payload["configs"]):
+    for i, (batch, mode) in enumerate(sorted(payload["configs"])):
         model = prepare_model(base_model, mode, dev)
         x = torch.randn(spec.input_shape(batch)).to(dev, _input_dtype(mode))
         call = _make_call(model, x, mode, dev)
-        call()  # warm: lazy initialisation and allocator caches are not the model's peak
+        if i == 0:
+            call()  # warm: one-time library initialisation is not the model's peak
         gc.collect()
         row: dict[str, Any] = {"batch": batch, "dtype_mode": mode}
         if dev.type == "cuda":

@@ -256,7 +256,7 @@ def machine_summary(meta: dict[str, Any]) -> str:
         f"torch {meta.get('torch')}, transformers {meta.get('transformers')}, "
         f"Python {meta.get('python')}",
         f"threads {meta.get('torch_threads')}, device {meta.get('device')}, "
-        f"{meta.get('date_utc')} UTC",
+        f"{meta.get('date_utc')} UTC, xvit commit {meta.get('git_commit')}",
         f"load average before {meta.get('load_average_before')}, "
         f"after {meta.get('load_average_after')}",
         f"{meta.get('warmup')} warm-up call(s), {meta.get('repeats')} interleaved repeats",

@@ -160,8 +160,22 @@ def _cpu_flags() -> list[str]:
     return []
 
 
+def _git_commit() -> str | None:
+    """The commit of the xvit source tree being measured (None outside a git checkout)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10,
+            cwd=os.path.dirname(os.path.abspath(__file__)),
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
 def machine_info(device: str = "cpu") -> dict[str, Any]:
-    """CPU/GPU model, core and thread counts, library versions, date and load."""
+    """CPU/GPU model, core and thread counts, library versions, git commit, date and load."""
     info: dict[str, Any] = {
         "cpu": _cpu_model(),
         "cpu_flags": _cpu_flags(),
@@ -170,6 +184,7 @@ def machine_info(device: str = "cpu") -> dict[str, Any]:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "platform": platform.platform(),
+        "git_commit": _git_commit(),
         "date_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
         "load_average": load_average(),
     }
@@ -422,19 +437,23 @@ def run_benchmark(
     if compile:
         items += _compiled_items(specs, items, variants, inputs, dev, log)
 
-    # Warm-up, then calibrate the calls per repeat.
+    # Warm-up, then calibrate the calls per repeat (one warm call at least when calibrating).
     for it in items:
         if it.error or it.fn is None:
             continue
-        log(f"warm-up {_item_name(specs, it)}")
+        n_warm = max(warmup, 1) if min_repeat_s > 0 else warmup
+        if n_warm:
+            log(f"warm-up {_item_name(specs, it)}")
         t = float("inf")
-        for _ in range(max(warmup, 1)):
+        for _ in range(n_warm):
             t = _time_once(it.fn)
         if min_repeat_s > 0 and t < min_repeat_s:
             it.inner = max(1, math.ceil(min_repeat_s / max(t, 1e-6)))
 
     live = [it for it in items if not it.error]
+    meta["load_per_repeat"] = []
     for r in range(repeats):
+        meta["load_per_repeat"].append(load_average())
         log(f"repeat {r + 1}/{repeats} (load {load_average()})")
         shift = r % len(live)
         for it in live[shift:] + live[:shift]:
