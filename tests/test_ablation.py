@@ -170,3 +170,46 @@ def test_real_tiny_runs_through_the_engine(tmp_path):
         assert row["pair_top1"] == [None]  # not the synthetic classes
     assert load_config(out / "tsm-avg" / "seed-0" / "config.yaml").model.name == "tsm_vit_tiny_patch16"
     assert load_config(out / "xvit-ta" / "seed-0" / "config.yaml").model.head == "ta"
+
+
+def _bright_cells(frame) -> set[tuple[int, int]]:
+    rows, cols = (frame.max(-1) >= 150).nonzero()
+    return set(zip(rows.tolist(), cols.tolist()))
+
+
+def test_squares_move_one_way_and_wrap():
+    import numpy as np
+
+    from xvit.benchmarks.ablation import SQUARES_CLASSES, render_squares_clip
+
+    moves = {"moving right": (0, 1), "moving left": (0, -1), "moving down": (1, 0), "moving up": (-1, 0)}
+    for label, name in enumerate(SQUARES_CLASSES):
+        clip = render_squares_clip(label, np.random.default_rng(label), frames=8, size=32, square=8,
+                                   speed=2, noise=0.0)
+        assert clip.shape == (8, 32, 32, 3) and clip.dtype == np.uint8
+        first = _bright_cells(clip[0])
+        assert len(first) == 64  # one 8x8 square, nothing else bright
+        dy, dx = moves[name]
+        for t in range(1, 8):
+            expected = {((r + 2 * dy * t) % 32, (c + 2 * dx * t) % 32) for r, c in first}
+            assert _bright_cells(clip[t]) == expected
+    with_distractor = render_squares_clip(0, np.random.default_rng(9), noise=0.0, distractors=1)
+    static = _bright_cells(with_distractor[0]) & _bright_cells(with_distractor[7])
+    assert len(static) >= 64  # the distractor stays bright in every frame
+
+
+def test_squares_dataset_files_decode_close_to_the_render(tmp_path):
+    import numpy as np
+
+    from xvit.benchmarks.ablation import SQUARES_CLASSES, render_squares_clip, write_squares_dataset
+    from xvit.data import read_frames
+
+    lists = write_squares_dataset(tmp_path / "sq", num_train=1, num_val=1, seed=3)
+    lines = lists["train"].read_text().split()
+    assert lines == ["train/00000.mp4", "0", "train/00001.mp4", "1", "train/00002.mp4", "2", "train/00003.mp4", "3"]
+    assert lists["classnames"].read_text().split("\n")[:4] == list(SQUARES_CLASSES)
+    rng = np.random.default_rng([3, 0])
+    for i in range(4):
+        ref = render_squares_clip(i, rng)
+        got = read_frames(tmp_path / "sq" / f"train/{i:05d}.mp4", list(range(8))).permute(0, 2, 3, 1).numpy()
+        assert np.abs(got.astype(np.float32) - ref).mean() < 4.0  # crf 10, 4:4:4
