@@ -21,13 +21,15 @@ xvit benchmark --peers --frames 8 --batch 1 --dtype fp32,bf16 --repeats 3 \
 xvit benchmark --models xvit,xvit_st,vit,tsm_vit,timesformer,joint_vit,vivit_fe,hf_timesformer@8,hf_vivit@8,hf_videomae@8 \
   --frames 8 --batch 4 --dtype fp32 --repeats 2 --threads "$THREADS" --name table1_b4 --out "$OUT"
 
-# 3. the targets, side by side in one run: X-ViT at 8/16/32 frames, the spatial ViT and
-#    transformers' TimeSformer at 8 and 16, fp32 and bf16, batch 1 (~8 min idle)
-xvit benchmark --models xvit@8+16+32,vit@8,hf_timesformer@8+16 --batch 1 --dtype fp32,bf16 \
-  --repeats 5 --threads "$THREADS" --no-memory --name targets --out "$OUT"
+# 3. the targets, side by side in one run: X-ViT at 8 and 16 frames, the spatial ViT and
+#    transformers' TimeSformer, fp32 and bf16, batch 1 (~5 min idle)
+xvit benchmark --models xvit@8+16,vit@8,hf_timesformer@8+16 --batch 1 --dtype fp32,bf16 \
+  --repeats 3 --threads "$THREADS" --no-memory --name targets --out "$OUT"
 
-# 4. scaling with the number of frames: X-ViT, divided and joint attention (~20 min idle)
-python benchmarks/frame_scaling.py --threads "$THREADS" --repeats 2 --out "$OUT"
+# 4. scaling with the number of frames: X-ViT, divided and joint attention at T = 8..64
+#    (also gives the time(T=32)/time(T=8) target; ~10 min idle; drop --no-memory for the
+#    memory curve, ~10 min more)
+python benchmarks/frame_scaling.py --threads "$THREADS" --repeats 2 --warmup 0 --no-memory --out "$OUT"
 
 # 5. torch.compile (inductor) against eager, compile time reported separately (~15 min idle)
 xvit benchmark --models xvit@8,vit@8,hf_timesformer@8 --batch 1 --dtype fp32,bf16 --compile \

@@ -1,8 +1,8 @@
 """Inference speed of video models, measured side by side so that ratios are fair.
 
 Every model of a run is built once and kept in memory; after warm-up the timed calls go
-round-robin over all (model, batch, dtype) items, the starting item rotating each round, so
-that drift in the machine (frequency, other load) hits every model alike. Each item reports
+round-robin over all (model, batch, dtype) items, the starting item rotating each round
+(spread evenly over the rounds), so that drift in the machine (frequency, other load) hits every model alike. Each item reports
 the median and spread of its per-call times, clips/s, ms per clip, GFLOPs per clip (counted
 on the meta device with the math attention backend, so attention is counted), parameters
 and achieved GFLOP/s. Peak memory is measured afterwards, one fresh subprocess per model
@@ -455,7 +455,7 @@ def run_benchmark(
     for r in range(repeats):
         meta["load_per_repeat"].append(load_average())
         log(f"repeat {r + 1}/{repeats} (load {load_average()})")
-        shift = r % len(live)
+        shift = (r * len(live)) // repeats  # spread each item's place in the round
         for it in live[shift:] + live[:shift]:
             it.times.append(_time_once(it.fn, it.inner))
 
@@ -474,7 +474,8 @@ def run_benchmark(
 def _pick_bf16_mode(
     spec: ModelSpec, model: nn.Module, dev: torch.device, log: Callable[[str], None]
 ) -> tuple[str, dict[str, float]]:
-    """Time bf16-model and bf16-autocast at batch 1 (after one warm call), keep the faster."""
+    """Time bf16-model and bf16-autocast at batch 1 (one warm, two timed calls, alternating);
+    keep the faster."""
     log(f"bf16 mode probe {spec.display}")
     x = torch.randn(spec.input_shape(1), generator=torch.Generator().manual_seed(0)).to(dev)
     calls = {}
