@@ -29,7 +29,7 @@ def test_twin_is_exact_time_reversal():
     backward = render_video(3, np.random.default_rng(7))
     assert np.array_equal(backward, forward[::-1])
     assert twin_of(2) == 3 and twin_of(3) == 2
-    assert forward.shape == (16, 64, 64, 3) and forward.dtype == np.uint8
+    assert forward.shape == (8, 32, 32, 3) and forward.dtype == np.uint8
     # Something moves in every class: consecutive frames differ.
     for label in range(len(CLASS_NAMES)):
         v = render_video(label, np.random.default_rng(label)).astype(int)
@@ -47,20 +47,21 @@ def test_generate_cache_and_regenerate(tmp_path, capsys):
     assert ann.class_names == list(CLASS_NAMES) and len(ann) == 16
     assert sorted(s.label for s in ann.samples) == sorted(list(range(8)) * 2)
     first = ann.samples[0]
-    frames = read_frames(first.path, range(16))
-    assert frames.shape == (16, 3, 64, 64)
-    # The encoded video is close to the rendered one (H.264 at crf 18).
+    frames = read_frames(first.path, range(8))
+    assert frames.shape == (8, 3, 32, 32)
+    # The encoded video is close to the rendered one (H.264 at crf 18 smooths the
+    # renderer's pixel noise of std 8).
     rendered = render_video(first.label, np.random.default_rng([3, 0, 0]))
     err = (frames.permute(0, 2, 3, 1).float() - torch.from_numpy(rendered).float()).abs().mean()
-    assert err < 4.0
+    assert err < 10.0
 
     # Same parameters: reused (files untouched); another seed: regenerated.
-    mtime = first.path and (root / "train.txt").stat().st_mtime_ns
+    mtime = (root / "train.txt").stat().st_mtime_ns
     info = ensure_synth(root, seed=3, config=SynthConfig(num_train=2, num_val=1))
     assert (root / "train.txt").stat().st_mtime_ns == mtime and info.train_list == root / "train.txt"
     ensure_synth(root, seed=4, config=SynthConfig(num_train=2, num_val=1))
     assert json.loads((root / "synth.json").read_text())["seed"] == 4
-    again = read_frames(read_annotations(root / "train.txt").samples[0].path, range(16))
+    again = read_frames(read_annotations(root / "train.txt").samples[0].path, range(8))
     assert not torch.equal(again, frames)
 
     # The lists feed VideoDataset directly.
@@ -75,7 +76,7 @@ def test_generation_is_deterministic(tmp_path):
     for line_a, line_b in zip(a.val_list.read_text().split(), b.val_list.read_text().split()):
         assert line_a == line_b
     path = a.val_list.read_text().split()[0]
-    assert torch.equal(read_frames(a.root / path, range(16)), read_frames(b.root / path, range(16)))
+    assert torch.equal(read_frames(a.root / path, range(8)), read_frames(b.root / path, range(8)))
 
 
 @pytest.fixture(scope="module")
