@@ -6,13 +6,14 @@ Eight classes in four time-reversed twin pairs (label ``2k`` and ``2k + 1``):
 label  class                     what happens
 =====  ========================  ===================================================
 0 / 1  moving right / left       shapes glide horizontally (wrapping around the frame)
-2 / 3  growing / shrinking       shapes fade in, grow (shrink) steadily, fade out
+2 / 3  growing / shrinking       a shape grows (shrinks) steadily, then a new one starts
 4 / 5  rotating clockwise / anti an asymmetric shape turns about its centre
 6 / 7  appearing / disappearing  shapes fade in slowly, then vanish (the reverse)
 =====  ========================  ===================================================
 
-Shapes, sizes, colours, positions, speeds and the textured background are random. A video
-of the second twin is the exact time reversal of an independently drawn video of the first.
+Shapes, sizes, colours, positions, speeds and the background shade are random, and every
+frame gets independent pixel noise. A video of the second twin is the exact time reversal
+of an independently drawn video of the first.
 
 No single frame tells a twin from the other, *at any time index*. Every animation is
 stationary: its state at frame ``i`` (position on a torus, angle, or the phase of an object's
