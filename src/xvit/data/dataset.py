@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
+import multiprocessing
 import random
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -34,7 +35,7 @@ from xvit.data.sampling import ClipSampler, build_sampler
 from xvit.data.transforms import EvalTransform, TrainTransform
 from xvit.data.video import VideoDecodeError, open_video
 
-__all__ = ["VideoDataset", "build_loader", "collate", "worker_init_fn"]
+__all__ = ["VideoDataset", "build_loader", "collate", "worker_context", "worker_init_fn"]
 
 logger = logging.getLogger(__name__)
 
@@ -235,6 +236,17 @@ def worker_init_fn(worker_id: int) -> None:
     torch.set_num_threads(1)
 
 
+def worker_context() -> multiprocessing.context.BaseContext:
+    """How DataLoader workers are started: ``forkserver`` where available, else ``spawn``.
+
+    Never plain ``fork``: the main process runs threads (TensorBoard's event writer, tqdm's
+    monitor, torch's thread pools), and a child forked while one of them holds a lock can
+    deadlock (seen in the test suite: a worker stuck in its first ``manual_seed``).
+    """
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+
+
 def build_loader(
     dataset: Dataset,
     batch_size: int,
@@ -267,5 +279,6 @@ def build_loader(
         persistent_workers=workers > 0,
         prefetch_factor=prefetch_factor if workers > 0 else None,
         worker_init_fn=worker_init_fn if workers > 0 else None,
+        multiprocessing_context=worker_context() if workers > 0 else None,
         generator=torch.Generator().manual_seed(seed),
     )

@@ -87,7 +87,7 @@ def score_dataset(
     ``chunk`` bounds how many clips go through the model at once (views of a batch are split).
     Other ranks return None.
     """
-    from xvit.data.dataset import collate, worker_init_fn
+    from xvit.data.dataset import collate, worker_context, worker_init_fn
 
     device = torch.device(device)
     dist_info = dist_info or DistInfo(device=device)
@@ -100,6 +100,7 @@ def score_dataset(
         collate_fn=collate,
         pin_memory=device.type == "cuda",
         worker_init_fn=worker_init_fn if workers > 0 else None,
+        multiprocessing_context=worker_context() if workers > 0 else None,
         generator=torch.Generator().manual_seed(0),  # never touch the global RNG
     )
     was_training = model.training

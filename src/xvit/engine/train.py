@@ -433,7 +433,7 @@ class Trainer:
     # ------------------------------------------------------------------ the loop
 
     def _loader(self) -> DataLoader:
-        from xvit.data.dataset import collate, worker_init_fn
+        from xvit.data.dataset import collate, worker_context, worker_init_fn
 
         workers = self.cfg.data.workers
         return DataLoader(
@@ -446,6 +446,7 @@ class Trainer:
             drop_last=True,
             persistent_workers=workers > 0,
             worker_init_fn=worker_init_fn if workers > 0 else None,
+            multiprocessing_context=worker_context() if workers > 0 else None,
             generator=torch.Generator().manual_seed(self.cfg.train.seed),
         )
 
