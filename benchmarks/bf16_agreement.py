@@ -9,7 +9,8 @@ same clips three ways with the same weights:
 
 Prints and writes (``--out``, JSON) each mode's top-1, the fraction of videos whose top-1
 class agrees with fp32, the largest logit difference, and the fp32 margin (top-1 minus
-top-2 logit) of the videos that disagree.
+top-2 logit) of the videos that disagree, and the smallest fp32 margin of all (how close
+the nearest decision was).
 
     python benchmarks/bf16_agreement.py --checkpoint runs/ablation/xvit-ta/seed-0 \
         --list ~/.cache/xvit/synth/val.txt --out docs/img/bf16_agreement.json
@@ -103,6 +104,7 @@ def compare(reference: torch.Tensor, other: torch.Tensor, labels: torch.Tensor) 
         "max_abs_logit_diff": round((reference - other).abs().max().item(), 5),
         "mean_abs_logit_diff": round((reference - other).abs().mean().item(), 5),
         "fp32_margin_of_disagreeing": [round(m, 5) for m in margins.tolist()],
+        "fp32_min_margin": round((two[:, 0] - two[:, 1]).min().item(), 5),
     }
 
 

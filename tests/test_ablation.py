@@ -46,7 +46,7 @@ def _fake_train(calls: list):
         history = [{"epoch": 1, "val": {"top1": top1 / 2}}, {"epoch": 2, "val": {"top1": top1}}]
         metrics = {"top1": top1, "predictions": [], "history": history}
         (out / "metrics.json").write_text(json.dumps(metrics))
-        return metrics
+        return {"top1": top1}  # like the engine: history and predictions only in the file
 
     return train_fn
 

@@ -291,6 +291,8 @@ def run_ablation(
                     print(f"[ablate] {key} seed {seed} failed: {e}", flush=True)
                     continue
                 rec.seconds = round(time.perf_counter() - start, 1)
+                if metrics_path.is_file():  # the file also holds the predictions and history
+                    metrics = _read_metrics(metrics_path)
             rec.top1 = float(metrics["top1"])
             rec.val_top1_by_epoch = [float(h["val"]["top1"]) for h in metrics.get("history", []) if h.get("val")] or None
             names = _class_names(run_dir)
