@@ -136,16 +136,15 @@ def pair_accuracy(predictions: list[dict[str, Any]], class_names: Sequence[str])
 
     if tuple(class_names) not in (SYNTH_CLASSES, SQUARES_CLASSES):
         return None
-    CLASS_NAMES = tuple(class_names)
-    index = {name: i for i, name in enumerate(CLASS_NAMES)}
+    names = tuple(class_names)
+    index = {name: i for i, name in enumerate(names)}
     total, right = 0, 0.0
     for rec in predictions:
         if rec.get("prediction") is None or "top" not in rec:
             continue
         label = index[rec["label"]] if isinstance(rec["label"], str) else int(rec["label"])
-        twin = CLASS_NAMES[twin_of(label)]
         probs = {name: p for name, p in rec["top"]}
-        p_label, p_twin = probs.get(CLASS_NAMES[label], -1.0), probs.get(twin, -1.0)
+        p_label, p_twin = probs.get(names[label], -1.0), probs.get(names[twin_of(label)], -1.0)
         total += 1
         right += 1.0 if p_label > p_twin else 0.5 if p_label == p_twin else 0.0
     return 100.0 * right / total if total else None
