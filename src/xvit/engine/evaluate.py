@@ -313,15 +313,20 @@ def write_views_curve(rows: list[dict[str, Any]], out_dir: str | Path, title: st
         writer.writeheader()
         writer.writerows(rows)
     fig, ax = plt.subplots(figsize=(5.5, 4))
-    for ks in sorted({r["spatial_crops"] for r in rows}):
+    for i, ks in enumerate(sorted({r["spatial_crops"] for r in rows})):
         line = [r for r in rows if r["spatial_crops"] == ks]
         xs = [r["temporal_clips"] for r in line]
         ys = [r["top1"] for r in line]
         ax.plot(xs, ys, marker="o", label=f"{ks} spatial crop{'s' if ks > 1 else ''}")
-        for r in line:
+        for r in line:  # each line's labels at its own height, so they do not overlap
             if r["gflops"] is not None:
                 ax.annotate(f"{r['gflops']:.3g}", (r["temporal_clips"], r["top1"]),
-                            textcoords="offset points", xytext=(0, 6), ha="center", fontsize=7)
+                            textcoords="offset points", xytext=(0, 6 + 9 * i), ha="center",
+                            fontsize=7)
+    # at least a 10-point span, so noise of a few videos does not look like a trend
+    lo, hi = min(r["top1"] for r in rows), max(r["top1"] for r in rows)
+    pad = max(0.0, 10.0 - (hi - lo)) / 2 + 2.0
+    ax.set_ylim(max(0.0, lo - pad), min(100.0, hi + pad) + 2.0)
     ax.set_xlabel("temporal clips")
     ax.set_ylabel("top-1 accuracy (%)")
     ax.set_xticks(sorted({r["temporal_clips"] for r in rows}))
