@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from xvit.data.annotations import Sample
 from xvit.data.sampling import ClipSampler, build_sampler
@@ -256,14 +256,20 @@ def build_loader(
     seed: int = 0,
     drop_last: bool = False,
     prefetch_factor: int = 2,
+    sampler: Sampler | None = None,
+    pin_memory: bool | None = None,
+    persistent: bool = True,
 ) -> DataLoader:
-    """A DataLoader with :func:`collate`, persistent seeded workers, pinned memory on CUDA.
+    """A DataLoader with :func:`collate`, seeded workers (persistent unless ``persistent`` is
+    false), pinned memory on CUDA (``pin_memory=None``) or as given.
 
     ``distributed``: a :class:`~torch.utils.data.DistributedSampler` (``shuffle``, ``seed``,
-    ``drop_last``); call ``loader.sampler.set_epoch(epoch)`` every epoch. Otherwise the
-    shuffle order comes from a generator seeded with ``seed`` (the global RNG is untouched).
+    ``drop_last``); call ``loader.sampler.set_epoch(epoch)`` every epoch. ``sampler``: your
+    own index order (then neither ``shuffle`` nor ``distributed``). Otherwise the shuffle
+    order comes from a generator seeded with ``seed`` (the global RNG is untouched).
     """
-    sampler = None
+    if sampler is not None and (shuffle or distributed):
+        raise ValueError("build_loader: give either a sampler or shuffle/distributed, not both")
     if distributed:
         sampler = DistributedSampler(dataset, shuffle=shuffle, seed=seed, drop_last=drop_last)
         shuffle = False
@@ -274,9 +280,9 @@ def build_loader(
         sampler=sampler,
         num_workers=workers,
         collate_fn=collate,
-        pin_memory=torch.cuda.is_available(),
+        pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
         drop_last=drop_last,
-        persistent_workers=workers > 0,
+        persistent_workers=persistent and workers > 0,
         prefetch_factor=prefetch_factor if workers > 0 else None,
         worker_init_fn=worker_init_fn if workers > 0 else None,
         multiprocessing_context=worker_context() if workers > 0 else None,

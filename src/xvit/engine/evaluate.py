@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import Dataset, Subset
 
 from xvit.engine.distributed import DistInfo, all_gather_object
 from xvit.engine.metrics import classification_metrics, fuse_views, subset_indices, topk_hits
@@ -87,21 +87,18 @@ def score_dataset(
     ``chunk`` bounds how many clips go through the model at once (views of a batch are split).
     Other ranks return None.
     """
-    from xvit.data.dataset import collate, worker_context, worker_init_fn
+    from xvit.data.dataset import build_loader
 
     device = torch.device(device)
     dist_info = dist_info or DistInfo(device=device)
     shard = list(range(dist_info.rank, len(dataset), dist_info.world_size))
-    loader = DataLoader(
+    loader = build_loader(
         Subset(dataset, shard),
         batch_size=batch_size,
-        shuffle=False,
-        num_workers=workers,
-        collate_fn=collate,
+        workers=workers,
+        seed=0,  # never touch the global RNG
         pin_memory=device.type == "cuda",
-        worker_init_fn=worker_init_fn if workers > 0 else None,
-        multiprocessing_context=worker_context() if workers > 0 else None,
-        generator=torch.Generator().manual_seed(0),  # never touch the global RNG
+        persistent=False,
     )
     was_training = model.training
     model.eval()

@@ -433,21 +433,16 @@ class Trainer:
     # ------------------------------------------------------------------ the loop
 
     def _loader(self) -> DataLoader:
-        from xvit.data.dataset import collate, worker_context, worker_init_fn
+        from xvit.data.dataset import build_loader
 
-        workers = self.cfg.data.workers
-        return DataLoader(
+        return build_loader(
             SeededDataset(self.data.train),
             batch_size=self.cfg.data.batch_size,
+            workers=self.cfg.data.workers,
             sampler=self.sampler,
-            num_workers=workers,
-            collate_fn=collate,
-            pin_memory=self.device.type == "cuda",
+            seed=self.cfg.train.seed,
             drop_last=True,
-            persistent_workers=workers > 0,
-            worker_init_fn=worker_init_fn if workers > 0 else None,
-            multiprocessing_context=worker_context() if workers > 0 else None,
-            generator=torch.Generator().manual_seed(self.cfg.train.seed),
+            pin_memory=self.device.type == "cuda",
         )
 
     def run(self) -> TrainResult:
