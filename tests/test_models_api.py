@@ -9,28 +9,17 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 import xvit
 from xvit.models import VideoViT, VideoViTConfig
 from xvit.models.video_vit import resize_temp_embed
+from _model_helpers import randomise
 
 TINY = dict(embed_dim=32, depth=1, num_heads=2, patch_size=8)
 
 
 def tiny(name: str, frames: int = 4, img: int = 16, classes: int = 5, **kw) -> VideoViT:
     return xvit.create_model(name, num_classes=classes, num_frames=frames, img_size=img, **{**TINY, **kw}).eval()
-
-
-def randomise(model: nn.Module, seed: int = 0, std: float = 0.2) -> None:
-    """Random values in every parameter; LayerNorm scales stay around 1."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in model.modules():
-            for name, p in module.named_parameters(recurse=False):
-                noise = torch.randn(p.shape, generator=g) * std
-                is_scale = isinstance(module, nn.LayerNorm) and name == "weight"
-                p.copy_(noise + 1.0 if is_scale else noise)
 
 
 def meta_model(name: str, **kw) -> VideoViT:

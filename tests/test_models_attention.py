@@ -18,20 +18,10 @@ from xvit.models.attention import (
     temporal_shift,
 )
 from xvit.models.video_vit import Block, VideoViT, VideoViTConfig
+from _model_helpers import randomise
 
 B, T, S, DIM, HEADS = 2, 6, 4, 48, 4
 N = 1 + S
-
-
-def randomise(model: nn.Module, seed: int = 0, std: float = 0.2) -> None:
-    """Random values in every parameter; LayerNorm scales stay around 1."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in model.modules():
-            for name, p in module.named_parameters(recurse=False):
-                noise = torch.randn(p.shape, generator=g) * std
-                is_scale = isinstance(module, nn.LayerNorm) and name == "weight"
-                p.copy_(noise + 1.0 if is_scale else noise)
 
 
 # --------------------------------------------------------------------------------------------
