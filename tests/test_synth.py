@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import av
 import numpy as np
 import pytest
 import torch
@@ -54,6 +55,9 @@ def test_generate_cache_and_regenerate(tmp_path, capsys):
     rendered = render_video(first.label, np.random.default_rng([3, 0, 0]))
     err = (frames.permute(0, 2, 3, 1).float() - torch.from_numpy(rendered).float()).abs().mean()
     assert err < 10.0
+    # Every frame is coded on its own (a keyframe), so no frame carries its neighbours.
+    with av.open(str(first.path)) as container:
+        assert [f.key_frame for f in container.decode(video=0)] == [True] * 8
 
     # Same parameters: reused (files untouched); another seed: regenerated.
     mtime = (root / "train.txt").stat().st_mtime_ns
