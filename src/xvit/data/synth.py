@@ -5,9 +5,9 @@ Eight classes in four time-reversed twin pairs (label ``2k`` and ``2k + 1``):
 =====  ========================  ===================================================
 label  class                     what happens
 =====  ========================  ===================================================
-0 / 1  moving right / left       shapes glide horizontally (wrapping around the frame)
+0 / 1  moving right / left       a shape glides horizontally (wrapping around the frame)
 2 / 3  growing / shrinking       a shape grows (shrinks) steadily, then a new one starts
-4 / 5  rotating clockwise / anti an asymmetric shape turns about its centre
+4 / 5  rotating clockwise / anti an asymmetric shape turns about a point near the frame centre
 6 / 7  appearing / disappearing  shapes fade in slowly, then vanish (the reverse)
 =====  ========================  ===================================================
 
