@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shlex
 import sys
 import time
@@ -29,6 +28,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from xvit.benchmarks.speed import cpu_model
 
 
 def load_clips(checkpoint: str, list_file: str, views: str, overrides: list[str]) -> tuple[nn.Module, torch.Tensor, torch.Tensor, list[str]]:
@@ -54,17 +54,6 @@ def load_clips(checkpoint: str, list_file: str, views: str, overrides: list[str]
     if not clips:
         raise RuntimeError(f"{list_file}: no video could be read")
     return model, torch.stack(clips), torch.tensor(labels), failed
-
-
-def cpu_model() -> str:
-    """The CPU model name (``/proc/cpuinfo``), else the machine type."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.machine()
 
 
 @torch.inference_mode()

@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader, Dataset
 
 import xvit.data.video as xvideo
 from xvit.data import VideoReader, torchcodec_available
+from xvit.benchmarks.speed import cpu_model
 
 NUM_FRAMES, STRIDE, SIZE = 8, 8, 224
 
@@ -134,16 +135,6 @@ def measure(dataset: ClipSet, workers: int) -> tuple[float, float]:
         elif start is not None:
             counted += 1
     return counted / (time.perf_counter() - start), 1000 * float(np.median(cpu))
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:

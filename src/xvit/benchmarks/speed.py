@@ -136,7 +136,8 @@ def load_average() -> tuple[float, float, float] | None:
         return None
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU model name (``/proc/cpuinfo``), else the processor or machine type."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -177,7 +178,7 @@ def _git_commit() -> str | None:
 def machine_info(device: str = "cpu") -> dict[str, Any]:
     """CPU/GPU model, core and thread counts, library versions, git commit, date and load."""
     info: dict[str, Any] = {
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cpu_flags": _cpu_flags(),
         "logical_cpus": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
