@@ -286,3 +286,60 @@ def test_mixing_locality(depth, window, mix_layers, segment_len, reach):
             assert diff[t] > 1e-4, f"frame {t} should see frame {j}"
         else:
             assert diff[t] < 1e-6, f"frame {t} must not see frame {j} (diff {diff[t]})"
+
+
+# --------------------------------------------------------------------------------------------
+# The attention product: the CPU bf16 path (plain product, in chunks) against float64
+# --------------------------------------------------------------------------------------------
+
+
+def _reference_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    q, k, v = (a.double() for a in (q, k, v))
+    weights = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1]), dim=-1)
+    return weights @ v
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_short_reduced_precision_attention_takes_the_chunked_product(monkeypatch, dtype):
+    import xvit.models.attention as attn
+
+    # a chunk of 3 rows: 7 rows of (4 heads x 9 x 11) scores split as 3 + 3 + 1
+    monkeypatch.setattr(attn, "MATH_CHUNK_BYTES", 3 * 4 * 9 * 11 * torch.finfo(dtype).bits // 8)
+    gen = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(7, 4, n, 16, generator=gen) for n in (9, 11, 11))
+    calls = []
+    monkeypatch.setattr(attn.F, "scaled_dot_product_attention", lambda *a, **kw: calls.append(a))
+    out = attn.attention(q.to(dtype), k.to(dtype), v.to(dtype))
+    assert not calls and out.dtype == dtype and out.shape == (7, 4, 9, 16)
+    torch.testing.assert_close(out.double(), _reference_attention(q, k, v), atol=3e-2, rtol=3e-2)
+
+
+def test_fp32_dropout_and_long_sequences_keep_the_fused_kernel(monkeypatch):
+    import xvit.models.attention as attn
+
+    gen = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 5, 8, generator=gen) for _ in range(3))
+    torch.testing.assert_close(attn.attention(q, k, v).double(), _reference_attention(q, k, v),
+                               atol=1e-5, rtol=1e-5)
+    seen = []
+    real = attn.F.scaled_dot_product_attention
+    monkeypatch.setattr(attn.F, "scaled_dot_product_attention",
+                        lambda *a, **kw: seen.append(a[0].dtype) or real(*a, **kw))
+    attn.attention(q, k, v)  # fp32
+    attn.attention(q.bfloat16(), k.bfloat16(), v.bfloat16(), dropout_p=0.5)  # dropout
+    long_k = torch.randn(1, 1, attn.MATH_MAX_KEYS + 1, 8, dtype=torch.bfloat16)
+    attn.attention(q[:1, :1].bfloat16(), long_k, long_k)  # long key sequence
+    assert seen == [torch.float32, torch.bfloat16, torch.bfloat16]
+
+
+def test_bf16_mixing_model_agrees_with_fp32():
+    """The whole X-ViT in bf16 (chunked product) stays close to the fp32 model (SDPA)."""
+    cfg = VideoViTConfig(img_size=32, patch_size=8, num_frames=4, embed_dim=48, depth=2,
+                         num_heads=4, num_classes=5, attention="mixing", head="ta")
+    torch.manual_seed(0)
+    model = VideoViT(cfg).eval()
+    x = torch.randn(2, 3, 4, 32, 32)
+    with torch.inference_mode():
+        ref = model.forward_features(x)
+        low = model.to(torch.bfloat16).forward_features(x.bfloat16()).float()
+    assert (low - ref).abs().max() < 0.1 * ref.abs().max()

@@ -1,8 +1,9 @@
 """Every attention variant of the video backbone, and all temporal mixing in one place.
 
 Token layout: `x` is `(B, T, N, D)` with `N = 1 + S` (a CLS token, then the S patch tokens
-of each frame). Every module here takes and returns that layout, and every attention is
-computed with `torch.nn.functional.scaled_dot_product_attention`.
+of each frame). Every module here takes and returns that layout, and every attention goes
+through `attention()`: `torch.nn.functional.scaled_dot_product_attention`, except for short
+bf16/fp16 sequences on CPU, where two matmuls and a softmax are faster (see `attention`).
 
 * `Attention`: per-frame (spatial) attention. With a `ChannelShift` it becomes X-ViT's
   space-time mixing attention (keys/values of frame t take channel slices from frames
@@ -137,12 +138,49 @@ class ChannelShift:
 
 
 # --------------------------------------------------------------------------------------------
+# The attention product
+# --------------------------------------------------------------------------------------------
+
+# PyTorch's fused SDPA kernel on CPU is no faster in bf16/fp16 than in fp32, while the plain
+# product (scores, softmax, weighted values) over a few rows at a time runs about 2x faster in
+# bf16 for per-frame sequences (197 tokens): docs/benchmarks.md, "bf16 attention". Used only
+# where the score matrix is small; long sequences (joint attention) keep the fused kernel.
+MATH_MAX_KEYS = 512
+MATH_CHUNK_BYTES = 4 << 20  # score-matrix bytes per chunk, so it stays in cache
+
+
+def attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float = 0.0
+) -> torch.Tensor:
+    """softmax(q k^T / sqrt(hd)) v for `(R, H, Lq, hd)` queries and `(R, H, Lk, hd)` keys."""
+    if (
+        q.device.type == "cpu"
+        and q.dtype in (torch.bfloat16, torch.float16)
+        and k.shape[-2] <= MATH_MAX_KEYS
+        and dropout_p == 0.0
+    ):
+        return _chunked_math_attention(q, k, v)
+    return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+
+
+def _chunked_math_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    r, h, lq, _ = q.shape
+    rows = max(1, MATH_CHUNK_BYTES // (h * lq * k.shape[-2] * q.element_size()))
+    scale = q.shape[-1] ** -0.5
+    outs = []
+    for i in range(0, r, rows):
+        scores = (q[i : i + rows] * scale) @ k[i : i + rows].transpose(-1, -2)  # (r, H, Lq, Lk)
+        outs.append(scores.softmax(dim=-1) @ v[i : i + rows])  # (r, H, Lq, hd)
+    return outs[0] if len(outs) == 1 else torch.cat(outs)
+
+
+# --------------------------------------------------------------------------------------------
 # Attention modules
 # --------------------------------------------------------------------------------------------
 
 
 class _MultiHeadAttention(nn.Module):
-    """Shared parts: `qkv` and `proj` linear layers (timm names) and the SDPA call."""
+    """Shared parts: `qkv` and `proj` linear layers (timm names) and the attention call."""
 
     def __init__(
         self,
@@ -169,9 +207,9 @@ class _MultiHeadAttention(nn.Module):
         return [qkv[:, :, i].transpose(1, 2) for i in range(3)]
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """SDPA of `(R, H, Lq, hd)` queries on `(R, H, Lk, hd)` keys -> `(R, Lq, C)`."""
+        """Attention of `(R, H, Lq, hd)` queries on `(R, H, Lk, hd)` keys -> `(R, Lq, C)`."""
         drop = self.attn_drop if self.training else 0.0
-        out = F.scaled_dot_product_attention(q, k, v, dropout_p=drop)
+        out = attention(q, k, v, dropout_p=drop)
         return out.transpose(1, 2).flatten(2)
 
 
