@@ -12,6 +12,10 @@ mkdir -p "$OUT"
 # 0. the machine's dense matmul rate, the reference for "achieved FLOP/s" (~1 min)
 python benchmarks/matmul_rate.py --threads "$THREADS" --json "$OUT/matmul.json"
 
+# 0b. the attention kernels alone: fused SDPA vs the (chunked) plain product, fp32 and bf16,
+#     the measurement behind xvit.models.attention.attention's choice (~20 s)
+python benchmarks/attention_kernels.py --threads "$THREADS" --json "$OUT/attention_kernels.json"
+
 # 1. Table 1: all our models and the transformers peers (at 8x224 and at their standard
 #    clips), batch 1, fp32 and bf16, peak memory per model in its own process (~10 min idle)
 xvit benchmark --peers --frames 8 --batch 1 --dtype fp32,bf16 --repeats 3 \
@@ -24,13 +28,13 @@ xvit benchmark --models xvit,xvit_st,vit,tsm_vit,timesformer,joint_vit,vivit_fe,
 # 3. the targets, side by side in one run: X-ViT at 8 and 16 frames, the spatial ViT and
 #    transformers' TimeSformer, fp32 and bf16, batch 1 (~5 min idle)
 xvit benchmark --models xvit@8+16,vit@8,hf_timesformer@8+16 --batch 1 --dtype fp32,bf16 \
-  --repeats 3 --threads "$THREADS" --no-memory --name targets --out "$OUT"
+  --repeats 5 --threads "$THREADS" --no-memory --name targets --out "$OUT"
 
-# 4. scaling with the number of frames: X-ViT, divided and joint attention at T = 8..64
-#    (also gives the time(T=32)/time(T=8) target; ~10 min idle; drop --no-memory for the
-#    memory curve, ~10 min more)
-python benchmarks/frame_scaling.py --threads "$THREADS" --repeats 2 --warmup 0 --no-memory --out "$OUT"
+# 4. scaling with the number of frames: X-ViT, divided and joint attention at T = 8..64,
+#    time and peak memory (also gives the time(T=32)/time(T=8) target; ~15 min idle)
+python benchmarks/frame_scaling.py --models xvit,timesformer,joint_vit --frames 8,16,32,64 \
+  --threads "$THREADS" --repeats 2 --warmup 0 --out "$OUT"
 
-# 5. torch.compile (inductor) against eager, compile time reported separately (~15 min idle)
+# 5. torch.compile (inductor) against eager, compile time reported separately (~6 min idle)
 xvit benchmark --models xvit@8,vit@8,hf_timesformer@8 --batch 1 --dtype fp32,bf16 --compile \
   --repeats 3 --threads "$THREADS" --no-memory --name compile --out "$OUT"

@@ -1,0 +1,92 @@
+"""The attention product on CPU: PyTorch's fused SDPA kernel against the plain product
+(scores, softmax, weighted values) whole and in cache-sized chunks, per dtype and shape.
+
+This is the measurement behind `xvit.models.attention.attention`'s choice of kernel
+(docs/benchmarks.md, "bf16 attention"). Shapes are ViT-B/16's (12 heads of 64) at 224:
+per-frame attention (197 tokens, one row per frame), TimeSformer's temporal attention (T
+tokens, one row per patch) and joint attention (1 + 196 T tokens, one row).
+
+    python benchmarks/attention_kernels.py --threads 2 --json docs/benchmarks/attention_kernels.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from xvit.models import attention as attn
+
+SHAPES = [  # (label, rows, tokens)
+    ("per-frame, 8 frames", 8, 197),
+    ("per-frame, 16 frames", 16, 197),
+    ("per-frame, 32 frames", 32, 197),
+    ("temporal, T=8", 196, 8),
+    ("temporal, T=16", 196, 16),
+    ("joint, T=8", 1, 1 + 196 * 8),
+]
+
+
+def _time(fn: Callable[[], torch.Tensor], repeats: int) -> list[float]:
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1e3)
+    return times
+
+
+def _plain(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    return ((q * q.shape[-1] ** -0.5) @ k.transpose(-1, -2)).softmax(dim=-1) @ v
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--json", default=None, help="also write the results here")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    rows = []
+    print("| attention | rows x tokens | dtype | fused SDPA ms | plain ms | chunked ms | used by xvit |")
+    print("|---|---|---|---:|---:|---:|---|")
+    for label, r, n in SHAPES:
+        for dtype in (torch.float32, torch.bfloat16):
+            gen = torch.Generator().manual_seed(0)
+            # strided views of one qkv tensor, as the models hand them over
+            qkv = torch.randn(r, n, 3, 12, 64, generator=gen).to(dtype)
+            q, k, v = (qkv[:, :, i].transpose(1, 2) for i in range(3))
+            with torch.inference_mode():
+                cases = {
+                    "sdpa": lambda: F.scaled_dot_product_attention(q, k, v),
+                    "plain": lambda: _plain(q, k, v),
+                    "chunked": lambda: attn._chunked_math_attention(q, k, v),
+                }
+                # interleave the three so drift hits all alike
+                times: dict[str, list[float]] = {key: [] for key in cases}
+                for _ in range(args.repeats):
+                    for key, fn in cases.items():
+                        times[key] += _time(fn, 1)
+            med = {key: statistics.median(t) for key, t in times.items()}
+            used = "chunked" if (dtype != torch.float32 and n <= attn.MATH_MAX_KEYS) else "sdpa"
+            rows.append({"attention": label, "rows": r, "tokens": n, "dtype": str(dtype),
+                         "ms": med, "used": used, "times_ms": times})
+            print(f"| {label} | {r} x {n} | {str(dtype).removeprefix('torch.')} | "
+                  f"{med['sdpa']:.1f} | {med['plain']:.1f} | {med['chunked']:.1f} | {used} |")
+    if args.json:
+        meta = {"torch": torch.__version__, "threads": args.threads, "repeats": args.repeats,
+                "machine": platform.processor() or platform.machine(),
+                "utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())}
+        with open(args.json, "w") as f:
+            json.dump({"meta": meta, "rows": rows}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
