@@ -69,3 +69,15 @@ def test_run_directory_layout(tmp_path, capsys):
     model = xvit.load_model(out)  # model.safetensors + config.json
     assert model.config.class_names == ["class_0", "class_1", "class_2"]
     assert model.config.num_frames == 4 and model(torch.zeros(1, 3, 4, 32, 32)).shape == (1, 3)
+
+
+def test_missing_weights_or_list_is_an_error_not_a_traceback(tmp_path, capsys):
+    lists = make_dataset(tmp_path / "data", n_train=4, n_val=2)
+    common = [*TINY_MODEL, "--val-list", str(lists["val"]), "--epochs", "1", "--workers", "0"]
+    missing = tmp_path / "no-such-weights.safetensors"
+    rc = main(["train", *common, "--train-list", str(lists["train"]), "--pretrained", str(missing),
+               "--out", str(tmp_path / "a")])
+    assert rc == 2 and str(missing) in capsys.readouterr().err
+    rc = main(["train", *common, "--train-list", str(tmp_path / "nope.txt"), "--out", str(tmp_path / "b")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "xvit train: error:" in err and "nope.txt" in err

@@ -124,7 +124,9 @@ def run(args: argparse.Namespace) -> int:
     """Entry point of `xvit train`; returns the exit code."""
     from xvit.engine.config import ConfigError, load_config
     from xvit.engine.distributed import cleanup
+    from xvit.data.annotations import AnnotationError
     from xvit.engine.train import NonFiniteLossError, train
+    from xvit.models.hub import CheckpointError
 
     args = parse_intermixed(args, add_arguments, "xvit train", "items")
     try:
@@ -138,6 +140,10 @@ def run(args: argparse.Namespace) -> int:
     except NonFiniteLossError as e:
         print(f"xvit train: error: {e}", file=sys.stderr)
         return 1
+    except (ConfigError, CheckpointError, AnnotationError, FileNotFoundError) as e:
+        # bad input found once training set-up reads it (weights, lists, videos): no traceback
+        print(f"xvit train: error: {e}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("xvit train: interrupted; run the same command again to resume", file=sys.stderr)
         return 130

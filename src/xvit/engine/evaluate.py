@@ -309,27 +309,29 @@ def write_views_curve(rows: list[dict[str, Any]], out_dir: str | Path, title: st
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    fig, ax = plt.subplots(figsize=(5.5, 4))
-    for i, ks in enumerate(sorted({r["spatial_crops"] for r in rows})):
+    has_cost = all(r["gflops"] is not None for r in rows)
+    fig, axes = plt.subplots(1, 2 if has_cost else 1, figsize=(9.5 if has_cost else 5.5, 4),
+                             sharey=True, squeeze=False)
+    for ks in sorted({r["spatial_crops"] for r in rows}):
         line = [r for r in rows if r["spatial_crops"] == ks]
-        xs = [r["temporal_clips"] for r in line]
+        label = f"{ks} spatial crop{'s' if ks > 1 else ''}"
         ys = [r["top1"] for r in line]
-        ax.plot(xs, ys, marker="o", label=f"{ks} spatial crop{'s' if ks > 1 else ''}")
-        for r in line:  # each line's labels at its own height, so they do not overlap
-            if r["gflops"] is not None:
-                ax.annotate(f"{r['gflops']:.3g}", (r["temporal_clips"], r["top1"]),
-                            textcoords="offset points", xytext=(0, 6 + 9 * i), ha="center",
-                            fontsize=7)
+        axes[0, 0].plot([r["temporal_clips"] for r in line], ys, marker="o", label=label)
+        if has_cost:
+            axes[0, 1].plot([r["gflops"] for r in line], ys, marker="o", label=label)
     # at least a 10-point span, so noise of a few videos does not look like a trend
     lo, hi = min(r["top1"] for r in rows), max(r["top1"] for r in rows)
     pad = max(0.0, 10.0 - (hi - lo)) / 2 + 2.0
-    ax.set_ylim(max(0.0, lo - pad), min(100.0, hi + pad) + 2.0)
-    ax.set_xlabel("temporal clips")
-    ax.set_ylabel("top-1 accuracy (%)")
-    ax.set_xticks(sorted({r["temporal_clips"] for r in rows}))
-    ax.set_title(title or "accuracy vs test views (labels: GFLOPs per video)", fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    axes[0, 0].set_ylim(max(0.0, lo - pad), min(100.0, hi + pad))
+    axes[0, 0].set_xlabel("temporal clips")
+    axes[0, 0].set_ylabel("top-1 accuracy (%)")
+    axes[0, 0].set_xticks(sorted({r["temporal_clips"] for r in rows}))
+    if has_cost:
+        axes[0, 1].set_xlabel("GFLOPs per video (views x GFLOPs per view)")
+    for ax in axes[0]:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title or "accuracy vs test views", fontsize=9)
     fig.tight_layout()
     fig.savefig(png_path, dpi=120)
     plt.close(fig)
@@ -444,7 +446,7 @@ def evaluate_checkpoint(
         shape = (1, 3, cfg.data.num_frames, cfg.data.img_size, cfg.data.img_size)
         gflops = xvit.count_flops(model, shape) / 1e9
         rows = views_curve(scores, views, cfg.eval.fuse, gflops)
-        csv_path, png_path = write_views_curve(rows, out, title=f"{Path(checkpoint).name} on {Path(list_file).name}")
+        csv_path, png_path = write_views_curve(rows, out, title=f"{checkpoint} on {list_file}: accuracy vs test views")
         extra["views_curve"] = rows
         extra["gflops_per_view"] = round(gflops, 4)
         print(f"views curve: {csv_path}, {png_path}", flush=True)
