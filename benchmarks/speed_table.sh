@@ -19,11 +19,11 @@ python benchmarks/attention_kernels.py --threads "$THREADS" --json "$OUT/attenti
 # 1. Table 1: all our models and the transformers peers (at 8x224 and at their standard
 #    clips), batch 1, fp32 and bf16, peak memory per model in its own process (~10 min idle)
 xvit benchmark --peers --frames 8 --batch 1 --dtype fp32,bf16 --repeats 3 \
-  --threads "$THREADS" --name table1_b1 --out "$OUT"
+  --threads "$THREADS" --name table1_b1_quiet --out "$OUT"
 
-# 2. the larger batch: the same models at 8x224, batch 4, fp32 (~10 min idle)
+# 2. the larger batch: the same models at 8x224, batch 4, fp32 and bf16 (~12 min idle)
 xvit benchmark --models xvit,xvit_st,vit,tsm_vit,timesformer,joint_vit,vivit_fe,hf_timesformer@8,hf_vivit@8,hf_videomae@8 \
-  --frames 8 --batch 4 --dtype fp32 --repeats 2 --threads "$THREADS" --name table1_b4 --out "$OUT"
+  --frames 8 --batch 4 --dtype fp32,bf16 --repeats 2 --threads "$THREADS" --name table1_b4 --out "$OUT"
 
 # 3. the targets, side by side in one run: X-ViT at 8 and 16 frames, the spatial ViT and
 #    transformers' TimeSformer, fp32 and bf16, batch 1 (~5 min idle)
