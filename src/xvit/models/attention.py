@@ -149,23 +149,33 @@ MATH_MAX_KEYS = 512
 MATH_CHUNK_BYTES = 4 << 20  # score-matrix bytes per chunk, so it stays in cache
 
 
-def attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float = 0.0
-) -> torch.Tensor:
-    """softmax(q k^T / sqrt(hd)) v for `(R, H, Lq, hd)` queries and `(R, H, Lk, hd)` keys."""
-    if (
+def uses_chunked_product(q: torch.Tensor, k: torch.Tensor, dropout_p: float = 0.0) -> bool:
+    """Whether `attention` computes these inputs with the chunked plain product (bf16/fp16
+    on CPU, at most `MATH_MAX_KEYS` keys, no dropout) rather than SDPA."""
+    return (
         q.device.type == "cpu"
         and q.dtype in (torch.bfloat16, torch.float16)
         and k.shape[-2] <= MATH_MAX_KEYS
         and dropout_p == 0.0
-    ):
-        return _chunked_math_attention(q, k, v)
+    )
+
+
+def attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float = 0.0
+) -> torch.Tensor:
+    """softmax(q k^T / sqrt(hd)) v for `(R, H, Lq, hd)` queries and `(R, H, Lk, hd)` keys."""
+    if uses_chunked_product(q, k, dropout_p):
+        return chunked_product(q, k, v)
     return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
 
 
-def _chunked_math_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+def chunked_product(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, chunk_bytes: int | None = None
+) -> torch.Tensor:
+    """The plain product, `chunk_bytes` of scores (default `MATH_CHUNK_BYTES`) at a time."""
     r, h, lq, _ = q.shape
-    rows = max(1, MATH_CHUNK_BYTES // (h * lq * k.shape[-2] * q.element_size()))
+    chunk_bytes = MATH_CHUNK_BYTES if chunk_bytes is None else chunk_bytes
+    rows = max(1, chunk_bytes // (h * lq * k.shape[-2] * q.element_size()))
     scale = q.shape[-1] ** -0.5
     outs = []
     for i in range(0, r, rows):
