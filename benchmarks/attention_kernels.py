@@ -7,6 +7,9 @@ per-frame attention (197 tokens, one row per frame), TimeSformer's temporal atte
 tokens, one row per patch) and joint attention (1 + 196 T tokens, one row).
 
     python benchmarks/attention_kernels.py --threads 2 --json docs/benchmarks/attention_kernels.json
+
+`--model-frames 8,16` also times the whole bf16 X-ViT-B/16 at those clip lengths with the
+chunked product and with SDPA forced (interleaved), the fix's effect on the model.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import argparse
 import json
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable
 
@@ -43,8 +47,35 @@ def _time(fn: Callable[[], torch.Tensor], repeats: int) -> list[float]:
     return times
 
 
-def _plain(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    return ((q * q.shape[-1] ** -0.5) @ k.transpose(-1, -2)).softmax(dim=-1) @ v
+def _time_models(frames: list[int], repeats: int) -> list[dict]:
+    """bf16 X-ViT-B/16 per clip length, chunked product vs SDPA forced, interleaved."""
+    from xvit.models import create_model
+
+    if not frames:
+        return []
+    model = create_model("xvit_base_patch16", num_classes=400).eval().to(torch.bfloat16)
+    default_max_keys = attn.MATH_MAX_KEYS
+    modes = {"chunked": default_max_keys, "sdpa": 0}  # MATH_MAX_KEYS=0 disables the product
+    out = []
+    print("\n| model | T x S | dtype | chunked product ms | SDPA ms | SDPA / chunked |")
+    print("|---|---|---|---:|---:|---:|")
+    with torch.inference_mode():
+        for t in frames:
+            x = torch.randn(1, 3, t, 224, 224, generator=torch.Generator().manual_seed(0))
+            x = x.to(torch.bfloat16)
+            times: dict[str, list[float]] = {key: [] for key in modes}
+            for _ in range(repeats + 1):  # the first round warms up
+                for key, max_keys in modes.items():
+                    attn.MATH_MAX_KEYS = max_keys
+                    start = time.perf_counter()
+                    model(x)
+                    times[key].append((time.perf_counter() - start) * 1e3)
+            attn.MATH_MAX_KEYS = default_max_keys
+            med = {key: statistics.median(v[1:]) for key, v in times.items()}
+            out.append({"model": "xvit_base_patch16", "frames": t, "ms": med, "times_ms": times})
+            print(f"| xvit_base_patch16 | {t}x224 | bf16 | {med['chunked']:.0f} | {med['sdpa']:.0f} | "
+                  f"{med['sdpa'] / med['chunked']:.3f} |")
+    return out
 
 
 def main() -> None:
@@ -52,6 +83,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--json", default=None, help="also write the results here")
+    parser.add_argument("--model-frames", default="", help="e.g. 8,16: also time bf16 X-ViT-B/16")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rows = []
@@ -66,8 +98,8 @@ def main() -> None:
             with torch.inference_mode():
                 cases = {
                     "sdpa": lambda: F.scaled_dot_product_attention(q, k, v),
-                    "plain": lambda: _plain(q, k, v),
-                    "chunked": lambda: attn._chunked_math_attention(q, k, v),
+                    "plain": lambda: attn.chunked_product(q, k, v, chunk_bytes=sys.maxsize),
+                    "chunked": lambda: attn.chunked_product(q, k, v),
                 }
                 # interleave the three so drift hits all alike
                 times: dict[str, list[float]] = {key: [] for key in cases}
@@ -75,17 +107,18 @@ def main() -> None:
                     for key, fn in cases.items():
                         times[key] += _time(fn, 1)
             med = {key: statistics.median(t) for key, t in times.items()}
-            used = "chunked" if (dtype != torch.float32 and n <= attn.MATH_MAX_KEYS) else "sdpa"
+            used = "chunked" if attn.uses_chunked_product(q, k) else "sdpa"
             rows.append({"attention": label, "rows": r, "tokens": n, "dtype": str(dtype),
                          "ms": med, "used": used, "times_ms": times})
             print(f"| {label} | {r} x {n} | {str(dtype).removeprefix('torch.')} | "
                   f"{med['sdpa']:.1f} | {med['plain']:.1f} | {med['chunked']:.1f} | {used} |")
+    models = _time_models([int(t) for t in args.model_frames.split(",") if t], args.repeats)
     if args.json:
         meta = {"torch": torch.__version__, "threads": args.threads, "repeats": args.repeats,
                 "machine": platform.processor() or platform.machine(),
                 "utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())}
         with open(args.json, "w") as f:
-            json.dump({"meta": meta, "rows": rows}, f, indent=1)
+            json.dump({"meta": meta, "rows": rows, "models": models}, f, indent=1)
 
 
 if __name__ == "__main__":
