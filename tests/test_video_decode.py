@@ -10,7 +10,6 @@ import av
 import numpy as np
 import pytest
 import torch
-
 from _video_fixtures import (
     CODECS,
     encode_image,
@@ -20,6 +19,7 @@ from _video_fixtures import (
     write_test_video,
     write_video,
 )
+
 from xvit.data import (
     FrameFolderReader,
     HDF5FrameReader,
@@ -191,7 +191,7 @@ def test_rotation_ops_match_libavfilter(op, filt, arg):
 
 def test_rotation_ops_from_display_matrix():
     one = 1 << 16
-    m = lambda a, b, c, d: np.array([a, b, 0, c, d, 0, 0, 0, 1 << 30], dtype=np.int32)  # noqa: E731
+    m = lambda a, b, c, d: np.array([a, b, 0, c, d, 0, 0, 0, 1 << 30], dtype=np.int32)
     # fftools: clockwise theta = -av_display_rotation_get(m); 90 -> transpose=clock
     assert rotation_ops(m(0, one, -one, 0)) == ("clock",)  # what 'rotate=90' (cw) writes
     assert rotation_ops(m(0, -one, one, 0)) == ("cclock",)  # 90 degrees counter-clockwise

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import json
+import struct
+import subprocess
 import sys
+import time
+import zlib
 
 import av
 import numpy as np
 import pytest
+from _video_fixtures import (
+    full_decode,
+    write_frame_folder,
+    write_test_video,
+    write_video,
+)
+from test_video_decode import CountingContainer
 
-from _video_fixtures import full_decode, write_frame_folder, write_test_video
 from xvit.data import VideoDecodeError, VideoReader, open_video, read_frames
 
 
@@ -137,3 +148,135 @@ def test_hdf5_errors(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "h5py", None)
     with pytest.raises(ImportError, match=r"pip install 'xvit\[hdf5\]'"):
         open_video(path)
+
+
+@pytest.mark.parametrize("name,content,problem", [
+    ("notes.mp4", b"hello, this is a text file and not a video\n", "cannot open as a video"),
+    ("subs.mp4", b"1\n00:00:01,000 --> 00:00:02,000\nhello\n", "the file has no video stream"),
+    ("data.avi", json.dumps({"a": [1, 2, 3]}).encode(), "cannot open as a video"),
+    ("head.mkv", b"\x1aE\xdf\xa3" + b"\x00" * 40, "cannot open as a video"),
+])
+def test_non_video_files_give_one_line_error(tmp_path, name, content, problem):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(VideoDecodeError) as info:
+        read_frames(path, [0], backend="pyav")
+    message = str(info.value)
+    assert message.startswith(f"{path}: {problem}") and "\n" not in message
+    assert info.value.path == str(path)
+
+
+# -- bounded decoding ----------------------------------------------------------------------------
+
+def png_bomb(width: int, height: int) -> bytes:
+    """A valid 1-bit greyscale PNG of one colour: ``width x height`` pixels in a few kB."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    row = b"\0" * (1 + (width + 7) // 8)  # filter byte + packed bits
+    z = zlib.compressobj(9)
+    idat = b"".join(z.compress(row) for _ in range(height)) + z.flush()
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0,
+                                                            0, 0, 0))
+            + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+
+
+BOMB_CHECK = """
+import resource, sys, time
+from xvit.data import VideoDecodeError, read_frames
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+t = time.perf_counter()
+try:
+    read_frames(sys.argv[1], [0], backend="pyav")
+    print("decoded")
+except VideoDecodeError as e:
+    print(e)
+print(time.perf_counter() - t)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)
+"""
+
+
+def test_image_bomb_fails_fast_without_memory(tmp_path):
+    """A 16000x16000 PNG renamed .mp4 (30 kB on disk, 768 MB as RGB) is refused unread."""
+    path = tmp_path / "bomb.mp4"
+    path.write_bytes(png_bomb(16000, 16000))
+    assert path.stat().st_size < 100_000
+    out = subprocess.run([sys.executable, "-c", BOMB_CHECK, str(path)], capture_output=True,
+                         text=True, timeout=120, check=True).stdout.splitlines()
+    message, seconds, grown_mb = out[0], float(out[1]), float(out[2])
+    assert message == (f"{path}: frame size 16000x16000 (256.0 MP) exceeds the limit of "
+                       "33.2 MP (data.max_frame_pixels)")
+    assert seconds < 0.5 and grown_mb < 100, (seconds, grown_mb)
+
+
+def test_image_bomb_in_frame_folder(tmp_path):
+    folder = write_frame_folder(tmp_path / "vid", 3, template="img_{:05d}.png")
+    (folder / "img_00002.png").write_bytes(png_bomb(16000, 16000))
+    start = time.perf_counter()
+    with pytest.raises(VideoDecodeError, match=r"img_00002\.png: frame size 16000x16000 "
+                                               r"\(256\.0 MP\) exceeds the limit of 33\.2 MP"):
+        read_frames(folder, [0, 1])
+    assert time.perf_counter() - start < 0.5
+    assert read_frames(folder, [0, 2]).shape == (2, 3, 48, 64)
+
+
+def test_frame_size_limit_from_the_header(tmp_path, good_mp4):
+    """The limit is checked when the file is opened, before any frame is decoded."""
+    with pytest.raises(VideoDecodeError, match=r"good\.mp4: frame size 64x48 \(0\.0031 MP\) "
+                                               r"exceeds the limit of 0\.003 MP "
+                                               r"\(data\.max_frame_pixels\)"):
+        VideoReader(good_mp4, backend="pyav", max_frame_pixels=3000)
+    with VideoReader(good_mp4, backend="pyav", max_frame_pixels=64 * 48) as r:
+        assert r.read([5]).shape == (1, 3, 48, 64)
+
+
+def test_decode_budget_refuses_before_decoding(tmp_path):
+    path = write_video(tmp_path / "gop30.mp4", num_frames=60, height=240, width=320, gop=30,
+                       options={"sc_threshold": "0"})
+    ref = full_decode(path)
+    frame_mb = 320 * 240 * 3 / 2**20  # 0.22 MiB: 1 MiB allows 4 frames from a keyframe
+    with VideoReader(path, backend="pyav", max_decode_mb=1) as reader:
+        counter = CountingContainer(reader._impl._container)
+        reader._impl._container = counter
+        with pytest.raises(VideoDecodeError,
+                           match=r"gop30\.mp4: reading frames \[20\] needs 21 frames of 320x240 "
+                                 r"decoded \(4\.6 MiB of decoded frames\) exceeds the limit of 1 "
+                                 r"MiB \(data\.max_decode_mb\)"):
+            reader.read([20])
+        assert counter.decoded == 0
+        assert np.array_equal(reader.read([30, 1]).permute(0, 2, 3, 1).numpy(), ref[[30, 1]])
+    assert 21 * frame_mb > 1 > 4 * frame_mb
+    with VideoReader(path, backend="pyav", max_decode_mb=None) as reader:
+        assert reader.read([20]).shape == (1, 3, 240, 320)
+
+
+def test_avi_index_pass_is_not_a_read_but_reads_stay_bounded(tmp_path):
+    """Indexing a B-frame AVI decodes the whole file once (nothing kept); the per-read budget
+    must not refuse a long AVI for that, but still bounds what one read decodes."""
+    path = write_video(tmp_path / "x264.avi", num_frames=30, height=240, width=320,
+                       options={"bf": "2"})
+    with VideoReader(path, backend="pyav", max_decode_mb=1) as reader:  # 30 frames: 6.6 MiB
+        assert reader.num_frames == 30
+        assert reader.read([0]).shape == (1, 3, 240, 320)
+        with pytest.raises(VideoDecodeError, match=r"x264\.avi: .*exceeds the limit of 1 MiB "
+                                                   r"\(data\.max_decode_mb\)"):
+            reader.read([29])
+
+
+def test_dataset_counts_an_oversized_video_as_failed(tmp_path, good_mp4):
+    """The data.max_* settings reach the reader; a video over them is a failed item."""
+    from xvit.data.annotations import Sample
+    from xvit.engine.config import Config
+    from xvit.engine.data import build_eval_dataset
+
+    bomb = tmp_path / "bomb.mp4"
+    bomb.write_bytes(png_bomb(16000, 16000))
+    cfg = Config()
+    cfg.data.num_frames, cfg.data.img_size = 4, 32
+    data = build_eval_dataset(cfg, [Sample(str(good_mp4), 0), Sample(str(bomb), 1)], (1, 1))
+    assert data[0]["video"].shape == (3, 4, 32, 32)
+    failed = data[1]
+    assert failed["video"] is None and "exceeds the limit of 33.2 MP" in failed["error"]
+    cfg.data.max_frame_pixels = 1000
+    data = build_eval_dataset(cfg, [Sample(str(good_mp4), 0)], (1, 1))
+    assert "frame size 64x48" in data[0]["error"]

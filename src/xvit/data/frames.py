@@ -12,6 +12,10 @@ HDF5 packs follow the released X-ViT code (PySlowFast fork): one ``.h5`` file pe
 one dataset (Kinetics: the file's only key; SSv2: the video id) whose elements are the encoded
 image bytes of consecutive frames (variable-length uint8 or opaque/bytes elements). The frame
 rate is not stored in that format; pass ``fps`` or set a dataset/file attribute ``fps``.
+
+Both are bounded like video files: an image over ``max_frame_pixels`` is refused by the decoder
+from its header (FFmpeg's ``max_pixels``, before the picture is allocated), and one read stops
+once it has decoded ``max_decode_mb`` of frames.
 """
 
 from __future__ import annotations
@@ -26,28 +30,60 @@ import av
 import numpy as np
 import torch
 
-from xvit.data.video import PathLike, VideoDecodeError, check_file, check_indices
+from xvit.data.video import (
+    MAX_DECODE_MB,
+    MAX_FRAME_PIXELS,
+    DecodeBudget,
+    PathLike,
+    VideoDecodeError,
+    check_file,
+    check_frame_size,
+    check_indices,
+)
 
 __all__ = ["FrameFolderReader", "HDF5FrameReader", "decode_image"]
 
 _CODEC_BY_MAGIC = ((b"\xff\xd8", "mjpeg"), (b"\x89PNG\r\n\x1a\n", "png"))
 
 
-def decode_image(data: bytes, source: PathLike = "<bytes>") -> np.ndarray:
-    """Decode one JPEG or PNG image to a uint8 ``(H, W, 3)`` RGB array with PyAV."""
+def decode_image(data: bytes, source: PathLike = "<bytes>",
+                 max_frame_pixels: int | None = MAX_FRAME_PIXELS) -> np.ndarray:
+    """Decode one JPEG or PNG image to a uint8 ``(H, W, 3)`` RGB array with PyAV.
+
+    An image over ``max_frame_pixels`` (``None``/0: no limit) is refused from its header.
+    """
     codec = next((c for magic, c in _CODEC_BY_MAGIC if data.startswith(magic)), None)
     if codec is None:
         raise VideoDecodeError(source, "not a JPEG or PNG image (unknown header bytes "
                                f"{data[:8]!r})")
     ctx = av.CodecContext.create(codec, "r")
+    if max_frame_pixels:
+        ctx.options = {"max_pixels": str(max_frame_pixels)}
     try:
         frames = ctx.decode(av.Packet(data)) + ctx.decode(None)
+    except av.error.ArgumentError as e:
+        size = _image_size(data, codec)
+        if max_frame_pixels and size is not None:
+            check_frame_size(source, size[0], size[1], max_frame_pixels)
+        hint = ("; the decoder refuses images over the limit of "
+                f"{max_frame_pixels / 1e6:.1f} MP (data.max_frame_pixels)") \
+            if max_frame_pixels else ""
+        raise VideoDecodeError(source, f"cannot decode the {codec} image "
+                               f"({type(e).__name__}: {e}){hint}") from e
     except av.error.FFmpegError as e:
         raise VideoDecodeError(source, f"cannot decode the {codec} image "
                                f"({type(e).__name__}: {e})") from e
     if not frames:
         raise VideoDecodeError(source, f"the {codec} image decoded to no picture (truncated?)")
     return frames[0].to_ndarray(format="rgb24")
+
+
+def _image_size(data: bytes, codec: str) -> tuple[int, int] | None:
+    """Width and height stated by a PNG header (IHDR), for the error message of a refused
+    image; ``None`` for JPEG, whose size FFmpeg reports only in its log."""
+    if codec == "png" and len(data) >= 24 and data[12:16] == b"IHDR":
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    return None
 
 
 def _stack(images: dict[int, np.ndarray], order: list[int], source: PathLike) -> torch.Tensor:
@@ -66,6 +102,13 @@ class _ImageReaderBase:
     path: Path
     _fps: float | None
     _size: tuple[int, int] | None = None
+    max_frame_pixels: int | None = MAX_FRAME_PIXELS
+    max_decode_mb: int | None = MAX_DECODE_MB
+
+    def _decode(self, data: bytes, source: PathLike, budget: DecodeBudget) -> np.ndarray:
+        image = decode_image(data, source, self.max_frame_pixels)
+        budget.spend(image.shape[1], image.shape[0])
+        return image
 
     @property
     def num_frames(self) -> int:
@@ -122,8 +165,10 @@ class FrameFolderReader(_ImageReaderBase):
     _NAME = re.compile(r"^(?P<prefix>.*?)(?P<num>\d+)\.(?P<ext>jpe?g|png)$", re.IGNORECASE)
 
     def __init__(self, path: PathLike, template: str | None = None, start_index: int = 1,
-                 fps: float | None = None) -> None:
+                 fps: float | None = None, max_frame_pixels: int | None = MAX_FRAME_PIXELS,
+                 max_decode_mb: int | None = MAX_DECODE_MB) -> None:
         self.path = Path(path)
+        self.max_frame_pixels, self.max_decode_mb = max_frame_pixels, max_decode_mb
         if not self.path.is_dir():
             raise VideoDecodeError(self.path, "frame folder not found")
         self.start_index = start_index
@@ -171,6 +216,7 @@ class FrameFolderReader(_ImageReaderBase):
         if any(i < 0 for i in order):
             check_indices(self.path, order, self.num_frames, "the frame folder")
         images = {}
+        budget = DecodeBudget(self.path, self.max_decode_mb)
         for i in sorted(set(order)):
             file = self.frame_path(i)
             try:
@@ -184,7 +230,7 @@ class FrameFolderReader(_ImageReaderBase):
                                        f"({self.frame_path(n - 1).name})") from None
             if not data:
                 raise VideoDecodeError(file, "frame file is empty (0 bytes)")
-            images[i] = decode_image(data, file)
+            images[i] = self._decode(data, file, budget)
         return _stack(images, order, self.path)
 
 
@@ -205,9 +251,12 @@ class HDF5FrameReader(_ImageReaderBase):
 
     backend = "hdf5"
 
-    def __init__(self, path: PathLike, key: str | None = None, fps: float | None = None) -> None:
+    def __init__(self, path: PathLike, key: str | None = None, fps: float | None = None,
+                 max_frame_pixels: int | None = MAX_FRAME_PIXELS,
+                 max_decode_mb: int | None = MAX_DECODE_MB) -> None:
         h5py = _import_h5py()
         self.path = check_file(path)
+        self.max_frame_pixels, self.max_decode_mb = max_frame_pixels, max_decode_mb
         try:
             self._file = h5py.File(self.path, "r")
         except OSError as e:
@@ -241,10 +290,11 @@ class HDF5FrameReader(_ImageReaderBase):
         order = check_indices(self.path, indices, self.num_frames,
                               f"the HDF5 video {self.key!r}")
         images = {}
+        budget = DecodeBudget(self.path, self.max_decode_mb)
         for i in sorted(set(order)):
             raw = self._data[i]
             data = raw if isinstance(raw, bytes) else np.asarray(raw).tobytes()
-            images[i] = decode_image(data, f"{self.path}[{self.key!r}][{i}]")
+            images[i] = self._decode(data, f"{self.path}[{self.key!r}][{i}]", budget)
         return _stack(images, order, self.path)
 
     def close(self) -> None:

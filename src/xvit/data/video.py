@@ -7,6 +7,15 @@ before the first wanted frame, decodes forward, keeps frames whose pts is wanted
 after the last one. That index is what makes seeking exact with B-frames, variable frame rate
 and containers whose stated frame count is wrong or missing.
 
+AVI stores frames in decode order without presentation timestamps (the demuxer's "pts" are
+decode-order chunk numbers or parser guesses), so for an AVI that is not intra-only the index
+comes from one full decode instead: the output order of the decoder, with each output frame's
+timestamp as its identity, and the output position of every keyframe as a seek point.
+
+Decoding is bounded: a frame over ``max_frame_pixels`` and a read that would decode more than
+``max_decode_mb`` of frames are refused from the stream header, before decoding (the one-off
+AVI index pass is bounded by the pixel limit and the file's packet count only).
+
 Rotation metadata (the display matrix) is applied as FFmpeg's command line does by default.
 
 Frame folders and HDF5 frame packs live in :mod:`xvit.data.frames`; :func:`open_video` and
@@ -19,18 +28,22 @@ import bisect
 import functools
 import io
 import os
+import re
 import warnings
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn, Self
 
 import av
+import av.logging
 import numpy as np
 import torch
 
 __all__ = [
+    "MAX_DECODE_MB",
+    "MAX_FRAME_PIXELS",
     "VideoDecodeError",
     "VideoReader",
     "open_video",
@@ -39,6 +52,9 @@ __all__ = [
 ]
 
 PathLike = str | os.PathLike
+
+MAX_FRAME_PIXELS = 7680 * 4320  # 8K UHD (33.2 MP): larger frames are refused unread
+MAX_DECODE_MB = 16384  # decoded RGB frames one read may produce, in MiB (4K: ~650 frames)
 
 
 class VideoDecodeError(RuntimeError):
@@ -79,6 +95,46 @@ def check_indices(path: PathLike, indices: Sequence[int] | torch.Tensor | np.nda
             path, f"frame index {bad[0]} is out of range: {what} has {num_frames} frames "
             f"(valid indices 0..{num_frames - 1}); the video is shorter than the clip")
     return out
+
+
+def check_frame_size(path: PathLike, width: int, height: int,
+                     max_frame_pixels: int | None) -> None:
+    """Raise ``VideoDecodeError`` when a ``width x height`` frame is over the pixel limit."""
+    if max_frame_pixels and width * height > max_frame_pixels:
+        raise VideoDecodeError(path, f"frame size {width}x{height} ({_mp(width * height)} MP) "
+                               f"exceeds the limit of {_mp(max_frame_pixels)} MP "
+                               "(data.max_frame_pixels)")
+
+
+def _mp(pixels: int) -> str:
+    """Megapixels with one decimal, or enough digits to tell small values apart."""
+    return f"{pixels / 1e6:.1f}" if pixels >= 100_000 else f"{pixels / 1e6:.2g}"
+
+
+class DecodeBudget:
+    """Bytes of decoded frames (``H x W x 3``, the RGB size) allowed to one read; ``None``: no
+    limit. ``plan`` refuses a read before decoding, ``spend`` guards while decoding."""
+
+    def __init__(self, path: PathLike, max_decode_mb: int | None) -> None:
+        self.path = path
+        self.limit = max_decode_mb * 2**20 if max_decode_mb else None
+        self.max_decode_mb = max_decode_mb
+        self.spent = 0
+
+    def _error(self, what: str, nbytes: int) -> VideoDecodeError:
+        return VideoDecodeError(self.path, f"{what} ({nbytes / 2**20:.1f} MiB of decoded frames) "
+                                f"exceeds the limit of {self.max_decode_mb} MiB "
+                                "(data.max_decode_mb)")
+
+    def plan(self, frames: int, width: int, height: int, what: str) -> None:
+        nbytes = frames * width * height * 3
+        if self.limit is not None and nbytes > self.limit:
+            raise self._error(f"{what} needs {frames} frames of {width}x{height} decoded", nbytes)
+
+    def spend(self, width: int, height: int) -> None:
+        self.spent += width * height * 3
+        if self.limit is not None and self.spent > self.limit:
+            raise self._error("decoding went past the budget", self.spent)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -152,12 +208,30 @@ def _swaps_axes(ops: Sequence[str]) -> bool:
 # ----------------------------------------------------------------------------------------------
 # PyAV backend
 
+class _OrderIndex:
+    """Frame order learnt from one full decode, for containers without presentation timestamps.
+
+    ``out_pts[i]``: the timestamp the decoder gave output frame ``i`` (its identity when all are
+    distinct). ``key_ord``/``key_seek``: output position and seek timestamp of each keyframe
+    whose output frame was identified, sorted by position.
+    """
+
+    def __init__(self, out_pts: list[int | None], key_ord: list[int], key_seek: list[int],
+                 verify: bool) -> None:
+        self.out_pts = out_pts
+        self.key_ord = key_ord
+        self.key_seek = key_seek
+        self.key_by_pts = {out_pts[o]: o for o in key_ord}
+        self.verify = verify  # out_pts identify the frames: check every frame on the way
+
+
 class _StreamIndex:
     """Presentation timestamps of every frame of a stream, from one demux pass (no decoding)."""
 
     def __init__(self, pts: list[int], key_pts: list[int], key_dts: dict[int, int],
                  start: int, last_duration: int, stated_frames: int,
-                 read_error: str | None) -> None:
+                 read_error: str | None, key_seek_in_order: list[int],
+                 needs_order: bool) -> None:
         self.pts = pts  # sorted: frame i has pts[i]
         self.key_pts = key_pts  # sorted pts of keyframe packets
         self.key_dts = key_dts  # keyframe pts -> its dts (demuxers often seek on dts)
@@ -166,12 +240,19 @@ class _StreamIndex:
         self.last_duration = last_duration
         self.stated_frames = stated_frames
         self.read_error = read_error
+        self.key_seek_in_order = key_seek_in_order  # seek timestamps of keyframes, demux order
+        self.needs_order = needs_order  # packet timestamps are not presentation order
+        self.order: _OrderIndex | None = None  # set when a full decode gave the real order
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.order.out_pts) if self.order is not None else len(self.pts)
 
     @classmethod
     def build(cls, container: av.container.InputContainer, stream: av.video.VideoStream,
-              path: Path) -> "_StreamIndex":
+              path: Path) -> _StreamIndex:
         pts, key_pts, key_dts, durations, read_error = [], [], {}, {}, None
-        start = None
+        key_seek, start, missing_pts = [], None, False
         try:
             for packet in container.demux(stream):
                 if packet.size == 0 or packet.is_discard or packet.is_corrupt:
@@ -180,6 +261,7 @@ class _StreamIndex:
                 if ts is None:
                     raise VideoDecodeError(path, "video packets carry no timestamps (raw "
                                            "elementary stream?); remux it into mp4/mkv")
+                missing_pts |= packet.pts is None
                 dts = packet.dts if packet.dts is not None else ts
                 start = min(ts, dts) if start is None else min(start, ts, dts)
                 pts.append(ts)
@@ -187,31 +269,54 @@ class _StreamIndex:
                 if packet.is_keyframe:
                     key_pts.append(ts)
                     key_dts[ts] = dts
+                    key_seek.append(dts)
         except av.error.FFmpegError as e:  # damaged tail: keep what demuxed cleanly
             read_error = f"{type(e).__name__}: {e}"
         if not pts:
             detail = f" ({read_error})" if read_error else ""
             raise VideoDecodeError(path, f"the video stream has no readable frames{detail}")
+        # AVI has no presentation timestamps; intra-only streams need none (decode order is
+        # presentation order)
+        avi = "avi" in (container.format.name or "").split(",")
+        needs_order = (avi or missing_pts) and len(key_pts) < len(pts)
         pts.sort()
         key_pts.sort()
-        if len(set(pts)) != len(pts):
+        if len(set(pts)) != len(pts) and not needs_order:
             raise VideoDecodeError(path, "several frames share one timestamp; cannot index "
                                    "frames exactly (remux the file)")
         return cls(pts, key_pts, key_dts, start, durations[pts[-1]], stream.frames or 0,
-                   read_error)
+                   read_error, key_seek, needs_order)
+
+    def learn_order(self, out_pts: list[int | None], out_key: list[bool]) -> None:
+        """Take the frame order of a full decode (``out_pts``/``out_key`` per output frame)."""
+        if out_pts == self.pts:
+            return  # the packet timestamps were presentation timestamps after all
+        verify = None not in out_pts and len(set(out_pts)) == len(out_pts)
+        key_ord = [o for o, k in enumerate(out_key) if k]
+        if not verify or len(key_ord) != len(self.key_seek_in_order):
+            key_ord, key_seek = [], []  # keyframes cannot be matched: decode from the start
+        else:  # keyframes come out in decode order, relative to each other
+            key_seek = list(self.key_seek_in_order)
+        self.order = _OrderIndex(out_pts, key_ord, key_seek, verify)
 
 
-_INDEX_CACHE: "OrderedDict[tuple[str, int, int], _StreamIndex]" = OrderedDict()
+_INDEX_CACHE: OrderedDict[tuple[str, int, int], _StreamIndex] = OrderedDict()
 _INDEX_CACHE_SIZE = 4096
 
 
 class _PyAVReader:
     backend = "pyav"
 
-    def __init__(self, path: Path, threads: int = 1, apply_rotation: bool = True) -> None:
+    def __init__(self, path: Path, threads: int = 1, apply_rotation: bool = True,
+                 max_frame_pixels: int | None = MAX_FRAME_PIXELS,
+                 max_decode_mb: int | None = MAX_DECODE_MB) -> None:
         self.path = path
+        self.max_frame_pixels = max_frame_pixels
+        self.max_decode_mb = max_decode_mb
+        # max_pixels: the probe decode of avformat_find_stream_info refuses big frames too
+        options = {"max_pixels": str(max_frame_pixels)} if max_frame_pixels else None
         try:
-            self._container = av.open(str(path), metadata_errors="ignore")
+            self._container = av.open(str(path), metadata_errors="ignore", options=options)
         except av.error.FFmpegError as e:
             raise VideoDecodeError(path, f"cannot open as a video, the file is truncated, "
                                    f"damaged or not a video ({type(e).__name__}: {e})") from e
@@ -219,14 +324,19 @@ class _PyAVReader:
             if not self._container.streams.video:
                 raise VideoDecodeError(path, "the file has no video stream")
             self._stream = self._container.streams.video[0]
+            ctx = self._stream.codec_context
+            check_frame_size(path, ctx.width or 0, ctx.height or 0, max_frame_pixels)
+            if max_frame_pixels:  # the decoder refuses frames over the limit (size changes)
+                ctx.options = {"max_pixels": str(max_frame_pixels)}
             self._stream.thread_type = "AUTO" if threads != 1 else "SLICE"
             self._stream.thread_count = threads
+            self._last_error: str | None = None
+            self._skip_nonref = True
+            self._budget = DecodeBudget(path, max_decode_mb)
             self._index = self._cached_index()
         except BaseException:
             self._container.close()
             raise
-        self._last_error: str | None = None
-        self._skip_nonref = True
         self._rotation: tuple[str, ...] | None = None if apply_rotation else ()
 
     def _cached_index(self) -> _StreamIndex:
@@ -235,15 +345,38 @@ class _PyAVReader:
         index = _INDEX_CACHE.get(key)
         if index is None:
             index = _StreamIndex.build(self._container, self._stream, self.path)
+            if index.needs_order:
+                self._learn_order(index)
             _INDEX_CACHE[key] = index
             if len(_INDEX_CACHE) > _INDEX_CACHE_SIZE:
                 _INDEX_CACHE.popitem(last=False)
         return index
 
+    def _learn_order(self, index: _StreamIndex) -> None:
+        """Decode the whole stream once (no RGB conversion) to learn the presentation order."""
+        # One pass over the file's own packets, no RGB conversion and nothing kept: bounded
+        # by the packet count and the pixel limit, not by the per-read max_decode_mb (which
+        # would refuse every long HD AVI).
+        self._budget = DecodeBudget(self.path, None)
+        out_pts, out_key = [], []
+        try:
+            self._container.seek(index.start, backward=True, any_frame=False,
+                                 stream=self._stream)
+            for frame in self._decoded_frames({}, skip_nonref=False):
+                out_pts.append(frame.pts)
+                out_key.append(bool(frame.key_frame))
+        except av.error.FFmpegError as e:
+            raise VideoDecodeError(self.path, f"decoding the whole video to index it failed "
+                                   f"({type(e).__name__}: {e}); the file is damaged") from e
+        if not out_pts:
+            detail = f" (decoder error: {self._last_error})" if self._last_error else ""
+            raise VideoDecodeError(self.path, f"the video stream decodes to no frames{detail}")
+        index.learn_order(out_pts, out_key)
+
     # -- metadata ------------------------------------------------------------------------------
     @property
     def num_frames(self) -> int:
-        return len(self._index.pts)
+        return self._index.num_frames
 
     @property
     def stated_frames(self) -> int:
@@ -257,7 +390,7 @@ class _PyAVReader:
     @property
     def timestamps(self) -> np.ndarray:
         """Presentation time of each frame in seconds, from the first frame."""
-        pts = np.asarray(self._index.pts, dtype=np.float64)
+        pts = np.asarray(self._index.pts[:self.num_frames], dtype=np.float64)
         return (pts - pts[0]) * float(self.time_base)
 
     @property
@@ -284,9 +417,14 @@ class _PyAVReader:
 
     def _rotation_ops(self) -> tuple[str, ...]:
         if self._rotation is None:  # learn it from a decoded frame (side data)
-            self._decode({0: self._index.pts[0]}, [0], {})
+            self._read_into([0], {})
         assert self._rotation is not None
         return self._rotation
+
+    def _note_rotation(self, frame: av.VideoFrame) -> None:
+        if self._rotation is None:
+            tag = self._stream.metadata.get("rotate")
+            self._rotation = rotation_ops(_display_matrix(frame), tag)
 
     # -- decoding ------------------------------------------------------------------------------
     def read(self, indices: Sequence[int] | torch.Tensor | np.ndarray) -> torch.Tensor:
@@ -295,15 +433,36 @@ class _PyAVReader:
             else "the video"
         order = check_indices(self.path, indices, self.num_frames, what)
         wanted = sorted(set(order))
-        pts = self._index.pts
         got: dict[int, np.ndarray] = {}
-        pos = 0
-        while pos < len(wanted):
-            pos = self._decode({i: pts[i] for i in wanted}, wanted[pos:], got) + pos
+        self._read_into(wanted, got)
         slot = {i: k for k, i in enumerate(wanted)}
         unique = torch.from_numpy(np.stack([got[i] for i in wanted])).permute(0, 3, 1, 2)
         unique = apply_rotation(unique, self._rotation_ops())
         return unique[torch.tensor([slot[i] for i in order])].contiguous()
+
+    def _read_into(self, wanted: list[int], got: dict[int, np.ndarray]) -> None:
+        """Decode the sorted frames ``wanted`` into ``got``, within the decode budget."""
+        order = self._index.order
+        if order is None:
+            pts = self._index.pts
+            pts_of = {i: pts[i] for i in wanted}
+            keys = [self._index.pts_to_index.get(self._keyframe_before(pts[i]), 0)
+                    for i in wanted]
+        else:
+            keys = [self._order_key_before(i)[0] for i in wanted]
+        planned, covered = 0, -1  # frames from each wanted frame's keyframe on, counted once
+        for key, i in zip(keys, wanted):
+            planned += i - max(key, covered + 1) + 1
+            covered = i
+        self._budget = DecodeBudget(self.path, self.max_decode_mb)
+        self._budget.plan(planned, self._stream.width, self._stream.height,
+                          f"reading frames {wanted[:8]}{'...' if len(wanted) > 8 else ''}")
+        pos = 0
+        while pos < len(wanted):
+            if order is None:
+                pos += self._decode(pts_of, wanted[pos:], got)
+            else:
+                pos += self._decode_ordered(wanted[pos:], got)
 
     def _keyframe_before(self, p: int) -> int | None:
         k = bisect.bisect_right(self._index.key_pts, p) - 1
@@ -331,27 +490,72 @@ class _PyAVReader:
             done = self._decode_from(target, todo, pts_of, wanted_pts, got)
             if done:
                 return done
+        self._not_produced(todo[0], f"pts {first}")
+
+    def _not_produced(self, index: int, where: str) -> NoReturn:
         detail = f" (decoder error: {self._last_error})" if self._last_error else ""
-        raise VideoDecodeError(self.path, f"frame {todo[0]} (pts {first}) was not produced by "
+        raise VideoDecodeError(self.path, f"frame {index} ({where}) was not produced by "
                                f"the decoder, even when decoding from the start{detail}; the "
                                "file is truncated or damaged")
 
-    def _decoded_frames(self, wanted_pts: dict[int, int]) -> Iterator[av.VideoFrame]:
+    def _decoded_frames(self, wanted_pts: dict[int, int],
+                        skip_nonref: bool = True) -> Iterator[av.VideoFrame]:
         """Decode from the current position; a damaged packet is skipped, as ffmpeg does.
 
         Packets of frames nobody asked for are decoded with ``skip_frame="NONREF"``: the
         decoder drops them when no other frame references them (non-reference B-frames).
+        Every frame is charged to the decode budget; a frame over the pixel limit is refused
+        by the decoder (``max_pixels``) before it is allocated.
         """
         ctx = self._stream.codec_context
+        skip_nonref = skip_nonref and self._skip_nonref
         for packet in self._container.demux(self._stream):
-            skip = "NONREF" if self._skip_nonref and packet.pts is not None \
+            skip = "NONREF" if skip_nonref and packet.pts is not None \
                 and packet.pts not in wanted_pts else "DEFAULT"
             if ctx.skip_frame != skip:
                 ctx.skip_frame = skip
             try:
-                yield from packet.decode()
+                frames = packet.decode()
             except av.error.InvalidDataError as e:
                 self._last_error = f"{type(e).__name__}: {e}"
+                continue
+            except av.error.ArgumentError as e:
+                self._oversized(packet, e)
+                raise
+            for frame in frames:
+                check_frame_size(self.path, frame.width, frame.height, self.max_frame_pixels)
+                self._budget.spend(frame.width, frame.height)
+                yield frame
+
+    def _oversized(self, packet: av.Packet, error: Exception) -> None:
+        """Raise the size error when the decoder refused a frame over ``max_pixels``.
+
+        The header stated no size (image pipes state none before decoding), so the size comes
+        from FFmpeg's own refusal message, caught by sending the packet once more with FFmpeg's
+        log captured.
+        """
+        if not self.max_frame_pixels:
+            return
+        level, skip_repeated = av.logging.get_level(), av.logging.get_skip_repeated()
+        try:
+            av.logging.set_level(av.logging.ERROR)
+            av.logging.set_skip_repeated(False)  # the same refusal may have been logged before
+            with av.logging.Capture() as logs:
+                try:
+                    packet.decode()
+                except av.error.FFmpegError:
+                    pass
+        finally:
+            av.logging.set_level(level)
+            av.logging.set_skip_repeated(skip_repeated)
+        for _, _, message in logs:
+            m = re.search(r"Picture size (\d+)x(\d+)", message)
+            if m:
+                check_frame_size(self.path, int(m[1]), int(m[2]), self.max_frame_pixels)
+        if any("max pixel" in message for _, _, message in logs):
+            raise VideoDecodeError(self.path, "a frame exceeds the limit of "
+                                   f"{_mp(self.max_frame_pixels)} MP "
+                                   "(data.max_frame_pixels)") from error
 
     def _decode_from(self, target: int, todo: list[int], pts_of: dict[int, int],
                      wanted_pts: dict[int, int], got: dict[int, np.ndarray]) -> int:
@@ -359,9 +563,7 @@ class _PyAVReader:
         try:
             self._container.seek(target, backward=True, any_frame=False, stream=self._stream)
             for frame in self._decoded_frames(wanted_pts):
-                if self._rotation is None:
-                    tag = self._stream.metadata.get("rotate")
-                    self._rotation = rotation_ops(_display_matrix(frame), tag)
+                self._note_rotation(frame)
                 p = frame.pts
                 if p is None or p < target:  # e.g. open-GOP frames missing their references
                     continue
@@ -387,6 +589,68 @@ class _PyAVReader:
                 del got[i]
         return done
 
+    # -- decoding by output order (AVI) --------------------------------------------------------
+    def _order_key_before(self, i: int) -> tuple[int, int | None]:
+        """Output position and seek timestamp of the last keyframe at or before frame ``i``
+        (position 0 and ``None``, the stream start, when there is none)."""
+        order = self._index.order
+        assert order is not None
+        k = bisect.bisect_right(order.key_ord, i) - 1
+        return (order.key_ord[k], order.key_seek[k]) if k >= 0 else (0, None)
+
+    def _decode_ordered(self, todo: list[int], got: dict[int, np.ndarray]) -> int:
+        """Like ``_decode`` for a stream indexed by output order: seek to a keyframe whose
+        output position is known, count output frames from it (each checked against the
+        full decode's timestamps), falling back to the previous keyframe and the start."""
+        order = self._index.order
+        assert order is not None
+        k = bisect.bisect_right(order.key_ord, todo[0]) - 1
+        candidates = [c for c in (k, k - 1) if c >= 0] + [None]
+        for c in candidates:
+            done = self._decode_ordered_from(c, todo, got)
+            if done:
+                return done
+        self._not_produced(todo[0], "in decoder output order")
+
+    def _decode_ordered_from(self, key: int | None, todo: list[int],
+                             got: dict[int, np.ndarray]) -> int:
+        order = self._index.order
+        assert order is not None
+        target = self._index.start if key is None else order.key_seek[key]
+        position = 0 if key is None else None  # output position of the next frame, once known
+        wanted, done, kept = set(todo), 0, []
+        try:
+            self._container.seek(target, backward=True, any_frame=False, stream=self._stream)
+            for frame in self._decoded_frames({}, skip_nonref=False):
+                self._note_rotation(frame)
+                if position is None:  # frames before the keyframe (open GOP) are not counted
+                    if not frame.key_frame or frame.pts not in order.key_by_pts:
+                        continue
+                    position = order.key_by_pts[frame.pts]
+                if position > todo[done] or position >= len(order.out_pts):
+                    break  # landed past the wanted frame
+                if order.verify and frame.pts != order.out_pts[position]:
+                    break  # not the frame the full decode gave here: distrust from here on
+                if position in wanted and position not in got:
+                    got[position] = frame.to_ndarray(format="rgb24")
+                    kept.append(position)
+                while done < len(todo) and todo[done] in got:
+                    done += 1
+                if done == len(todo):
+                    break
+                position += 1
+                next_key = self._order_key_before(todo[done])[0]
+                if next_key > position:  # cheaper to seek than decode through
+                    break
+        except av.error.FFmpegError as e:
+            if not done:
+                raise VideoDecodeError(self.path, f"decoding failed near frame {todo[0]} "
+                                       f"({type(e).__name__}: {e}); the file is damaged") from e
+        if not done:
+            for i in kept:
+                del got[i]
+        return done
+
     def close(self) -> None:
         self._container.close()
 
@@ -408,27 +672,30 @@ def _probe_video_bytes() -> bytes:
     return buf.getvalue()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def torchcodec_available() -> bool:
     """True when torchcodec imports (its FFmpeg libraries load) and decodes a probe video."""
     try:
         from torchcodec.decoders import VideoDecoder
-    except Exception:  # ImportError, or OSError/RuntimeError from missing FFmpeg libraries
+    except Exception:  # noqa: BLE001 -- ImportError, or OSError/RuntimeError from FFmpeg libs
         return False
     try:
         frames = VideoDecoder(_probe_video_bytes(), seek_mode="exact").get_frames_at([0, 1]).data
         return tuple(frames.shape) == (2, 3, 32, 32) and frames[1].float().mean() > 64
-    except Exception:
+    except Exception:  # noqa: BLE001 -- any failure means: not usable here
         return False
 
 
 class _TorchCodecReader:
     backend = "torchcodec"
 
-    def __init__(self, path: Path, threads: int = 1) -> None:
+    def __init__(self, path: Path, threads: int = 1,
+                 max_frame_pixels: int | None = MAX_FRAME_PIXELS,
+                 max_decode_mb: int | None = MAX_DECODE_MB) -> None:
         from torchcodec.decoders import VideoDecoder
 
         self.path = path
+        self.max_decode_mb = max_decode_mb
         try:
             self._decoder = VideoDecoder(str(path), seek_mode="exact", num_ffmpeg_threads=threads,
                                          dimension_order="NCHW")
@@ -441,9 +708,12 @@ class _TorchCodecReader:
         self.duration = float(meta.duration_seconds)
         self.height, self.width = int(meta.height), int(meta.width)
         self.rotation = float(getattr(meta, "rotation", None) or 0.0)
+        check_frame_size(path, self.width, self.height, max_frame_pixels)
 
     def read(self, indices: Sequence[int] | torch.Tensor | np.ndarray) -> torch.Tensor:
         order = check_indices(self.path, indices, self.num_frames)
+        DecodeBudget(self.path, self.max_decode_mb).plan(  # a lower bound: the wanted frames
+            len(set(order)), self.width, self.height, f"reading {len(set(order))} frames")
         try:
             return self._decoder.get_frames_at(order).data.contiguous()
         except Exception as e:
@@ -460,27 +730,37 @@ class _TorchCodecReader:
 class VideoReader:
     """An open video file: frame count, fps, duration, size, and ``read(indices)``.
 
-    ``backend``: ``"auto"`` (torchcodec when usable, else PyAV), ``"pyav"`` or
+    ``backend``: ``"auto"`` (torchcodec when usable, else PyAV; always PyAV for ``.avi``,
+    whose missing presentation timestamps only the PyAV reader handles), ``"pyav"`` or
     ``"torchcodec"``. ``threads``: decoder threads (1 suits DataLoader workers). The container
     stays open between ``read`` calls; use as a context manager or call ``close()``.
+
+    ``max_frame_pixels``: frames larger than this are refused from the stream header, before
+    decoding (default 7680x4320). ``max_decode_mb``: a read that would decode more than this
+    many MiB of frames (``H x W x 3`` bytes each, counted from the keyframe each wanted frame
+    is decoded from) is refused before decoding (default 16384). ``None`` or 0 turns a limit
+    off.
     """
 
     def __init__(self, path: PathLike, backend: str = "auto", threads: int = 1,
-                 apply_rotation: bool = True) -> None:
+                 apply_rotation: bool = True, max_frame_pixels: int | None = MAX_FRAME_PIXELS,
+                 max_decode_mb: int | None = MAX_DECODE_MB) -> None:
         self.path = check_file(path)
+        limits = {"max_frame_pixels": max_frame_pixels, "max_decode_mb": max_decode_mb}
         if backend not in ("auto", "pyav", "torchcodec"):
             raise ValueError(f"backend must be 'auto', 'pyav' or 'torchcodec', got {backend!r}")
         if backend == "torchcodec" and not torchcodec_available():
             raise RuntimeError("backend='torchcodec' but torchcodec is not installed or cannot "
                                "decode (it needs FFmpeg libraries and a matching torch build)")
         self._impl: _PyAVReader | _TorchCodecReader
-        if backend == "torchcodec" or (backend == "auto" and torchcodec_available()):
-            self._impl = _TorchCodecReader(self.path, threads)
+        if backend == "torchcodec" or (backend == "auto" and self.path.suffix.lower() != ".avi"
+                                       and torchcodec_available()):
+            self._impl = _TorchCodecReader(self.path, threads, **limits)
             if backend == "auto" and apply_rotation and self._impl.rotation:
                 self._impl.close()  # rotated file: keep PyAV's ffmpeg-like rotation
-                self._impl = _PyAVReader(self.path, threads, apply_rotation)
+                self._impl = _PyAVReader(self.path, threads, apply_rotation, **limits)
         else:
-            self._impl = _PyAVReader(self.path, threads, apply_rotation)
+            self._impl = _PyAVReader(self.path, threads, apply_rotation, **limits)
 
     backend = property(lambda self: self._impl.backend, doc="the backend in use")
     num_frames = property(lambda self: self._impl.num_frames, doc="frames in the video")
@@ -496,7 +776,7 @@ class VideoReader:
     def close(self) -> None:
         self._impl.close()
 
-    def __enter__(self) -> "VideoReader":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -518,7 +798,8 @@ def open_video(path: PathLike, backend: str = "auto", **kwargs: Any) -> Any:
 
     Folders go to :class:`~xvit.data.frames.FrameFolderReader` (``template``, ``start_index``),
     ``.h5``/``.hdf5`` files to :class:`~xvit.data.frames.HDF5FrameReader` (``key``), anything
-    else to :class:`VideoReader` (``backend``, ``threads``, ``apply_rotation``).
+    else to :class:`VideoReader` (``backend``, ``threads``, ``apply_rotation``). All take
+    ``max_frame_pixels`` and ``max_decode_mb``.
     """
     p = Path(path)
     if p.is_dir():
