@@ -91,6 +91,16 @@ class SynthConfig:
     fps: int = 8
     crf: int = 18  # x264 quality (lower is better)
 
+    def __post_init__(self) -> None:
+        problems = [f"{name} must be >= {low}, got {getattr(self, name)}"
+                    for name, low in (("seed", 0), ("num_train", 1), ("num_val", 0), ("size", 16),
+                                      ("num_frames", 2), ("fps", 1), ("crf", 0))
+                    if getattr(self, name) < low]
+        if self.size % 2:
+            problems.append(f"size must be even (H.264 4:2:0), got {self.size}")
+        if problems:
+            raise ValueError("synthetic dataset: " + "; ".join(problems))
+
 
 @dataclass
 class SynthInfo:

@@ -1,0 +1,626 @@
+"""Re-encode a video dataset for fast clip sampling: ``xvit data prepare SRC OUT``.
+
+Every source video (a class-folder tree or an annotation list) is decoded with PyAV and
+written as H.264 mp4 (yuv420p, x264 ``crf`` / ``preset``) with a keyframe every ``gop``
+frames and no B-frames, its short side scaled down to ``short_side`` (never up; both sides
+even), optionally resampled to ``fps``, audio dropped, display rotation applied. Outputs go to
+``OUT/videos/<class>/<name>.mp4`` with ``OUT/train.txt``, ``OUT/val.txt`` (list files) and
+``OUT/classnames.txt``; sources that cannot be read are listed in ``OUT/failed.txt``.
+
+A run can be interrupted at any point and started again: each video is written to a
+temporary name in its final folder and renamed when complete, and ``OUT/prepared.jsonl``
+records, per finished output, the source's size and modification time and the settings, so a
+rerun skips what is done and re-encodes only what changed. The sources are only read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import re
+import secrets
+import tempfile
+from collections.abc import Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+
+from xvit.data.annotations import (
+    Annotations,
+    Sample,
+    read_annotations,
+    write_list_file,
+)
+from xvit.data.folders import is_class_folder_dir, read_class_folders, stratified_split
+
+__all__ = [
+    "PrepareError",
+    "PrepareResult",
+    "PrepareSettings",
+    "check_output_dir",
+    "encode_video",
+    "output_size",
+    "prepare_dataset",
+    "read_source",
+]
+
+PathLike = str | os.PathLike
+
+VERSION = 1  # bump when the encoding changes, so finished outputs are re-encoded
+PARTIAL_SUFFIX = ".xvit-partial"  # temporary outputs: ``.<name>.<random>.xvit-partial``
+MANIFEST = "prepared.jsonl"
+
+
+class PrepareError(ValueError):
+    """Bad input to :func:`prepare_dataset` (source, output directory or settings)."""
+
+
+@dataclass(frozen=True)
+class PrepareSettings:
+    """How videos are re-encoded (all recorded per output; a change re-encodes)."""
+
+    short_side: int = 320  # 0 keeps the size; the top of the recipes' scale jitter [256, 320]
+    gop: int = 16  # a keyframe every `gop` frames
+    fps: str | None = None  # None keeps the source timing; else "30", "29.97", "30000/1001"
+    crf: int = 23
+    preset: str = "fast"
+
+    def __post_init__(self) -> None:
+        if self.short_side < 0 or self.short_side == 1:
+            raise PrepareError(f"--short-side must be 0 (keep) or >= 2, got {self.short_side}")
+        if self.gop < 1:
+            raise PrepareError(f"--gop must be >= 1, got {self.gop}")
+        if not 0 <= self.crf <= 51:
+            raise PrepareError(f"--crf must be in [0, 51], got {self.crf}")
+        if self.fps is not None:
+            parse_fps(self.fps)
+
+    def record(self) -> dict[str, Any]:
+        return {"version": VERSION, **dataclasses.asdict(self)}
+
+
+def parse_fps(text: str) -> Fraction:
+    """A frame rate as a fraction: ``"30"``, ``"29.97"`` or ``"30000/1001"``."""
+    try:
+        rate = Fraction(str(text).strip())
+    except (ValueError, ZeroDivisionError):
+        raise PrepareError(f"--fps must be a number like 30, 29.97 or 30000/1001, got {text!r}") from None
+    if rate <= 0 or rate > 1000:
+        raise PrepareError(f"--fps must be in (0, 1000], got {text!r}")
+    return rate.limit_denominator(1001)
+
+
+def output_size(width: int, height: int, short_side: int) -> tuple[int, int]:
+    """Output (width, height): the short side scaled to ``short_side`` keeping the aspect
+    ratio, never enlarged (``0``: keep), each side rounded to an even number >= 2."""
+    short = min(width, height)
+    scale = short_side / short if 0 < short_side < short else 1.0
+
+    def even(x: float) -> int:
+        return max(2, 2 * math.floor(x / 2 + 0.5))
+
+    if scale == 1.0:
+        return max(2, width - width % 2), max(2, height - height % 2)
+    return even(width * scale), even(height * scale)
+
+
+# ---------------------------------------------------------------------------------------
+# Sources
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Source:
+    """A dataset to prepare: class names and the (train, val) samples."""
+
+    class_names: list[str]
+    train: list[Sample]
+    val: list[Sample]
+    files: list[Path] = field(default_factory=list)  # annotation files read (never written)
+    trees: list[Path] = field(default_factory=list)  # class-folder roots read
+
+
+def _read_one(src: PathLike, root: PathLike | None, class_names: Sequence[str] | PathLike | None,
+              trees: list[Path], files: list[Path]) -> Annotations:
+    path = Path(src)
+    if not path.exists():
+        raise PrepareError(f"{src}: not found")
+    if is_class_folder_dir(path):
+        names = class_names
+        if isinstance(names, (str, os.PathLike)):
+            from xvit.data.annotations import read_class_names
+            names = read_class_names(names)
+        trees.append(path)
+        return read_class_folders(path, class_names=names)
+    files.append(path)
+    if path.stat().st_size == 0:
+        raise PrepareError(f"{src}: annotation file is empty")
+    ann = read_annotations(path, root=root, class_names=class_names)
+    if not ann.samples:
+        raise PrepareError(f"{src}: annotation file lists no videos")
+    unlabelled = [s for s in ann.samples if not isinstance(s.label, int) or s.label < 0]
+    if unlabelled:
+        raise PrepareError(f"{src}: {len(unlabelled)} entries have no label (e.g. {unlabelled[0].path})")
+    return ann
+
+
+def read_source(src: PathLike, val: PathLike | None = None, root: PathLike | None = None,
+                class_names: Sequence[str] | PathLike | None = None,
+                val_split: float = 0.0, seed: int = 0) -> Source:
+    """Read ``src`` (class-folder tree or annotation file) and the optional separate
+    validation set ``val``; without ``val``, hold out ``val_split`` of every class of ``src``
+    (:func:`~xvit.data.folders.stratified_split`). Raises :class:`PrepareError` /
+    :class:`~xvit.data.annotations.AnnotationError` for bad input."""
+    trees: list[Path] = []
+    files: list[Path] = []
+    ann = _read_one(src, root, class_names, trees, files)
+    names = list(ann.class_names) if ann.class_names is not None else None
+    if val is not None:
+        val_ann = _read_one(val, root, names if names is not None else class_names, trees, files)
+        train, val_samples = list(ann.samples), list(val_ann.samples)
+    else:
+        train, val_samples = stratified_split(ann.samples, val_split, seed)
+    if names is None:  # int labels without a class list: the classes are 0..max
+        top = max(s.label for s in [*train, *val_samples])
+        names = [str(i) for i in range(top + 1)]
+    top = max(s.label for s in [*train, *val_samples])
+    if top >= len(names):
+        raise PrepareError(f"label {top} is outside the {len(names)} classes of {src}")
+    bad = [n for n in names if not n or n != n.strip() or "\n" in n or "\r" in n]
+    if bad:
+        raise PrepareError(f"class name {bad[0]!r} cannot be written to classnames.txt "
+                           f"(empty, or leading/trailing blanks)")
+    return Source(names, train, val_samples, files, trees)
+
+
+# ---------------------------------------------------------------------------------------
+# Output paths
+# ---------------------------------------------------------------------------------------
+
+
+def _safe_part(name: str) -> str:
+    name = re.sub(r"[/\\\x00-\x1f]", "_", name).strip()
+    name = name.lstrip(".")
+    return name or "_"
+
+
+def _relative_name(sample: Sample, trees: Sequence[Path]) -> str:
+    """The output name of a source below its class folder, without extension."""
+    path = Path(sample.path)
+    for tree in trees:
+        with contextlib.suppress(ValueError):
+            rel = path.relative_to(tree)
+            return Path(*rel.parts[1:]).with_suffix("").as_posix()  # drop the class folder
+    return path.stem
+
+
+def plan_outputs(source: Source) -> dict[str, str]:
+    """Source path -> output path relative to OUT (``videos/<class>/<name>.mp4``), unique."""
+    wanted: dict[str, str] = {}
+    for s in [*source.train, *source.val]:
+        if s.path in wanted:
+            continue
+        cls = _safe_part(source.class_names[s.label])
+        name = "/".join(_safe_part(p) for p in _relative_name(s, source.trees).split("/"))
+        wanted[s.path] = f"videos/{cls}/{name}.mp4"
+    users: dict[str, list[str]] = {}
+    for src, out in wanted.items():
+        users.setdefault(out, []).append(src)
+    for out, srcs in users.items():
+        if len(srcs) > 1:  # a.avi and a.mkv, or same names from different folders
+            for src in srcs:
+                tag = hashlib.sha1(src.encode()).hexdigest()[:8]
+                wanted[src] = f"{out[:-4]}-{tag}.mp4"
+    return wanted
+
+
+# ---------------------------------------------------------------------------------------
+# Encoding one video
+# ---------------------------------------------------------------------------------------
+
+
+def _display_ops(frame: av.VideoFrame) -> tuple[str, ...]:
+    from xvit.data.video import rotation_ops
+
+    for sd in frame.side_data:
+        if sd.type == av.sidedata.sidedata.Type.DISPLAYMATRIX:
+            return rotation_ops(np.frombuffer(bytes(sd), dtype=np.int32)[:9].copy())
+    return ()
+
+
+_TRANSPOSE = {"clock": "clock", "cclock": "cclock", "transpose": "cclock_flip", "clock_flip": "clock_flip"}
+
+
+class _Pipeline:
+    """decoded frames -> scale -> rotation -> [fps] -> yuv420p -> libx264 in an mp4."""
+
+    def __init__(self, out: av.container.OutputContainer, first: av.VideoFrame, time_base: Fraction,
+                 rate: Fraction, settings: PrepareSettings, threads: int,
+                 rotate_tag: str | None) -> None:
+        from xvit.data.video import rotation_ops
+
+        ops = _display_ops(first) or rotation_ops(None, rotate_tag)
+        swap = sum(op in _TRANSPOSE for op in ops) % 2 == 1
+        w, h = output_size(first.width, first.height, settings.short_side)
+        self.size, self.format = (first.width, first.height), first.format.name
+        self.graph = av.filter.Graph()
+        nodes = [self.graph.add_buffer(width=first.width, height=first.height, format=first.format,
+                                       time_base=time_base),
+                 self.graph.add("scale", f"{w}:{h}:flags=bicubic")]
+        for op in ops:
+            nodes.append(self.graph.add("transpose", _TRANSPOSE[op]) if op in _TRANSPOSE
+                         else self.graph.add(op))
+        fps = parse_fps(settings.fps) if settings.fps else None
+        if fps is not None:
+            nodes.append(self.graph.add("fps", f"{fps.numerator}/{fps.denominator}"))
+        nodes += [self.graph.add("format", "yuv420p"), self.graph.add("buffersink")]
+        self.graph.link_nodes(*nodes).configure()
+        self.out = out
+        self.stream = out.add_stream("libx264", rate=fps or rate)
+        self.stream.width, self.stream.height = (h, w) if swap else (w, h)
+        self.stream.pix_fmt = "yuv420p"
+        self.stream.codec_context.time_base = Fraction(1, 1) / fps if fps else time_base
+        self.stream.gop_size = settings.gop
+        self.stream.options = {
+            "crf": str(settings.crf), "preset": settings.preset,
+            "x264-params": f"keyint={settings.gop}:min-keyint={settings.gop}:scenecut=0:bframes=0"
+                           f":threads={threads}",
+        }
+        self.frames = 0
+        self._last_pts: int | None = None
+
+    def push(self, frame: av.VideoFrame | None) -> None:
+        if frame is not None and ((frame.width, frame.height) != self.size or frame.format.name != self.format):
+            frame = frame.reformat(width=self.size[0], height=self.size[1], format=self.format)
+        self.graph.push(frame)
+        while True:
+            try:
+                out = self.graph.pull()
+            except (av.BlockingIOError, av.EOFError):
+                break
+            self._encode(out)
+        if frame is None:
+            self._encode(None)
+
+    def _encode(self, frame: av.VideoFrame | None) -> None:
+        if frame is not None:
+            pts = int(frame.pts)
+            if self._last_pts is not None and pts <= self._last_pts:
+                pts = self._last_pts + 1  # x264 needs strictly increasing timestamps
+            frame.pts, self._last_pts = pts, pts
+            frame.time_base = self.stream.codec_context.time_base
+            frame.pict_type = av.video.frame.PictureType.NONE
+            self.frames += 1
+        for packet in self.stream.encode(frame):
+            self.out.mux(packet)
+
+
+def encode_video(src: PathLike, dst: PathLike, settings: PrepareSettings, threads: int = 1) -> int:
+    """Re-encode ``src`` into the mp4 ``dst`` (written directly; callers write to a
+    temporary name). Returns the number of frames written; raises
+    :class:`~xvit.data.video.VideoDecodeError` when nothing can be read."""
+    from xvit.data.video import VideoDecodeError, check_file
+
+    path = check_file(src)
+    try:
+        container = av.open(str(path), metadata_errors="ignore")
+    except av.error.FFmpegError as e:
+        raise VideoDecodeError(path, f"cannot open as a video, the file is truncated, damaged "
+                                     f"or not a video ({type(e).__name__}: {e})") from None
+    with container:
+        if not container.streams.video:
+            raise VideoDecodeError(path, "the file has no video stream")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO" if threads > 1 else "SLICE"
+        stream.thread_count = threads
+        time_base = stream.time_base or Fraction(1, 1000)
+        rate = stream.average_rate or stream.guessed_rate or Fraction(25)
+        rotate_tag = stream.metadata.get("rotate")
+        pipeline: _Pipeline | None = None
+        first_pts: int | None = None
+        errors = 0
+        last_error = ""
+        next_pts = 0
+        with av.open(os.fspath(dst), "w", format="mp4") as out:
+            def feed(frame: av.VideoFrame) -> None:
+                nonlocal pipeline, first_pts, next_pts
+                pts = frame.pts if frame.pts is not None else next_pts
+                if first_pts is None:
+                    first_pts = pts
+                frame.pts = pts - first_pts
+                next_pts = pts + 1
+                if pipeline is None:
+                    pipeline = _Pipeline(out, frame, time_base, Fraction(rate), settings,
+                                         threads, rotate_tag)
+                pipeline.push(frame)
+
+            for packet in container.demux(stream):
+                try:
+                    frames = packet.decode()
+                except av.error.InvalidDataError as e:  # a damaged packet: skip it, as ffmpeg does
+                    errors += 1
+                    last_error = str(e)
+                    continue
+                for frame in frames:
+                    feed(frame)
+            if pipeline is None:
+                detail = f" ({errors} damaged packets, last error: {last_error})" if errors else ""
+                raise VideoDecodeError(path, f"no video frames could be decoded{detail}")
+            pipeline.push(None)
+            return pipeline.frames
+
+
+# ---------------------------------------------------------------------------------------
+# The whole dataset
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class PrepareResult:
+    """What a run did: counts, the list files it wrote and the failures."""
+
+    out: Path
+    prepared: int  # outputs present at the end (encoded now or before)
+    encoded: int  # encoded in this run
+    skipped: int  # already done, kept
+    failed: list[tuple[str, str]]  # (source, reason)
+    train_list: Path
+    val_list: Path
+    class_names_file: Path
+    num_train: int = 0
+    num_val: int = 0
+
+
+def check_output_dir(out: PathLike, create: bool = True) -> Path:
+    """Check that ``out`` is, or can become, a writable directory (creating it unless
+    ``create=False``); raise :class:`PrepareError` with a one-line reason otherwise."""
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise PrepareError(f"{out}: exists and is not a directory")
+    if not create:
+        parent = path
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        if not parent.is_dir():
+            raise PrepareError(f"{out}: cannot write here ({parent} is not a directory)")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise PrepareError(f"{out}: cannot write here (permission denied on {parent})")
+        return path
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
+            pass
+    except OSError as e:
+        raise PrepareError(f"{out}: cannot write here ({e.strerror or e})") from None
+    return path
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}{PARTIAL_SUFFIX}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _write_list(path: Path, samples: Sequence[Sample], root: Path) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}{PARTIAL_SUFFIX}")
+    if samples:
+        write_list_file(tmp, samples, root=root)
+    else:
+        tmp.write_text("")
+    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def _locked(out: Path) -> Iterator[None]:
+    """Only one run per output directory at a time."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no locking
+        yield
+        return
+    with open(out / ".prepare.lock", "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise PrepareError(f"{out}: another `xvit data prepare` is writing here") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _remove_partials(out: Path) -> int:
+    removed = 0
+    for dirpath, _, filenames in os.walk(out):
+        for name in filenames:
+            if name.startswith(".") and name.endswith(PARTIAL_SUFFIX):
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(os.path.join(dirpath, name))
+                    removed += 1
+    return removed
+
+
+def _read_manifest(out: Path) -> dict[str, dict[str, Any]]:
+    """Output path -> its latest record; a torn last line (a killed run) is ignored."""
+    records: dict[str, dict[str, Any]] = {}
+    path = out / MANIFEST
+    if not path.exists():
+        return records
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            rec = json.loads(line)
+            records[rec["output"]] = rec
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue
+    return records
+
+
+def _source_stamp(src: str) -> dict[str, Any] | None:
+    try:
+        st = os.stat(src)
+    except OSError:
+        return None
+    return {"source": os.path.abspath(src), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def _is_done(out: Path, rel: str, record: dict[str, Any] | None, stamp: dict[str, Any] | None,
+             settings: dict[str, Any]) -> bool:
+    if record is None or stamp is None:
+        return False
+    if any(record.get(k) != v for k, v in stamp.items()) or record.get("settings") != settings:
+        return False
+    try:
+        return (out / rel).stat().st_size == record.get("output_size")
+    except OSError:
+        return False
+
+
+def _encode_job(job: tuple[str, str, PrepareSettings, int]) -> tuple[str, int, int, str | None]:
+    """Worker: encode one source to its final path via a temporary file. Returns
+    (source, frames, output bytes, error or None)."""
+    src, dst, settings, threads = job
+    final = Path(dst)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".{final.name}.{os.getpid()}-{secrets.token_hex(4)}{PARTIAL_SUFFIX}"
+    try:
+        frames = encode_video(src, tmp, settings, threads=threads)
+        if frames == 0:
+            return src, 0, 0, f"{src}: no frames came out of the encoder"
+        size = os.path.getsize(tmp)
+        os.replace(tmp, final)
+        return src, frames, size, None
+    except Exception as e:  # noqa: BLE001 - any failure of one source is reported, the run goes on
+        from xvit.data.video import VideoDecodeError
+
+        message = e.problem if isinstance(e, VideoDecodeError) else f"{type(e).__name__}: {e}"
+        return src, 0, 0, " ".join(message.split())
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+
+
+def _check_disjoint(out: Path, source: Source, outputs: dict[str, str]) -> None:
+    out_r = out.resolve()
+    for tree in source.trees:
+        t = tree.resolve()
+        if out_r == t or t in out_r.parents or out_r in t.parents:
+            raise PrepareError(f"{out}: the output directory must lie outside the source tree "
+                               f"{tree} (and not contain it)")
+    ours = {(out_r / n).resolve() for n in ("train.txt", "val.txt", "classnames.txt", "failed.txt", MANIFEST)}
+    ours |= {(out_r / rel).resolve() for rel in outputs.values()}
+    theirs = {f.resolve() for f in source.files} | {Path(s).resolve() for s in outputs}
+    clash = ours & theirs
+    if clash:
+        raise PrepareError(f"{min(clash)}: a source file would be overwritten; choose another OUT")
+
+
+def prepare_dataset(
+    source: Source,
+    out: PathLike,
+    settings: PrepareSettings | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+) -> PrepareResult:
+    """Re-encode every video of ``source`` into ``out`` and write the list files.
+
+    Finished outputs recorded in ``out/prepared.jsonl`` with the same source size, mtime
+    and settings are kept; stale temporary files of an interrupted run are removed first.
+    Sources that fail are listed in ``out/failed.txt`` (removed when none fail) and left
+    out of the lists.
+    """
+    from tqdm import tqdm
+
+    from xvit.data.dataset import worker_context
+
+    settings = settings or PrepareSettings()
+    outputs = plan_outputs(source)
+    _check_disjoint(Path(out), source, outputs)
+    out_path = check_output_dir(out)
+    workers = max(1, workers or min(2, os.cpu_count() or 1))
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    with _locked(out_path):
+        _remove_partials(out_path)
+        records = _read_manifest(out_path)
+        wanted = settings.record()
+        done: set[str] = set()
+        todo: list[tuple[str, str, PrepareSettings, int]] = []
+        for src in sorted(outputs):
+            rel = outputs[src]
+            if _is_done(out_path, rel, records.get(rel), _source_stamp(src), wanted):
+                done.add(src)
+            else:
+                todo.append((src, str(out_path / rel), settings, threads))
+        skipped = len(done)
+        failed: list[tuple[str, str]] = []
+        with open(out_path / MANIFEST, "a") as manifest, \
+                tqdm(total=len(todo), unit="video", desc="prepare", disable=not progress or not todo,
+                     mininterval=1.0) as bar:
+            def finished(result: tuple[str, int, int, str | None], stamp: dict[str, Any] | None) -> None:
+                src, frames, size, error = result
+                bar.update(1)
+                if error is not None:
+                    failed.append((src, error))
+                    return
+                rec = {**(stamp or {"source": os.path.abspath(src)}), "settings": wanted,
+                       "output": outputs[src], "output_size": size, "frames": frames}
+                manifest.write(json.dumps(rec) + "\n")
+                manifest.flush()
+                done.add(src)
+
+            if workers == 1 or len(todo) <= 1:
+                for job in todo:
+                    stamp = _source_stamp(job[0])
+                    finished(_encode_job(job), stamp)
+            else:
+                with ProcessPoolExecutor(workers, mp_context=worker_context()) as pool:
+                    pending: dict[Future, dict[str, Any] | None] = {}
+                    jobs = iter(todo)
+                    try:
+                        while True:
+                            while len(pending) < 4 * workers:
+                                job = next(jobs, None)
+                                if job is None:
+                                    break
+                                pending[pool.submit(_encode_job, job)] = _source_stamp(job[0])
+                            if not pending:
+                                break
+                            ready, _ = wait(pending, return_when=FIRST_COMPLETED)
+                            for fut in ready:
+                                finished(fut.result(), pending.pop(fut))
+                    except BaseException:
+                        for fut in pending:
+                            fut.cancel()
+                        raise
+
+        train = [s for s in source.train if s.path in done]
+        val = [s for s in source.val if s.path in done]
+
+        def moved(samples: list[Sample]) -> list[Sample]:
+            return [dataclasses.replace(s, path=str(out_path / outputs[s.path])) for s in samples]
+
+        _write_list(out_path / "train.txt", moved(train), out_path)
+        _write_list(out_path / "val.txt", moved(val), out_path)
+        _atomic_write(out_path / "classnames.txt", "\n".join(source.class_names) + "\n")
+        if failed:
+            failed.sort()
+            _atomic_write(out_path / "failed.txt", "".join(f"{s}\t{r}\n" for s, r in failed))
+        else:
+            (out_path / "failed.txt").unlink(missing_ok=True)
+        # keep one record per finished output
+        records = _read_manifest(out_path)
+        keep = {outputs[s] for s in done}
+        _atomic_write(out_path / MANIFEST, "".join(json.dumps(records[r]) + "\n"
+                                                    for r in sorted(keep) if r in records))
+    return PrepareResult(out=out_path, prepared=len(done), encoded=len(done) - skipped,
+                         skipped=skipped, failed=failed, train_list=out_path / "train.txt",
+                         val_list=out_path / "val.txt", class_names_file=out_path / "classnames.txt",
+                         num_train=len(train), num_val=len(val))
