@@ -60,7 +60,7 @@ def test_eval_counts_broken_videos_as_wrong(run, capsys):
         (1, 1), (2, 1), (1, 2), (2, 2), (1, 3), (2, 3)]
     assert float(rows[-1]["top1"]) == pytest.approx(m["top1"], abs=1e-3)  # all views = the main figure
     gflops = xvit.count_flops(xvit.load_model(ckpt), (1, 3, 4, 32, 32)) / 1e9
-    assert float(rows[-1]["gflops"]) == pytest.approx(6 * gflops, rel=1e-3)
+    assert float(rows[-1]["gflops"]) == pytest.approx(round(6 * gflops, 4))  # rows keep 4 decimals
     assert (out / "views_curve.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -74,7 +74,7 @@ def test_eval_fuse_logits_is_recorded(run):
 
 
 def test_predict_answers_good_videos_and_names_the_broken_one(run, capsys):
-    root, lists, ckpt = run
+    _root, lists, ckpt = run
     data = lists["val"].parent
     videos = [str(data / "val_000.mp4"), str(data / "broken_0.mp4"), str(data / "val_001.mp4")]
     rc = main(["predict", *videos, "--checkpoint", str(ckpt), "--json", "--topk", "2"])
@@ -108,3 +108,31 @@ def test_eval_and_predict_agree(run, capsys):
     answer = json.loads(capsys.readouterr().out)[0]["predictions"]
     assert [p["class"] for p in answer] == [c for c, _ in preds[0]["top"]]
     assert [p["prob"] for p in answer] == pytest.approx([v for _, v in preds[0]["top"]], abs=1e-5)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--topk", "-2"], "--topk must be an integer >= 1, got -2"),
+    (["--topk", "0"], "--topk must be an integer >= 1, got 0"),
+    (["--threshold", "1.5"], "--threshold must be a probability in [0, 1], got 1.5"),
+    (["--threshold", "-0.1"], "--threshold must be a probability in [0, 1], got -0.1"),
+    (["--threshold", "nan"], "--threshold must be a probability in [0, 1], got nan"),
+])
+def test_predict_bad_options_are_one_line_errors(run, capsys, flags, message):
+    _root, lists, ckpt = run
+    rc = main(["predict", str(lists["val"].parent / "val_000.mp4"), "--checkpoint", str(ckpt), *flags])
+    captured = capsys.readouterr()
+    assert rc == 2 and captured.out == ""
+    assert captured.err.strip().splitlines() == [f"xvit predict: error: {message}"]
+
+
+def test_predict_threshold_filters_the_softmax_topk(run, capsys):
+    _root, lists, ckpt = run
+    video = str(lists["val"].parent / "val_000.mp4")
+    main(["predict", video, "--checkpoint", str(ckpt), "--json", "--topk", "3"])
+    everything = json.loads(capsys.readouterr().out)[0]["predictions"]
+    cut = (everything[0]["prob"] + everything[1]["prob"]) / 2  # between the first and second
+    main(["predict", video, "--checkpoint", str(ckpt), "--json", "--topk", "3", "--threshold", str(cut)])
+    kept = json.loads(capsys.readouterr().out)[0]
+    assert kept["predictions"] == everything[:1] and kept["threshold"] == pytest.approx(cut)
+    rc = main(["predict", video, "--checkpoint", str(ckpt), "--threshold", "1"])
+    assert rc == 0 and capsys.readouterr().out.strip() == f"{video}: no class with probability >= 1"

@@ -55,13 +55,14 @@ class AnnotationError(ValueError):
 class Sample:
     """One clip: a video file (or frame folder), its label and an optional frame/time range.
 
-    ``label`` is an int, or for Epic-Kitchens a dict ``{"verb", "noun", "action"}``.
+    ``label`` is an int, or for Epic-Kitchens a dict ``{"verb", "noun", "action"}``, or for
+    multi-label list files a sorted tuple of class indices (one or more).
     ``start_frame``/``end_frame`` are 0-based frame indices in the reader's numbering,
     end exclusive; ``start_time``/``end_time`` are seconds (used when frames are not given).
     """
 
     path: str
-    label: int | dict[str, int]
+    label: int | dict[str, int] | tuple[int, ...]
     id: str = ""
     start_frame: int | None = None
     end_frame: int | None = None
@@ -150,11 +151,43 @@ def _parse_label(text: str, file: PathLike, line: int, names: list[str] | None,
     raise _error(file, line, f"label {text!r} is not an integer (give class names to use names)")
 
 
+def _label_or_none(text: str, names: list[str] | None, index: dict[str, int] | None) -> int | None:
+    """The class of ``text`` when it is a valid label, else None (no error)."""
+    try:
+        return _parse_label(text, "", 0, names, index)
+    except AnnotationError:
+        return None
+
+
+def _split_multi_label(line: str, raw: str, file: PathLike, lineno: int, names: list[str] | None,
+                       index: dict[str, int] | None) -> tuple[str, tuple[int, ...]]:
+    """``path label1,label2,...`` -> the path and the sorted label set.
+
+    The labels are the longest whitespace-separated tail of the line whose comma-separated
+    items are all labels, so paths and class names may contain spaces.
+    """
+    cuts = [m.start() for m in re.finditer(r"\s+", line)]
+    if not cuts:
+        raise _error(file, lineno, f"expected 'path label1,label2,...', got {raw!r}")
+    for cut in cuts:  # left to right: the longest label text first
+        items = [t.strip() for t in line[cut:].split(",")]
+        labels = [_label_or_none(t, names, index) for t in items]
+        if all(v is not None for v in labels):
+            return line[:cut].strip(), tuple(sorted(set(labels)))
+    # nothing parses: report the first bad item of the shortest tail
+    for item in line[cuts[-1]:].split(","):
+        if not item.strip():
+            raise _error(file, lineno, f"empty label in {raw!r}")
+        _parse_label(item, file, lineno, names, index)
+    raise _error(file, lineno, f"expected 'path label1,label2,...', got {raw!r}")
+
+
 def read_list_file(
     path: PathLike,
     root: PathLike | None = None,
     class_names: Sequence[str] | PathLike | None = None,
     check_exists: bool = False,
+    multi_label: bool = False,
 ) -> Annotations:
     """Read a list file with one clip per line: ``path label``.
 
@@ -165,6 +198,11 @@ def read_list_file(
     given, a class name. Relative paths are joined to ``root``. Blank lines and lines
     starting with ``#`` are skipped. With ``check_exists`` missing files are left out and
     counted in ``missing``.
+
+    ``multi_label``: each line is ``path label1,label2,...`` (Charades style: the path, white
+    space, then one or more comma-separated class indices or names); the sample's label is
+    the sorted tuple of its classes. ``path num_frames labels`` is accepted as above. In
+    single-label mode such a line is an error that says so.
     """
     names = _as_class_list(class_names)
     index = {n: i for i, n in enumerate(names)} if names is not None else None
@@ -174,8 +212,25 @@ def read_list_file(
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
+        if multi_label:
+            video, label_set = _split_multi_label(line, raw, path, lineno, names, index)
+            tokens = video.split()
+            if len(tokens) >= 2 and tokens[-1].isdigit():  # mmaction2 rawframes: dir num labels
+                video = video.rsplit(None, 1)[0]
+            rel = video
+            if root is not None and not os.path.isabs(video):
+                video = os.path.join(os.fspath(root), video)
+            if check_exists and not os.path.exists(video):
+                missing.append(video)
+                continue
+            samples.append(Sample(path=video, label=label_set, id=os.path.basename(rel)))
+            continue
         if "," in line:
             fields = [f.strip() for f in line.split(",")]
+            head = fields[0].split()
+            if len(fields) >= 2 and len(head) >= 2 and _label_or_none(head[-1], names, index) is not None:
+                raise _error(path, lineno, f"{raw!r} looks like several labels; multi-label list "
+                                           "files need data.multi_label=true")
         else:
             tokens = line.split()
             # ``dir num_frames label`` (mmaction2 rawframes) vs a path with spaces.
@@ -198,13 +253,18 @@ def read_list_file(
 
 
 def write_list_file(path: PathLike, samples: Sequence[Sample], root: PathLike | None = None) -> None:
-    """Write samples with int labels as a ``path label`` list file (paths relative to root)."""
+    """Write samples with int labels (``path label``) or label tuples (``path l1,l2``, a
+    multi-label list) as a list file (paths relative to root)."""
     lines = []
     for s in samples:
-        if not isinstance(s.label, int):
-            raise ValueError(f"{s.path}: list files hold int labels, got {s.label!r}")
+        if isinstance(s.label, tuple) and s.label and all(isinstance(v, int) for v in s.label):
+            label = ",".join(str(v) for v in s.label)
+        elif isinstance(s.label, int):
+            label = str(s.label)
+        else:
+            raise ValueError(f"{s.path}: list files hold int labels or tuples of them, got {s.label!r}")
         p = os.path.relpath(s.path, root) if root is not None else s.path
-        lines.append(f"{p} {s.label}")
+        lines.append(f"{p} {label}")
     Path(path).write_text("\n".join(lines) + "\n")
 
 
@@ -468,14 +528,19 @@ def epic_action_pairs(annotations: Annotations) -> list[tuple[int, int]]:
 
 
 def read_annotations(path: PathLike, root: PathLike | None = None,
-                     class_names: Sequence[str] | PathLike | None = None) -> Annotations:
+                     class_names: Sequence[str] | PathLike | None = None,
+                     multi_label: bool = False) -> Annotations:
     """Read a list file, or a Kinetics CSV (by its header), with an optional root/class list.
 
     A list file next to a ``classnames.txt`` picks the class names up automatically.
+    ``multi_label``: a multi-label list file (see :func:`read_list_file`).
     """
     path = Path(path)
     first = path.read_text().split("\n", 1)[0]
     if path.suffix == ".csv" and "youtube_id" in first:
+        if multi_label:
+            raise _error(path, None, "multi-label annotations are read from list files "
+                                     "('path label1,label2,...'), not Kinetics CSVs")
         if root is None:
             root = path.parent
         return read_kinetics_csv(path, root, class_names)
@@ -483,4 +548,4 @@ def read_annotations(path: PathLike, root: PathLike | None = None,
         class_names = path.parent / "classnames.txt"
     if root is None:
         root = path.parent
-    return read_list_file(path, root, class_names)
+    return read_list_file(path, root, class_names, multi_label=multi_label)

@@ -35,9 +35,13 @@ from xvit.data.sampling import ClipSampler, build_sampler
 from xvit.data.transforms import EvalTransform, TrainTransform
 from xvit.data.video import VideoDecodeError, open_video
 
-__all__ = ["VideoDataset", "build_loader", "collate", "worker_context", "worker_init_fn"]
+__all__ = ["UnreadableDataError", "VideoDataset", "build_loader", "collate", "worker_context", "worker_init_fn"]
 
 logger = logging.getLogger(__name__)
+
+
+class UnreadableDataError(RuntimeError):
+    """Training met only videos that fail to decode: a sample and all its replacements."""
 
 
 class VideoDataset(Dataset):
@@ -58,6 +62,8 @@ class VideoDataset(Dataset):
         max_retries: replacements tried in training before giving up.
         label_key: for dict labels (Epic-Kitchens), which entry is the label; ``None``
             keeps the dict.
+        num_classes: needed for multi-label samples (a tuple of class indices as label),
+            whose item label is then a multi-hot float tensor ``(num_classes,)``.
         reader_kwargs: passed to :func:`xvit.data.open_video` (``backend``, ``template``...).
     """
 
@@ -74,6 +80,7 @@ class VideoDataset(Dataset):
         max_retries: int = 10,
         label_key: str | None = None,
         reader_kwargs: dict[str, Any] | None = None,
+        num_classes: int | None = None,
     ) -> None:
         if mode not in ("train", "eval"):
             raise ValueError(f"mode must be 'train' or 'eval', got {mode!r}")
@@ -95,6 +102,14 @@ class VideoDataset(Dataset):
         self.transform = transform
         self.max_retries = max_retries
         self.label_key = label_key
+        self.num_classes = num_classes
+        for sample in self.samples:
+            if isinstance(sample.label, (tuple, list)):
+                if num_classes is None:
+                    raise ValueError(f"{sample.path}: a multi-label sample needs num_classes")
+                bad = [c for c in sample.label if not 0 <= int(c) < num_classes]
+                if bad:
+                    raise ValueError(f"{sample.path}: labels {bad} outside [0, {num_classes})")
         self.reader_kwargs = dict(reader_kwargs or {})
         self.num_failures = 0  # in this process; see item["replaced"] for the worker-safe count
         self._bad: set[int] = set()
@@ -109,6 +124,10 @@ class VideoDataset(Dataset):
     def _label(self, sample: Sample) -> Any:
         if isinstance(sample.label, dict) and self.label_key is not None:
             return sample.label[self.label_key]
+        if isinstance(sample.label, (tuple, list)):  # multi-label: multi-hot target
+            target = torch.zeros(int(self.num_classes))  # checked in __init__
+            target[list(sample.label)] = 1.0
+            return target
         return sample.label
 
     # ------------------------------------------------------------------ decoding
@@ -190,7 +209,7 @@ class VideoDataset(Dataset):
                     logger.warning("training: cannot decode %s; replacing it with another sample",
                                    _error_text(self.samples[current], e))
             current = int(torch.randint(len(self.samples), ()))
-        raise RuntimeError(
+        raise UnreadableDataError(
             f"training: sample {index} ({self.samples[index].path}) and {self.max_retries} random "
             f"replacements failed to decode; last error: {last_error or 'known bad samples'}")
 
@@ -208,7 +227,7 @@ def collate(batch: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Stack the decodable items; failed ones go to ``batch["failed"]``.
 
     Returns ``{"video": (B, ...) or None when all failed, "label": (B,) (or a dict of (B,)
-    for dict labels), "index": (B,), "replaced": int (sum), "failed": [{"index", "label",
+    for dict labels, or (B, C) multi-hot float targets), "index": (B,), "replaced": int (sum), "failed": [{"index", "label",
     "error"}, ...]}``.
     """
     good = [b for b in batch if b.get("video") is not None]
@@ -221,7 +240,9 @@ def collate(batch: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "failed": failed,
     }
     labels = [b["label"] for b in good]
-    if labels and isinstance(labels[0], dict):
+    if labels and isinstance(labels[0], torch.Tensor):
+        out["label"] = torch.stack(labels).float()
+    elif labels and isinstance(labels[0], dict):
         out["label"] = {k: torch.tensor([int(lab[k]) for lab in labels], dtype=torch.long) for k in labels[0]}
     else:
         out["label"] = torch.tensor([int(lab) for lab in labels], dtype=torch.long)

@@ -8,9 +8,19 @@ from typing import Any
 from xvit.engine.config import parse_views
 from xvit.engine.distributed import DistInfo, resolve_device
 from xvit.engine.evaluate import load_run, score_dataset
-from xvit.engine.metrics import fuse_views
+from xvit.engine.metrics import fuse_views, scores_to_probs
 
-__all__ = ["predict_videos"]
+__all__ = ["DEFAULT_MULTI_LABEL_THRESHOLD", "check_predict_options", "predict_videos"]
+
+DEFAULT_MULTI_LABEL_THRESHOLD = 0.5
+
+
+def check_predict_options(topk: int, threshold: float | None) -> None:
+    """Raise ``ValueError`` naming a ``topk`` below 1 or a ``threshold`` outside [0, 1]."""
+    if isinstance(topk, bool) or not isinstance(topk, int) or topk < 1:
+        raise ValueError(f"--topk must be an integer >= 1, got {topk!r}")
+    if threshold is not None and not (isinstance(threshold, (int, float)) and 0.0 <= threshold <= 1.0):
+        raise ValueError(f"--threshold must be a probability in [0, 1], got {threshold!r}")
 
 
 def predict_videos(
@@ -18,39 +28,61 @@ def predict_videos(
     videos: list[str],
     *,
     topk: int = 5,
+    threshold: float | None = None,
     overrides: list[str] | tuple[str, ...] = (),
 ) -> list[dict[str, Any]]:
     """Top-k classes of each video, in the order given.
 
-    Each result is ``{"path", "predictions": [{"class", "index", "prob"}, ...]}`` or, for a
-    video that cannot be read, ``{"path", "error"}``; one failure never stops the others.
+    Single-label models: each result is ``{"path", "predictions": [{"class", "index",
+    "prob"}, ...]}`` with the softmax top-k, keeping only classes with ``prob >= threshold``
+    when a threshold is given. Multi-label models (``model.config.multi_label``) score each
+    class with its own sigmoid: ``predictions`` is the top-k of those, and ``labels`` lists
+    every class whose probability is at least ``threshold`` (default 0.5), most likely first;
+    ``threshold`` is in the result.
+
+    A video that cannot be read, or whose logits are not finite (NaN or infinity from the
+    model), gets ``{"path", "error"}`` instead; one failure never stops the others.
     """
     from xvit.data.annotations import Sample
     from xvit.engine.data import build_eval_dataset
 
+    check_predict_options(topk, threshold)
     model, cfg = load_run(checkpoint, overrides)
+    multi_label = bool(getattr(model.config, "multi_label", False))
     device = resolve_device(cfg.train.device)
     views = parse_views(cfg.eval.views)
-    dataset = build_eval_dataset(cfg, [Sample(path=str(v), label=0) for v in videos], views)
+    num_classes = int(model.config.num_classes)
+    samples = [Sample(path=str(v), label=() if multi_label else 0) for v in videos]
+    dataset = build_eval_dataset(cfg, samples, views, num_classes if multi_label else None)
     model.to(device)
     scores = score_dataset(model, dataset, batch_size=1, workers=0, device=device,
                            dist_info=DistInfo(device=device))
     assert scores is not None  # a single process is always rank 0
     names = list(model.config.class_names or [])
+
+    def entry(c: int, p: float) -> dict[str, Any]:
+        return {"class": names[c] if c < len(names) else str(c), "index": c, "prob": round(p, 6)}
+
+    if multi_label and threshold is None:
+        threshold = DEFAULT_MULTI_LABEL_THRESHOLD
     results: dict[int, dict[str, Any]] = {}
     if scores.indices:
-        probs = fuse_views(scores.view_logits, cfg.eval.fuse)
-        if cfg.eval.fuse == "logits":
-            probs = probs.softmax(-1)
+        fused = fuse_views(scores.view_logits, cfg.eval.fuse, multi_label=multi_label)
+        probs = scores_to_probs(fused, cfg.eval.fuse, multi_label=multi_label)
         top = probs.topk(min(topk, probs.shape[-1]), dim=-1)
         for row, idx in enumerate(scores.indices):
-            results[idx] = {
-                "path": videos[idx],
-                "predictions": [
-                    {"class": names[c] if c < len(names) else str(c), "index": c, "prob": round(float(p), 6)}
-                    for c, p in zip(top.indices[row].tolist(), top.values[row])
-                ],
-            }
+            ranked = [(int(c), float(p)) for c, p in zip(top.indices[row], top.values[row])]
+            result: dict[str, Any] = {"path": videos[idx]}
+            if multi_label:
+                order = probs[row].argsort(descending=True, stable=True).tolist()
+                above = [(c, float(probs[row, c])) for c in order if float(probs[row, c]) >= threshold]
+                result["labels"] = [entry(c, p) for c, p in above]
+                result["threshold"] = threshold
+            elif threshold is not None:
+                ranked = [(c, p) for c, p in ranked if p >= threshold]
+                result["threshold"] = threshold
+            result["predictions"] = [entry(c, p) for c, p in ranked]
+            results[idx] = result
     for f in scores.failures:
         results[f["index"]] = {"path": videos[f["index"]], "error": f["error"]}
     return [results[i] for i in range(len(videos))]

@@ -59,6 +59,8 @@ class VideoViTConfig:
         dropout before the classifier.
     representation_size: the ImageNet-21k representation layer `pre_logits.fc` + tanh on the
         final CLS (None: none).
+    class_names, mean, std, multi_label: what the outputs mean and what input they expect
+        (`multi_label`: one sigmoid per class instead of a softmax over the classes).
     """
 
     name: str = ""
@@ -99,6 +101,9 @@ class VideoViTConfig:
     mean: tuple[float, ...] = (0.5, 0.5, 0.5)
     std: tuple[float, ...] = (0.5, 0.5, 0.5)
     class_names: list[str] | None = None
+    # The classes are not exclusive: read the logits with a sigmoid per class, not a softmax
+    # (trained with binary cross-entropy); only how the outputs are read, not the network.
+    multi_label: bool = False
 
     def __post_init__(self) -> None:
         self.mean = tuple(float(m) for m in self.mean)
