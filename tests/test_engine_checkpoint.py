@@ -39,6 +39,26 @@ def test_atomic_save_list_and_prune(tmp_path):
     assert not any(p.name.endswith(".tmp") for p in tmp_path.iterdir() if p.name.startswith("step"))
 
 
+def test_prune_keeps_the_checkpoint_just_written_and_ignores_later_steps(tmp_path):
+    for step in (2, 4, 6):
+        ckpt.atomic_save({"format": "xvit-train-checkpoint"}, ckpt.checkpoint_path(tmp_path, step))
+    (tmp_path / "step_00000100.pt").write_bytes(b"foreign or unreadable")
+    ckpt.prune_checkpoints(tmp_path, keep=1, newest=tmp_path / "step_00000006.pt")
+    assert [p.name for p in ckpt.list_checkpoints(tmp_path)] == ["step_00000006.pt", "step_00000100.pt"]
+    moved = ckpt.quarantine(tmp_path / "step_00000100.pt")
+    assert moved.name == "step_00000100.pt.unreadable" and moved.read_bytes() == b"foreign or unreadable"
+    assert [p.name for p in ckpt.list_checkpoints(tmp_path)] == ["step_00000006.pt"]
+
+
+def test_failed_save_leaves_the_old_file_and_no_temporary(tmp_path):
+    path = ckpt.checkpoint_path(tmp_path, 1)
+    ckpt.atomic_save({"format": "xvit-train-checkpoint", "v": torch.ones(3)}, path)
+    good = path.read_bytes()
+    with pytest.raises(Exception):  # noqa: B017 - a lambda cannot be pickled
+        ckpt.atomic_save({"format": "xvit-train-checkpoint", "f": lambda: 0}, path)
+    assert path.read_bytes() == good and [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
 def test_load_rejects_foreign_and_truncated_files(tmp_path):
     torch.save({"model": {}}, tmp_path / "step_00000001.pt")
     with pytest.raises(RuntimeError, match="not an xvit training checkpoint"):
@@ -46,8 +66,9 @@ def test_load_rejects_foreign_and_truncated_files(tmp_path):
     ckpt.atomic_save({"format": "xvit-train-checkpoint", "w": torch.ones(1000)}, tmp_path / "step_00000002.pt")
     data = (tmp_path / "step_00000002.pt").read_bytes()
     (tmp_path / "step_00000002.pt").write_bytes(data[: len(data) // 2])
-    with pytest.raises(RuntimeError, match="step_00000002.pt"):
+    with pytest.raises(RuntimeError, match="step_00000002.pt: truncated") as err:
         ckpt.load_checkpoint(tmp_path / "step_00000002.pt")
+    assert "\n" not in str(err.value)  # one line
 
 
 def test_sampler_order_depends_only_on_seed_and_epoch():

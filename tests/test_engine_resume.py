@@ -12,7 +12,7 @@ import time
 import pytest
 import torch
 from safetensors.torch import load_file
-from test_engine_utils import TINY_MODEL, make_dataset, run_xvit, one_thread  # noqa: F401
+from test_engine_utils import TINY_MODEL, make_dataset, one_thread, run_xvit  # noqa: F401
 
 from xvit.cli.main import main
 from xvit.engine import checkpoint as ckpt
@@ -95,6 +95,16 @@ def test_fresh_starts_over(tmp_path):
                              "data.batch_size=4", "data.workers=0", "train.tensorboard=false",
                              f"train.out={tmp_path / 'run'}"])
     Trainer(cfg, echo=False).run()
-    assert Trainer(cfg, echo=False).global_step == 2  # resumes at the end
+    again = Trainer(cfg, echo=False)
+    assert again.global_step == 2  # resumes at the end
+    again.close()
     fresh = Trainer(cfg, fresh=True, echo=False)
     assert fresh.global_step == 0 and not ckpt.list_checkpoints(tmp_path / "run" / "checkpoints")
+    # closed before its first checkpoint: the --fresh start is undone
+    fresh.close()
+    assert [p.name for p in ckpt.list_checkpoints(tmp_path / "run" / "checkpoints")] == ["step_00000002.pt"]
+    fresh = Trainer(cfg, fresh=True, echo=False)
+    res = fresh.run()
+    assert res.global_step == 2 and not list((tmp_path / "run").glob(".previous-*"))
+    log = (tmp_path / "run" / "log.jsonl").read_text()
+    assert log.count('"event": "start"') == 1  # the first run's log went with it

@@ -29,7 +29,8 @@ def add_arguments(p: argparse.ArgumentParser, intermixed: bool) -> None:
     # override are read too (see xvit.cli.train.parse_intermixed).
     p.add_argument("--checkpoint", help="(required) a run directory or a save_pretrained directory")
     p.add_argument("--list", dest="list_file",
-                   help="(required) annotations (list file, Kinetics CSV, SSv2 JSON, EPIC CSV)")
+                   help="(required) annotations (list file, Kinetics CSV, SSv2 JSON, EPIC CSV) "
+                        "or a DIR/<class name>/<video> folder")
     p.add_argument("--views", default=None, help="TxS: temporal clips x spatial crops (default: the run's eval.views)")
     p.add_argument("--fuse", choices=("prob", "logits"), default=None,
                    help="fuse views by the mean of softmax (prob, default) or of logits")
@@ -72,9 +73,15 @@ def run(args: argparse.Namespace) -> int:
             curve=args.views_curve,
             command=command_line(args, "eval", "overrides"),
         )
-    except (ConfigError, FileNotFoundError, ValueError) as e:
+    except (ConfigError, FileNotFoundError, ValueError) as e:  # incl. an unusable --out
         print(f"xvit eval: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # disk full, I/O error writing the results (they were printed above)
+        print(f"xvit eval: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("xvit eval: interrupted", file=sys.stderr)
+        return 130
     finally:
         cleanup()
     return 0 if metrics is None or metrics["num_failed"] == 0 else 1

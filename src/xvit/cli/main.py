@@ -43,7 +43,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:  # commands that do not handle it themselves: no traceback
+        print(f"xvit {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except OSError as e:  # disk full, I/O errors the command did not handle: one line, failed
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"xvit {args.command}: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

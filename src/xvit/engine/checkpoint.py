@@ -6,6 +6,10 @@ the model, optimiser, scheduler, grad scaler and EMA state, the RNG states of ev
 is written to a temporary file, fsync'ed and renamed over the final name, then the directory
 is fsync'ed, so a crash at any moment leaves either the old set of files or the new one.
 Everything in it loads with ``torch.load(weights_only=True)``.
+
+A checkpoint that cannot be read is moved aside as ``step_*.pt.unreadable`` by
+:func:`quarantine` (kept for inspection, no longer listed), and pruning never deletes the
+checkpoint just written, so an unreadable or foreign file can never push good ones out.
 """
 
 from __future__ import annotations
@@ -13,11 +17,14 @@ from __future__ import annotations
 import os
 import random
 import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from xvit.engine.rundir import atomic_write
 
 __all__ = [
     "atomic_save",
@@ -26,6 +33,7 @@ __all__ = [
     "list_checkpoints",
     "load_checkpoint",
     "prune_checkpoints",
+    "quarantine",
     "restore_rng",
 ]
 
@@ -37,34 +45,41 @@ def checkpoint_path(ckpt_dir: str | Path, global_step: int) -> Path:
     return Path(ckpt_dir) / f"step_{global_step:08d}.pt"
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # not supported on this platform / file system
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+class _Sink:
+    """A file for ``torch.save`` that keeps the ``OSError`` of a failed write: torch's zip
+    writer reports it only as ``RuntimeError: ... unexpected pos``."""
+
+    def __init__(self, f: Any) -> None:
+        self.f = f
+        self.error: OSError | None = None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self.f.write(data)
+        except OSError as e:
+            self.error = e
+            raise
+
+    def flush(self) -> None:
+        self.f.flush()
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:
-    """``torch.save`` to ``path`` via a temporary file, fsync and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
+    """``torch.save`` to ``path`` via a temporary file, fsync and ``os.replace``. On failure
+    the temporary file is removed and ``path`` is untouched; a failed write (disk full,
+    quota, file size limit) raises its ``OSError``."""
+
+    def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    _fsync_dir(path.parent)
+            sink = _Sink(f)
+            try:
+                torch.save(obj, sink)
+            except Exception as e:
+                if sink.error is not None:
+                    raise sink.error from e
+                raise
+
+    atomic_write(path, write)
 
 
 def list_checkpoints(ckpt_dir: str | Path) -> list[Path]:
@@ -80,20 +95,48 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load a training checkpoint safely (tensors and plain containers only)."""
     path = Path(path)
     try:
+        if not zipfile.is_zipfile(path):  # torch.save writes a zip; a truncated one is not
+            raise RuntimeError(f"truncated or not a torch.save file ({path.stat().st_size} bytes)")
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - report which file is unreadable
-        raise RuntimeError(f"cannot read checkpoint {path}: {e}") from e
+    except Exception as e:  # report which file is unreadable, on one line
+        lines = str(e).strip().splitlines() or [type(e).__name__]
+        raise RuntimeError(f"cannot read checkpoint {path}: {lines[0]}") from e
     if not isinstance(state, dict) or state.get("format") != "xvit-train-checkpoint":
         raise RuntimeError(f"{path} is not an xvit training checkpoint")
     return state
 
 
-def prune_checkpoints(ckpt_dir: str | Path, keep: int) -> None:
-    """Delete all but the newest ``keep`` checkpoints (``keep`` 0 keeps everything)."""
+def prune_checkpoints(ckpt_dir: str | Path, keep: int, newest: str | Path | None = None) -> None:
+    """Delete all but the newest ``keep`` checkpoints (``keep`` 0 keeps everything).
+
+    ``newest``, the checkpoint just written, is never deleted, and files of later steps
+    (not written by this run: it is at ``newest``) neither count towards ``keep`` nor are
+    deleted.
+    """
     if keep <= 0:
         return
-    for p in list_checkpoints(ckpt_dir)[:-keep]:
-        p.unlink(missing_ok=True)
+    found = list_checkpoints(ckpt_dir)
+    if newest is not None:
+        newest = Path(newest)
+        limit = _step(newest)
+        found = [p for p in found if _step(p) <= limit]
+    for p in found[:-keep]:
+        if newest is None or p.name != newest.name:
+            p.unlink(missing_ok=True)
+
+
+def quarantine(path: str | Path) -> Path:
+    """Rename an unreadable checkpoint to ``<name>.unreadable`` so that it is no longer
+    listed (nor resumed from, nor counted by pruning); returns the new name."""
+    path = Path(path)
+    target = path.with_name(path.name + ".unreadable")
+    os.replace(path, target)
+    return target
+
+
+def _step(path: Path) -> int:
+    m = _NAME.match(path.name)
+    return int(m.group(1)) if m else -1
 
 
 def capture_rng() -> dict[str, Any]:
