@@ -23,7 +23,7 @@ def test_flags_and_overrides_resolve():
         "--img-size", "48", "--workers", "0", "--seed", "7", "--out", "runs/x", "--fresh"])
     args = parse_intermixed(args, add_arguments, "xvit train", "items")  # flags after overrides
     config, overrides = split_items(args.items)
-    cfg = load_config(config, overrides + flag_overrides(args))
+    cfg = load_config(config, overrides, flag_overrides(args))
     assert config is None and args.fresh
     assert (cfg.model.name, cfg.model.head, cfg.train.epochs, cfg.optim.lr) == ("vit_tiny_patch16", "ta", 3, 0.01)
     assert (cfg.data.batch_size, cfg.data.num_frames, cfg.data.img_size, cfg.data.workers) == (4, 4, 48, 0)

@@ -36,7 +36,7 @@ def test_yaml_values_and_overrides(tmp_path):
     path.write_text("optim:\n  name: sgd\n  weight_decay: 1e-4\ntrain:\n  epochs: 3\n")
     cfg = load_config(path, ["optim.lr=2e-3", "data.hflip=false", "data.mean=[0.5, 0.5, 0.5]",
                              "model.pretrained=none", "data.std=0.2,0.3,0.4",
-                             "model.overrides.embed_dim=64", "train.out=007"])
+                             "model.overrides.depth=6", "train.out=007"])
     assert cfg.optim.name == "sgd"
     assert cfg.optim.weight_decay == pytest.approx(1e-4)  # YAML 1.1 reads 1e-4 as a string
     assert cfg.train.epochs == 3
@@ -44,7 +44,7 @@ def test_yaml_values_and_overrides(tmp_path):
     assert cfg.data.hflip is False
     assert cfg.data.mean == [0.5, 0.5, 0.5] and cfg.data.std == [0.2, 0.3, 0.4]
     assert cfg.model.pretrained is None
-    assert cfg.model.overrides == {"embed_dim": 64}
+    assert cfg.model.overrides == {"depth": 6}
     assert cfg.train.out == "007"  # a str field keeps the text as written
     # the defaults object itself is never modified
     assert Config().model.overrides == {}

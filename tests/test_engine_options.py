@@ -4,12 +4,15 @@ autocast with activation checkpointing, weight decay groups on the real model.""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
 from test_engine_utils import TINY_MODEL, make_dataset, one_thread  # noqa: F401
 
 from xvit.engine.config import load_config
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 from xvit.engine.train import Trainer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -21,7 +24,8 @@ def lists(tmp_path_factory):
 
 
 def _trainer(lists, out, *overrides):
-    cfg = load_config(None, [*TINY_MODEL, f"data.train_list={lists['train']}", "train.epochs=1",
+    # the synthetic recipe as a file (given lists, the built-in recipe no longer applies)
+    cfg = load_config(CONFIGS / "synthetic.yaml", [*TINY_MODEL, f"data.train_list={lists['train']}", "train.epochs=1",
                              "data.workers=0", "train.tensorboard=false", f"train.out={out}",
                              *overrides])
     return Trainer(cfg, echo=False)

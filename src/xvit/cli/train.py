@@ -18,6 +18,7 @@ _FLAG_KEYS = {
     "img_size": "data.img_size",
     "batch_size": "data.batch_size",
     "workers": "data.workers",
+    "val_split": "data.val_split",
     "epochs": "train.epochs",
     "lr": "optim.lr",
     "seed": "train.seed",
@@ -57,8 +58,9 @@ def add_arguments(p: argparse.ArgumentParser, intermixed: bool) -> None:
     p.add_argument("--model", help="registered model name (see `xvit models`)")
     p.add_argument("--head", choices=("avg", "ta", "linear"), help="temporal aggregation head")
     p.add_argument("--pretrained", help="initial weights: a weights file or a save_pretrained directory")
-    p.add_argument("--train-list", help="training annotations (list file, Kinetics CSV, SSv2 JSON, EPIC CSV)")
-    p.add_argument("--val-list", help="validation annotations")
+    p.add_argument("--train-list", help="training annotations (list file, Kinetics CSV, SSv2 JSON, "
+                                        "EPIC CSV) or a DIR/<class name>/<video> folder")
+    p.add_argument("--val-list", help="validation annotations or class folder")
     p.add_argument("--num-frames", type=int, help="frames per clip")
     p.add_argument("--img-size", type=int, help="crop size in pixels")
     p.add_argument("--epochs", type=int)
@@ -69,6 +71,11 @@ def add_arguments(p: argparse.ArgumentParser, intermixed: bool) -> None:
     p.add_argument("--device", help="auto (default), cpu, cuda")
     p.add_argument("--out", help="run directory (default: runs/default)")
     p.add_argument("--fresh", action="store_true", help="ignore existing checkpoints in OUT and start over")
+    p.add_argument("--val-split", type=float,
+                   help="without --val-list: hold out this share of the training videos for validation")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the resolved config, the model and the data (probing a sample of "
+                        "the videos), then exit without training")
 
 
 def parse_intermixed(args: argparse.Namespace, add: Callable[[argparse.ArgumentParser, bool], None],
@@ -98,10 +105,10 @@ def split_items(items: list[str]) -> tuple[str | None, list[str]]:
     return config, overrides
 
 
-def flag_overrides(args: argparse.Namespace) -> list[str]:
-    """The ``--flag value`` options as ``key=value`` overrides."""
-    return [f"{key}={getattr(args, dest)}" for dest, key in _FLAG_KEYS.items()
-            if getattr(args, dest, None) is not None]
+def flag_overrides(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """The ``--flag value`` options as ``(flag, "key=value")`` pairs (for load_config)."""
+    return [("--" + dest.replace("_", "-"), f"{key}={getattr(args, dest)}")
+            for dest, key in _FLAG_KEYS.items() if getattr(args, dest, None) is not None]
 
 
 def command_line(args: argparse.Namespace, command: str, positional: str) -> list[str]:
@@ -122,28 +129,43 @@ def command_line(args: argparse.Namespace, command: str, positional: str) -> lis
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of `xvit train`; returns the exit code."""
+    from xvit.data.annotations import AnnotationError
+    from xvit.data.dataset import UnreadableDataError
     from xvit.engine.config import ConfigError, load_config
     from xvit.engine.distributed import cleanup
-    from xvit.data.annotations import AnnotationError
+    from xvit.engine.rundir import RunDirError, WriteError
     from xvit.engine.train import NonFiniteLossError, train
     from xvit.models.hub import CheckpointError
 
     args = parse_intermixed(args, add_arguments, "xvit train", "items")
     try:
         config, overrides = split_items(args.items)
-        cfg = load_config(config, overrides + flag_overrides(args))
+        cfg = load_config(config, overrides, flag_overrides(args))
     except (ValueError, ConfigError) as e:
         print(f"xvit train: error: {e}", file=sys.stderr)
         return 2
+    if args.dry_run:
+        from xvit.engine.plan import describe_run
+
+        try:
+            print(describe_run(cfg), flush=True)
+        except (ConfigError, AnnotationError, CheckpointError, FileNotFoundError) as e:
+            print(f"xvit train: error: {e}", file=sys.stderr)
+            return 2
+        return 0
     try:
         train(cfg, fresh=args.fresh, command=command_line(args, "train", "items"))
-    except NonFiniteLossError as e:
+    except (NonFiniteLossError, UnreadableDataError, WriteError) as e:
         print(f"xvit train: error: {e}", file=sys.stderr)
         return 1
-    except (ConfigError, CheckpointError, AnnotationError, FileNotFoundError) as e:
-        # bad input found once training set-up reads it (weights, lists, videos): no traceback
+    except (ConfigError, CheckpointError, AnnotationError, RunDirError, FileNotFoundError) as e:
+        # bad input found once training set-up reads it (weights, lists, videos, the run
+        # directory, a second run on it): no traceback
         print(f"xvit train: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # disk full, quota, I/O error while the run writes its files
+        print(f"xvit train: error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("xvit train: interrupted; run the same command again to resume", file=sys.stderr)
         return 130

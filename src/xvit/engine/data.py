@@ -11,7 +11,7 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
-from xvit.engine.config import Config, ConfigError
+from xvit.engine.config import Config, ConfigError, derived_train_scale, model_options
 
 __all__ = [
     "TrainData",
@@ -33,6 +33,8 @@ class TrainData:
     class_names: list[str]
     val: Dataset | None = None
     test: Dataset | None = None
+    # How the validation set was made when it was held out of the training list (data.val_split).
+    held_out: str = ""
 
 
 def cache_dir() -> Path:
@@ -49,6 +51,8 @@ def resolve_format(cfg: Config, path: str | None = None) -> str:
     if path is None:
         return "synth"
     p = Path(path)
+    if p.is_dir():
+        return "folders"
     if p.suffix == ".json":
         return "ssv2"
     if p.suffix == ".csv" and p.is_file():
@@ -85,12 +89,23 @@ def read_split(
     from xvit.data import annotations as ann
 
     d = cfg.data
+    fmt = resolve_format(cfg, path)
+    if fmt == "folders":
+        from xvit.data.folders import read_class_folders
+
+        if d.multi_label:
+            raise ConfigError("data.multi_label=true reads list files ('path label1,label2,...'), "
+                              "not class folders")
+        result = read_class_folders(path, class_names=class_names)
+        return list(result.samples), list(result.class_names), result
     if not Path(path).is_file():
         raise FileNotFoundError(f"annotation file not found: {path}")
-    fmt = resolve_format(cfg, path)
+    if d.multi_label and fmt not in ("list", "synth"):
+        raise ConfigError(f"data.multi_label=true reads list files ('path label1,label2,...'), "
+                          f"not data.format={fmt}")
     if fmt in ("list", "synth", "kinetics"):
         names = class_names if class_names is not None else d.class_names
-        result = ann.read_annotations(path, root=d.root, class_names=names)
+        result = ann.read_annotations(path, root=d.root, class_names=names, multi_label=d.multi_label)
     elif fmt == "ssv2":
         if not d.class_names:
             raise ConfigError("data.format=ssv2 needs data.class_names=path/to/labels.json")
@@ -109,23 +124,23 @@ def read_split(
         raise ConfigError(f"unknown data.format {fmt!r}")
     names = result.class_names
     if names is None:
-        labels = [s.label for s in result.samples]
+        labels = [max(s.label) if isinstance(s.label, tuple) else s.label for s in result.samples]
         names = [str(i) for i in range(max(labels) + 1)] if labels else []
     return list(result.samples), list(names), result
 
 
 def _mean_std(cfg: Config) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """``data.mean`` / ``data.std``, defaulting to the model's own normalisation."""
-    if cfg.data.mean is not None and cfg.data.std is not None:
-        return tuple(cfg.data.mean), tuple(cfg.data.std)
+    """The normalisation of the model ``cfg`` builds (its config is the one owner: the data
+    side reads it; ``data.mean``/``data.std`` and ``model.overrides`` set it there)."""
     from xvit.models.registry import model_config
 
-    mc = model_config(cfg.model.name, num_classes=1, num_frames=cfg.data.num_frames, img_size=cfg.data.img_size)
-    return tuple(cfg.data.mean or mc.mean), tuple(cfg.data.std or mc.std)
+    mc = model_config(cfg.model.name, num_classes=1, **model_options(cfg))
+    return tuple(mc.mean), tuple(mc.std)
 
 
-def build_train_dataset(cfg: Config, samples: list[Any]) -> Dataset:
-    """Random clips with the training augmentation of ``cfg.data``."""
+def build_train_dataset(cfg: Config, samples: list[Any], num_classes: int | None = None) -> Dataset:
+    """Random clips with the training augmentation of ``cfg.data`` (``num_classes``: for
+    multi-label samples, whose targets are multi-hot)."""
     from xvit.data.dataset import VideoDataset
     from xvit.data.transforms import TrainTransform
 
@@ -133,7 +148,7 @@ def build_train_dataset(cfg: Config, samples: list[Any]) -> Dataset:
     mean, std = _mean_std(cfg)
     transform = TrainTransform(
         crop_size=d.img_size,
-        scale=(d.train_scale[0], d.train_scale[-1]),
+        scale=tuple((d.train_scale or derived_train_scale(d.img_size))[i] for i in (0, -1)),
         flip=d.hflip,
         augment=d.auto_augment,
         erase_prob=d.random_erase,
@@ -141,11 +156,16 @@ def build_train_dataset(cfg: Config, samples: list[Any]) -> Dataset:
         std=std,
     )
     return VideoDataset(samples, num_frames=d.num_frames, sampler=d.sampling,
-                        sampling_rate=d.sampling_rate, transform=transform, mode="train")
+                        sampling_rate=d.sampling_rate, transform=transform, mode="train",
+                        num_classes=num_classes,
+                        reader_kwargs={"max_frame_pixels": d.max_frame_pixels or None,
+                                       "max_decode_mb": d.max_decode_mb or None})
 
 
-def build_eval_dataset(cfg: Config, samples: list[Any], views: tuple[int, int]) -> Dataset:
-    """``t x s`` test views per video (one decode per video), failures reported per item."""
+def build_eval_dataset(cfg: Config, samples: list[Any], views: tuple[int, int],
+                       num_classes: int | None = None) -> Dataset:
+    """``t x s`` test views per video (one decode per video), failures reported per item
+    (``num_classes``: for multi-label samples, whose targets are multi-hot)."""
     from xvit.data.dataset import VideoDataset
     from xvit.data.transforms import EvalTransform
 
@@ -154,7 +174,10 @@ def build_eval_dataset(cfg: Config, samples: list[Any], views: tuple[int, int]) 
     transform = EvalTransform(crop_size=d.img_size, resize=d.test_scale or d.img_size,
                               num_crops=views[1], mean=mean, std=std)
     return VideoDataset(samples, num_frames=d.num_frames, sampler=d.sampling,
-                        sampling_rate=d.sampling_rate, transform=transform, mode="eval", views=views)
+                        sampling_rate=d.sampling_rate, transform=transform, mode="eval", views=views,
+                        num_classes=num_classes,
+                        reader_kwargs={"max_frame_pixels": d.max_frame_pixels or None,
+                                       "max_decode_mb": d.max_decode_mb or None})
 
 
 def build_datasets(cfg: Config, views: tuple[int, int]) -> TrainData:
@@ -168,10 +191,39 @@ def build_datasets(cfg: Config, views: tuple[int, int]) -> TrainData:
     if not train_list:
         raise ConfigError("data.train_list is required (or leave both lists unset for the synthetic data)")
     samples, names, train_ann = read_split(cfg, train_list)
-    data = TrainData(train=build_train_dataset(cfg, samples), class_names=names)
+    if not samples:
+        raise ConfigError(f"data.train_list {train_list}: no training videos in it")
+    num_classes = len(names) if d.multi_label else None
+    val_samples, held_out = None, ""
     if val_list:
         val_samples, _, _ = read_split(cfg, val_list, class_names=names, train_annotations=train_ann)
-        data.val = build_eval_dataset(cfg, val_samples, (1, 1))
+        if not val_samples:
+            raise ConfigError(f"data.val_list {val_list}: no validation videos in it")
+    elif d.val_split > 0:
+        samples, val_samples = split_holdout(cfg, samples)
+        held_out = (f"validation: {len(val_samples)} of the {len(samples) + len(val_samples)} "
+                    f"training videos held out (data.val_split={d.val_split}, per class, "
+                    f"seed train.seed={cfg.train.seed})")
+    data = TrainData(train=build_train_dataset(cfg, samples, num_classes), class_names=names,
+                     held_out=held_out)
+    if val_samples:
+        data.val = build_eval_dataset(cfg, val_samples, (1, 1), num_classes)
         if views != (1, 1):
-            data.test = build_eval_dataset(cfg, val_samples, views)
+            data.test = build_eval_dataset(cfg, val_samples, views, num_classes)
     return data
+
+
+def split_holdout(cfg: Config, samples: list[Any]) -> tuple[list[Any], list[Any]]:
+    """``data.val_split`` of the training samples held out per class, seeded by
+    ``train.seed``: (train, val)."""
+    from xvit.data.folders import stratified_split
+
+    if not all(isinstance(s.label, int) and not isinstance(s.label, bool) for s in samples):
+        raise ConfigError("data.val_split needs one class label per video; give data.val_list instead")
+    train, val = stratified_split(samples, cfg.data.val_split, seed=cfg.train.seed)
+    if not val:
+        raise ConfigError(
+            f"data.val_split={cfg.data.val_split} holds out no video (no class has two videos); "
+            f"give data.val_list or more videos"
+        )
+    return train, val

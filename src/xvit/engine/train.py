@@ -24,7 +24,6 @@ import contextlib
 import json
 import math
 import random
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -39,7 +38,15 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from xvit.engine import checkpoint as ckpt
-from xvit.engine.config import Config, config_to_dict, parse_views, save_config
+from xvit.engine.config import (
+    Config,
+    ConfigError,
+    check_config,
+    config_to_dict,
+    model_options,
+    parse_views,
+    save_config,
+)
 from xvit.engine.data import TrainData, build_datasets
 from xvit.engine.distributed import (
     DistInfo,
@@ -52,6 +59,17 @@ from xvit.engine.distributed import (
 )
 from xvit.engine.evaluate import autocast, evaluate, write_metrics
 from xvit.engine.optim import ModelEma, build_optimizer, scaled_lr, warmup_cosine
+from xvit.engine.rundir import (
+    FreshStart,
+    RunDirError,
+    RunLock,
+    WriteError,
+    atomic_write,
+    check_output_dir,
+    remove_stale_temporaries,
+    resolve_leftovers,
+    strict_json,
+)
 
 __all__ = [
     "NonFiniteLossError",
@@ -67,6 +85,23 @@ __all__ = [
 ]
 
 _MASK64 = (1 << 64) - 1
+
+# Settings that may differ when a run resumes (docs/training.md, "Failures and recovery"):
+# they take effect from the resumed step on and are recorded in config.yaml and log.jsonl.
+# Any other change (model, data, batch, seed, optimiser, augmentation, ...) is refused: it
+# would change what the checkpoint's state means. All of eval.* may change too.
+RESUMABLE_KEYS = frozenset({
+    "train.epochs", "train.device", "train.threads", "train.amp", "train.checkpoint_every",
+    "train.keep_checkpoints", "train.eval_every", "train.log_every", "train.tensorboard",
+    "data.workers", "model.grad_checkpointing",
+    "optim.lr", "optim.base_lr", "optim.base_batch_size", "optim.min_lr", "optim.warmup_epochs",
+    "optim.clip_grad", "optim.ema_decay",
+})
+
+
+def resumable_change(key: str) -> bool:
+    """Whether config key ``key`` ("section.name") may change when a run resumes."""
+    return key in RESUMABLE_KEYS or key.startswith("eval.")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -171,32 +206,20 @@ def seed_everything(seed: int) -> None:
 
 
 def build_model(cfg: Config, num_classes: int, class_names: list[str] | None = None) -> nn.Module:
-    """``xvit.create_model`` from ``cfg.model`` / ``cfg.data``; the class names and the
-    normalisation are stored in ``model.config`` so the saved model describes itself."""
+    """``xvit.create_model`` from ``cfg`` (:func:`~xvit.engine.config.model_options`); the
+    class names are stored in ``model.config`` so the saved model describes itself, and the
+    normalisation it was built with is the one the data pipeline uses."""
     import xvit
 
-    kwargs = dict(cfg.model.overrides)
-    if cfg.model.head_drop_rate:
-        kwargs.setdefault("head_drop_rate", cfg.model.head_drop_rate)
-    if cfg.model.drop_path_rate:
-        kwargs.setdefault("drop_path_rate", cfg.model.drop_path_rate)
     model = xvit.create_model(
         cfg.model.name,
         num_classes=num_classes,
-        num_frames=cfg.data.num_frames,
-        img_size=cfg.data.img_size,
-        head=cfg.model.head,
         pretrained=cfg.model.pretrained,
-        **kwargs,
+        **model_options(cfg),
     )
     mcfg = getattr(model, "config", None)
-    if mcfg is not None:
-        if class_names is not None and hasattr(mcfg, "class_names"):
-            mcfg.class_names = list(class_names)
-        if cfg.data.mean is not None and hasattr(mcfg, "mean"):
-            mcfg.mean = tuple(cfg.data.mean)
-        if cfg.data.std is not None and hasattr(mcfg, "std"):
-            mcfg.std = tuple(cfg.data.std)
+    if mcfg is not None and class_names is not None and hasattr(mcfg, "class_names"):
+        mcfg.class_names = list(class_names)
     if cfg.model.grad_checkpointing:
         model.set_grad_checkpointing(True)
     return model
@@ -209,11 +232,9 @@ class RunLogger:
         self.enabled = enabled
         self.echo = echo
         self.jsonl = out / "log.jsonl"
-        self.tb = None
-        if enabled and tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.tb = SummaryWriter(log_dir=str(out / "tb"))
+        self.out = out
+        self.tb = None  # opened with the first event: nothing is written before the run starts
+        self.tensorboard = enabled and tensorboard
 
     def print(self, msg: str) -> None:
         if self.enabled and self.echo:
@@ -223,8 +244,12 @@ class RunLogger:
         if not self.enabled:
             return
         row = {"event": kind, "step": step, "time": round(time.time(), 3), **values}
-        with open(self.jsonl, "a") as f:
-            f.write(json.dumps(row) + "\n")
+        with open(self.jsonl, "a") as f:  # strict JSON: NaN / inf become null
+            f.write(json.dumps(strict_json(row)[0], allow_nan=False) + "\n")
+        if self.tensorboard and self.tb is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(log_dir=str(self.out / "tb"))
         if self.tb is not None:
             for k, v in values.items():
                 if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
@@ -233,6 +258,7 @@ class RunLogger:
     def close(self) -> None:
         if self.tb is not None:
             self.tb.close()
+            self.tb = None
 
 
 def _fmt_time(seconds: float) -> str:
@@ -260,6 +286,20 @@ class Trainer:
         command: list[str] | None = None,
         echo: bool = True,
     ) -> None:
+        # The run directory is locked from here until run() ends (or close()); a failure while
+        # building unlocks it and undoes a --fresh start.
+        self.lock: RunLock | None = None
+        self.fresh_start: FreshStart | None = None
+        try:
+            self._setup(cfg, data=data, model=model, fresh=fresh, dist_info=dist_info,
+                        command=command, echo=echo)
+        except BaseException:
+            self.close()
+            raise
+
+    def _setup(self, cfg: Config, *, data: TrainData | None, model: nn.Module | None, fresh: bool,
+               dist_info: DistInfo | None, command: list[str] | None, echo: bool) -> None:
+        check_config(cfg)  # configs built in Python get the checks load_config applies
         self.cfg = cfg
         self.dist = dist_info or init_distributed(cfg.train.device)
         self.device = self.dist.device
@@ -268,13 +308,11 @@ class Trainer:
         self.ckpt_dir = self.out / "checkpoints"
         self.command = command
         self.views = parse_views(cfg.eval.views)
+        if cfg.train.epochs < 1:
+            raise ConfigError(f"train.epochs must be at least 1, got {cfg.train.epochs}")
 
-        if fresh:
-            self._clear_run_dir()
-        if self.dist.is_main:
-            self.out.mkdir(parents=True, exist_ok=True)
-        barrier()
         self.log = RunLogger(self.out, self.dist.is_main, cfg.train.tensorboard, echo)
+        self._open_run_dir()
 
         # Data, then the model (seeded alike on every rank; DDP also broadcasts rank 0's).
         seed_everything(cfg.train.seed)
@@ -296,7 +334,7 @@ class Trainer:
         self.batches_per_epoch = self.sampler.num_samples // cfg.data.batch_size
         self.steps_per_epoch = self.batches_per_epoch // ocfg.accum_steps
         if self.steps_per_epoch == 0:
-            raise ValueError(
+            raise ConfigError(
                 f"the training set has {len(self.data.train)} clips: fewer than one step of "
                 f"data.batch_size={cfg.data.batch_size} x {self.dist.world_size} process(es) x "
                 f"optim.accum_steps={ocfg.accum_steps}"
@@ -311,6 +349,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(
             self.device.type, enabled=self.amp_dtype == torch.float16
         )
+        self.multi_label = bool(cfg.data.multi_label)  # multi-hot targets, BCE, mAP
         self.mixer = build_mixer(cfg, num_classes)
 
         # Position: epoch, micro-batches done in it, optimiser steps done.
@@ -318,30 +357,75 @@ class Trainer:
         self.last_checkpoint: Path | None = None
         self.history: list[dict[str, Any]] = []
         torch.manual_seed(sample_seed(tcfg.seed, -1, self.dist.rank, 0))
+        if fresh:  # only now that the data and the model were built without error
+            self._clear_run_dir()
         self._resume_or_start()
 
     # ------------------------------------------------------------------ run directory, resume
 
+    def _open_run_dir(self) -> None:
+        """Check OUT is usable, create and lock it (rank 0), finish an interrupted --fresh;
+        every rank raises the same :class:`RunDirError` when that fails."""
+        error: Exception | None = None
+        if self.dist.is_main:
+            try:
+                check_output_dir(self.out, "run directory (train.out)")
+                self.out.mkdir(parents=True, exist_ok=True)
+                self.lock = RunLock(self.out, self.command)
+                if not self.lock.acquire():
+                    self.log.print(f"warning: {self.out} cannot be locked (no flock on this file "
+                                   f"system): a second run on it would not be stopped")
+                resolve_leftovers(self.out, lambda: bool(ckpt.list_checkpoints(self.ckpt_dir)),
+                                  self.log.print)
+                remove_stale_temporaries(self.out)  # of a process killed while writing
+            except RunDirError as e:
+                error = e
+        verdict = all_gather_object(None if error is None else str(error))[0]
+        if error is not None:
+            raise error
+        if verdict is not None:
+            raise RunDirError(verdict)
+
     def _clear_run_dir(self) -> None:
-        if self.dist.is_main and self.out.exists():
-            shutil.rmtree(self.ckpt_dir, ignore_errors=True)
-            shutil.rmtree(self.out / "tb", ignore_errors=True)
-            for name in ("log.jsonl", "metrics.json", "model.safetensors", "config.json"):
-                (self.out / name).unlink(missing_ok=True)
+        """--fresh: set the old run's files aside; they are deleted once this run writes its
+        first checkpoint, and put back if it ends before (see xvit.engine.rundir.FreshStart)."""
+        if self.dist.is_main:
+            self.fresh_start = FreshStart(self.out, self.log.print)
+            self.fresh_start.begin()
         barrier()
+
+    def close(self) -> None:
+        """Release the run directory (idempotent; :meth:`run` calls it): a --fresh start without
+        a checkpoint of its own is undone, the lock released."""
+        log = getattr(self, "log", None)
+        if log is not None:
+            log.close()
+        try:
+            if self.fresh_start is not None and self.fresh_start.pending:
+                self.fresh_start.rollback()
+        finally:
+            if self.lock is not None:
+                self.lock.release()
+
+    def _save_config(self) -> None:
+        atomic_write(self.out / "config.yaml", lambda tmp: save_config(self.cfg, tmp))
 
     def _resume_or_start(self) -> None:
         found = ckpt.list_checkpoints(self.ckpt_dir)
-        state = None
+        state, resumed_from = None, None
         for path in reversed(found):  # newest readable one
             try:
-                state = ckpt.load_checkpoint(path)
+                state, resumed_from = ckpt.load_checkpoint(path), path
                 break
             except RuntimeError as e:
-                self.log.print(f"warning: {e}; trying an older checkpoint")
+                # Set aside, so that it is neither resumed from nor counted by pruning.
+                moved = ckpt.quarantine(path) if self.dist.is_main and path.exists() else path
+                self.log.print(f"warning: {e}; moved to {moved.name}, trying an older checkpoint")
+        if self.data.held_out:
+            self.log.print(self.data.held_out)
         if state is None:
             if self.dist.is_main:
-                save_config(self.cfg, self.out / "config.yaml")
+                self._save_config()
             self.log.print(
                 f"training {self.cfg.model.name} on {len(self.data.train)} clips "
                 f"({len(self.data.class_names)} classes), {self.cfg.train.epochs} epochs x "
@@ -353,15 +437,31 @@ class Trainer:
             self.log.event("start", 0, world_size=self.dist.world_size, lr=self.lr,
                            total_steps=self.total_steps, config=config_to_dict(self.cfg))
             return
-        self._check_resume_config(state.get("config", {}))
+        changed = self._check_resume_config(state.get("config", {}))
+        epoch, batch = int(state["epoch"]), int(state["batch_in_epoch"])
+        if epoch > self.cfg.train.epochs or (epoch == self.cfg.train.epochs and batch > 0):
+            raise ConfigError(
+                f"{resumed_from} is at epoch {epoch} (step {state['global_step']}), past "
+                f"train.epochs={self.cfg.train.epochs}: give train.epochs >= {epoch + (batch > 0)}, "
+                f"or --fresh to start over"
+            )
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        # The schedule's shape (warm-up and total steps) follows the current config.
+        # The schedule (warm-up, total steps, peak and minimum lr) follows the current config:
+        # the step count comes from the checkpoint, the learning rates are recomputed, so a
+        # changed optim.lr / train.epochs applies from the resumed step on.
         self.scheduler.load_state_dict({**state["scheduler"], "lr_lambdas": [None]})
-        self.scaler.load_state_dict(state["scaler"])
+        groups = self.optimizer.param_groups
+        self.scheduler.base_lrs = [self.lr] * len(groups)
+        for group, factor in zip(groups, self.scheduler.lr_lambdas, strict=True):
+            group["initial_lr"] = self.lr
+            group["lr"] = self.lr * factor(self.scheduler.last_epoch)
+        self.scheduler._last_lr = [group["lr"] for group in groups]
+        if self.scaler.is_enabled() and state["scaler"]:  # empty when saved without fp16
+            self.scaler.load_state_dict(state["scaler"])
         if self.ema is not None and state.get("ema") is not None:
             self.ema.load_state_dict(state["ema"])
-        self.epoch, self.batch_in_epoch = int(state["epoch"]), int(state["batch_in_epoch"])
+        self.epoch, self.batch_in_epoch = epoch, batch
         self.global_step = int(state["global_step"])
         self.history = list(state.get("history", []))
         rngs = state["rng"]
@@ -372,28 +472,39 @@ class Trainer:
                 f"warning: checkpoint written by {len(rngs)} process(es), resuming with "
                 f"{self.dist.world_size}: the data order continues but the run is not bit-identical"
             )
-        self.last_checkpoint = found[-1] if found else None
+        self.last_checkpoint = resumed_from
         self.log.print(
             f"resuming from {self.last_checkpoint} (epoch {self.epoch + 1}, batch "
             f"{self.batch_in_epoch}/{self.batches_per_epoch}, step {self.global_step}/{self.total_steps})"
         )
-        self.log.event("resume", self.global_step, checkpoint=str(self.last_checkpoint),
-                       epoch=self.epoch, batch_in_epoch=self.batch_in_epoch)
-
-    def _check_resume_config(self, saved: dict[str, Any]) -> None:
-        now = config_to_dict(self.cfg)
-        ignore = {("train", "out"), ("data", "workers"), ("train", "log_every"),
-                  ("train", "tensorboard"), ("train", "device")}
-        changed = [
-            f"{sec}.{k}: {saved[sec][k]!r} -> {v!r}"
-            for sec, values in now.items()
-            for k, v in values.items()
-            if (sec, k) not in ignore and sec in saved and k in saved[sec] and saved[sec][k] != v
-        ]
         if changed:
-            self.log.print("warning: resuming with a changed config: " + "; ".join(changed))
+            self.log.print("changed settings, applied from this step on: " + "; ".join(
+                f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items()))
             if self.dist.is_main:
-                save_config(self.cfg, self.out / "config.yaml")
+                self._save_config()
+        self.log.event("resume", self.global_step, checkpoint=str(self.last_checkpoint),
+                       epoch=self.epoch, batch_in_epoch=self.batch_in_epoch, lr=self.lr,
+                       changed={k: list(v) for k, v in changed.items()})
+
+    def _check_resume_config(self, saved: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+        """The settings that differ from the checkpoint's, as ``{key: (old, new)}``; a
+        :class:`ConfigError` naming them when any of them may not change on resume."""
+        now = config_to_dict(self.cfg)
+        changed = {
+            f"{sec}.{k}": (saved[sec][k], v)
+            for sec, values in now.items() if isinstance(values, dict)
+            for k, v in values.items()
+            if isinstance(saved.get(sec), dict) and k in saved[sec] and saved[sec][k] != v
+        }
+        changed.pop("train.out", None)
+        refused = [k for k in changed if not resumable_change(k)]
+        if refused:
+            raise ConfigError(
+                f"cannot resume {self.out} with changed "
+                + ", ".join(f"{k} ({changed[k][0]!r} -> {changed[k][1]!r})" for k in refused)
+                + ": these define the run; use --fresh to start over, or another --out"
+            )
+        return changed
 
     def save_checkpoint(self) -> Path:
         """Write the resumable state (every rank must call this: RNG states are gathered)."""
@@ -402,31 +513,48 @@ class Trainer:
             epoch, batch = epoch + 1, 0
         rngs = all_gather_object(ckpt.capture_rng())
         path = ckpt.checkpoint_path(self.ckpt_dir, self.global_step)
+        error: Exception | None = None
         if self.dist.is_main:
-            bad = [n for n, p in self.model.named_parameters() if not torch.isfinite(p).all()]
-            if bad:
-                raise NonFiniteLossError(
-                    f"weights became non-finite ({', '.join(bad[:5])}) at step {self.global_step}; "
-                    f"not overwriting the last good checkpoint {self.last_checkpoint}"
-                )
-            state = {
-                "format": "xvit-train-checkpoint",
-                "version": 1,
-                "epoch": epoch,
-                "batch_in_epoch": batch,
-                "global_step": self.global_step,
-                "model": self.model.state_dict(),
-                "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(),
-                "scaler": self.scaler.state_dict(),
-                "ema": self.ema.state_dict() if self.ema is not None else None,
-                "rng": rngs,
-                "history": self.history,
-                "config": config_to_dict(self.cfg),
-            }
-            ckpt.atomic_save(state, path)
-            ckpt.prune_checkpoints(self.ckpt_dir, self.cfg.train.keep_checkpoints)
-        barrier()
+            try:
+                bad = [n for n, p in self.model.named_parameters() if not torch.isfinite(p).all()]
+                if bad:
+                    raise NonFiniteLossError(
+                        f"weights became non-finite ({', '.join(bad[:5])}) at step {self.global_step}; "
+                        f"not overwriting the last good checkpoint {self.last_checkpoint}"
+                    )
+                state = {
+                    "format": "xvit-train-checkpoint",
+                    "version": 1,
+                    "epoch": epoch,
+                    "batch_in_epoch": batch,
+                    "global_step": self.global_step,
+                    "model": self.model.state_dict(),
+                    "optimizer": self.optimizer.state_dict(),
+                    "scheduler": self.scheduler.state_dict(),
+                    "scaler": self.scaler.state_dict(),
+                    "ema": self.ema.state_dict() if self.ema is not None else None,
+                    "rng": rngs,
+                    "history": self.history,
+                    "config": config_to_dict(self.cfg),
+                }
+                try:
+                    ckpt.atomic_save(state, path)
+                except OSError as e:
+                    raise WriteError(
+                        f"cannot write checkpoint {path}: {e.strerror or e}; the last good "
+                        f"checkpoint {self.last_checkpoint or '(none yet)'} is intact"
+                    ) from e
+                ckpt.prune_checkpoints(self.ckpt_dir, self.cfg.train.keep_checkpoints, newest=path)
+                if self.fresh_start is not None:
+                    self.fresh_start.commit()  # the new run can resume now: drop the old files
+            except (NonFiniteLossError, WriteError) as e:
+                error = e
+        # every rank stops alike (instead of waiting for rank 0 at a barrier)
+        verdict = all_gather_object(None if error is None else (type(error).__name__, str(error)))[0]
+        if error is not None:
+            raise error
+        if verdict is not None:
+            raise (WriteError if verdict[0] == "WriteError" else NonFiniteLossError)(verdict[1])
         self.last_checkpoint = path
         return path
 
@@ -446,7 +574,14 @@ class Trainer:
         )
 
     def run(self) -> TrainResult:
-        """Train the remaining epochs, validate, save the final model and metrics."""
+        """Train the remaining epochs, validate, save the final model and metrics. The run
+        directory is released at the end, however the run ends (see :meth:`close`)."""
+        try:
+            return self._run()
+        finally:
+            self.close()
+
+    def _run(self) -> TrainResult:
         cfg = self.cfg
         loader = self._loader() if self.epoch < cfg.train.epochs else None
         self.start_time = time.perf_counter()
@@ -483,9 +618,13 @@ class Trainer:
             with ctx:
                 with autocast(self.device, self.amp_dtype):
                     logits = self.ddp_model(video)
-                # Mixed targets already carry the label smoothing.
-                smoothing = 0.0 if self.mixer is not None else ocfg.label_smoothing
-                loss = F.cross_entropy(logits.float(), target, label_smoothing=smoothing)
+                if self.multi_label:  # one sigmoid per class; smoothing towards 1/2
+                    eps = ocfg.label_smoothing
+                    loss = F.binary_cross_entropy_with_logits(logits.float(), target * (1 - eps) + eps / 2)
+                else:
+                    # Mixed targets already carry the label smoothing.
+                    smoothing = 0.0 if self.mixer is not None else ocfg.label_smoothing
+                    loss = F.cross_entropy(logits.float(), target, label_smoothing=smoothing)
                 self._check_finite(loss)
                 self.scaler.scale(loss / accum).backward()
             loss_sum += float(loss.detach()) * len(video)
@@ -518,7 +657,8 @@ class Trainer:
         return {
             "replaced_clips": replaced,
             "train_loss": loss_sum / max(seen, 1),
-            "train_top1": 100.0 * correct / seen if seen and self.mixer is None else float("nan"),
+            "train_top1": (100.0 * correct / seen if seen and self.mixer is None and not self.multi_label
+                           else float("nan")),
         }
 
     def _batches(self, loader: DataLoader, batches: int):
@@ -536,7 +676,7 @@ class Trainer:
                 yield video.to(self.device), target.to(self.device), None
             else:
                 label = label.to(self.device, non_blocking=True)
-                yield video.to(self.device, non_blocking=True), label, label
+                yield video.to(self.device, non_blocking=True), label, None if self.multi_label else label
 
     def _check_finite(self, loss: torch.Tensor) -> None:
         bad = float(not math.isfinite(float(loss.detach())))
@@ -584,7 +724,9 @@ class Trainer:
         parts = [f"epoch {epoch + 1}/{self.cfg.train.epochs}", f"loss {stats['train_loss']:.4f}"]
         if math.isfinite(stats["train_top1"]):
             parts.append(f"train top1 {stats['train_top1']:.1f}%")
-        if val:
+        if val and self.multi_label:
+            parts.append(f"val mAP {val['mAP']:.2f}% micro mAP {val['micro_mAP']:.2f}%")
+        elif val:
             parts.append(f"val top1 {val['top1']:.2f}% top5 {val['top5']:.2f}%")
         elapsed = time.perf_counter() - self.start_time
         parts.append(f"elapsed {_fmt_time(elapsed)}")
@@ -612,16 +754,20 @@ class Trainer:
             amp_dtype=self.amp_dtype,
             dist_info=self.dist,
             class_names=self.data.class_names,
+            multi_label=self.multi_label,
         )
         if res is None:
             return None
-        metrics = {k: res[0][k] for k in ("top1", "top5", "mean_class_accuracy", "num_videos", "num_failed")}
+        keys = ("mAP", "micro_mAP") if self.multi_label else ("top1", "top5", "mean_class_accuracy")
+        metrics = {k: res[0][k] for k in (*keys, "num_videos", "num_failed")}
         self.log.event("val", self.global_step, epoch=self.epoch + 1, **metrics)
         return metrics
 
     def finish(self) -> TrainResult:
         """Final multi-view test, ``model.safetensors`` + ``config.json``, ``metrics.json``."""
         cfg = self.cfg
+        if self.global_step <= 0:  # never present an untrained model as a result
+            raise RuntimeError("no optimiser step was done: not writing a model or metrics")
         final = self.eval_model()
         metrics = None
         test = self.data.test if self.data.test is not None else self.data.val
@@ -637,6 +783,7 @@ class Trainer:
                 amp_dtype=self.amp_dtype,
                 dist_info=self.dist,
                 class_names=self.data.class_names,
+                multi_label=self.multi_label,
             )
             if res is not None:
                 metrics, records, _ = res
@@ -652,18 +799,22 @@ class Trainer:
             }
             if metrics is not None:
                 write_metrics(self.out / "metrics.json", metrics, records, self.command, extra)
+                figures = (
+                    f"mAP {metrics['mAP']:.2f}%  micro mAP {metrics['micro_mAP']:.2f}%"
+                    if self.multi_label else
+                    f"top1 {metrics['top1']:.2f}%  top5 {metrics['top5']:.2f}%  mean class accuracy "
+                    f"{metrics['mean_class_accuracy']:.2f}%"
+                )
                 self.log.print(
                     f"validation ({metrics['views']} views, {metrics['num_videos']} videos, "
-                    f"{metrics['num_failed']} failed): top1 {metrics['top1']:.2f}%  "
-                    f"top5 {metrics['top5']:.2f}%  mean class accuracy "
-                    f"{metrics['mean_class_accuracy']:.2f}%"
+                    f"{metrics['num_failed']} failed): {figures}"
                 )
             else:
                 write_metrics(self.out / "metrics.json", {"num_videos": 0, "num_failed": 0},
                               None, self.command, extra)
                 self.log.print("no validation list (data.val_list): no accuracy to report")
-            self.log.event("end", self.global_step, **(metrics and {
-                k: metrics[k] for k in ("top1", "top5", "mean_class_accuracy")} or {}))
+            end_keys = ("mAP", "micro_mAP") if self.multi_label else ("top1", "top5", "mean_class_accuracy")
+            self.log.event("end", self.global_step, **(metrics and {k: metrics[k] for k in end_keys} or {}))
             self.log.print(f"model and metrics written to {self.out}")
         self.log.close()
         barrier()
@@ -683,12 +834,38 @@ def train(
     return Trainer(cfg, data=data, model=model, fresh=fresh, command=command, echo=echo).run()
 
 
+class MultiHotMixup:
+    """Mixup / CutMix for multi-hot targets ``(B, C)``: the data pipeline's :class:`Mixup`
+    mixes the clips, and each mixed clip's target is the same blend of the multi-hot targets
+    of the clips it was made from (label smoothing is applied by the loss)."""
+
+    def __init__(self, mixup_alpha: float, cutmix_alpha: float) -> None:
+        self.mixup_alpha, self.cutmix_alpha = mixup_alpha, cutmix_alpha
+
+    def __call__(self, videos: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        from xvit.data.transforms import Mixup
+
+        if targets.ndim != 2 or targets.shape[0] != videos.shape[0]:
+            raise ValueError(f"expected multi-hot targets (B, C) for {videos.shape[0]} clips, "
+                             f"got {tuple(targets.shape)}")
+        b = videos.shape[0]
+        # With the clips as their own classes, Mixup's targets are the (B, B) mixing weights.
+        mix = Mixup(b, mixup_alpha=self.mixup_alpha, cutmix_alpha=self.cutmix_alpha, label_smoothing=0.0)
+        mixed, weights = mix(videos, torch.arange(b))
+        return mixed, weights @ targets.float()
+
+    def __repr__(self) -> str:
+        return f"MultiHotMixup(mixup_alpha={self.mixup_alpha}, cutmix_alpha={self.cutmix_alpha})"
+
+
 def build_mixer(cfg: Config, num_classes: int):
-    """The data pipeline's batch mixup/cutmix (soft, label-smoothed targets), or None when both
-    are off."""
+    """The data pipeline's batch mixup/cutmix (soft, label-smoothed targets; with
+    ``data.multi_label`` a :class:`MultiHotMixup`), or None when both are off."""
     ocfg = cfg.optim
     if not (ocfg.mixup or ocfg.cutmix):
         return None
+    if cfg.data.multi_label:
+        return MultiHotMixup(ocfg.mixup, ocfg.cutmix)
     from xvit.data.transforms import Mixup
 
     return Mixup(num_classes, mixup_alpha=ocfg.mixup, cutmix_alpha=ocfg.cutmix,
