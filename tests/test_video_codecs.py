@@ -22,6 +22,7 @@ from xvit.data import VideoReader, read_frames
 H = W = 64
 N = 60
 VFR_MS = [int(v) for v in np.random.default_rng(5).integers(15, 90, size=N)]
+SHARED_MS = [0 if i % 5 == 3 else 40 for i in range(N)]
 
 # name -> (suffix, codec, pix_fmt, encoder options, extra write_video arguments)
 MATRIX = {
@@ -45,6 +46,8 @@ MATRIX = {
     "webm-vp8": (".webm", "libvpx", "yuv420p", {"deadline": "realtime", "cpu-used": "8"}, {}),
     "mkv-vfr-h264-bf2": (".mkv", "libx264", "yuv420p", {"bf": "2"}, {"frame_ms": VFR_MS}),
     "mp4-vfr-h264-bf2": (".mp4", "libx264", "yuv420p", {"bf": "2"}, {"frame_ms": VFR_MS}),
+    # a badly muxed file (a 29.97 fps source written at 25): some frames share a timestamp
+    "mkv-sharedpts-h264-bf2": (".mkv", "libx264", "yuv420p", {"bf": "2"}, {"frame_ms": SHARED_MS}),
 }
 CASES = list(MATRIX) + ["avi-mpeg4-packed"]
 

@@ -275,13 +275,15 @@ class _StreamIndex:
         if not pts:
             detail = f" ({read_error})" if read_error else ""
             raise VideoDecodeError(path, f"the video stream has no readable frames{detail}")
-        # AVI has no presentation timestamps; intra-only streams need none (decode order is
-        # presentation order)
+        # AVI has no presentation timestamps, and a badly muxed file may give several frames
+        # one timestamp: the order then comes from one full decode. Intra-only streams need
+        # none (decode order is presentation order).
         avi = "avi" in (container.format.name or "").split(",")
-        needs_order = (avi or missing_pts) and len(key_pts) < len(pts)
+        shared_pts = len(set(pts)) != len(pts)
+        needs_order = (avi or missing_pts or shared_pts) and len(key_pts) < len(pts)
         pts.sort()
         key_pts.sort()
-        if len(set(pts)) != len(pts) and not needs_order:
+        if shared_pts and not needs_order:
             raise VideoDecodeError(path, "several frames share one timestamp; cannot index "
                                    "frames exactly (remux the file)")
         return cls(pts, key_pts, key_dts, start, durations[pts[-1]], stream.frames or 0,
@@ -289,9 +291,9 @@ class _StreamIndex:
 
     def learn_order(self, out_pts: list[int | None], out_key: list[bool]) -> None:
         """Take the frame order of a full decode (``out_pts``/``out_key`` per output frame)."""
-        if out_pts == self.pts:
-            return  # the packet timestamps were presentation timestamps after all
         verify = None not in out_pts and len(set(out_pts)) == len(out_pts)
+        if out_pts == self.pts and verify:
+            return  # the packet timestamps were presentation timestamps after all
         key_ord = [o for o, k in enumerate(out_key) if k]
         if not verify or len(key_ord) != len(self.key_seek_in_order):
             key_ord, key_seek = [], []  # keyframes cannot be matched: decode from the start
