@@ -17,8 +17,9 @@ import torch.nn.functional as F
 import yaml
 
 from xvit.cli import convert
-from xvit.models.convert_official import convert_official, infer_num_heads
+from xvit.models.convert_official import convert_official
 from xvit.models.hub import CheckpointError, load_model
+from xvit.models.released import infer_num_heads
 
 D, DEPTH, HEADS, PATCH, IMG, FRAMES = 64, 2, 4, 8, 32, 16
 MLP_DIM = 48  # TEMPORAL_HEAD.MLP_DIM (768 in the released models: differs from D here on purpose)

@@ -19,13 +19,8 @@ from torch import nn
 
 transformers = pytest.importorskip("transformers")
 
-from xvit.models.hub import (  # noqa: E402
-    CheckpointError,
-    load_model,
-    load_pretrained,
-    resample_patch_embed,
-    save_pretrained,
-)
+from xvit.models.hub import CheckpointError, load_model, load_pretrained, save_pretrained  # noqa: E402
+from xvit.models.imagenet import resample_patch_embed  # noqa: E402
 from xvit.models.video_vit import VideoViT, VideoViTConfig  # noqa: E402
 
 D, DEPTH, HEADS = 64, 2, 4

@@ -9,11 +9,11 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from _model_helpers import randomise
 
 import xvit
 from xvit.models import VideoViT, VideoViTConfig
-from xvit.models.video_vit import resize_temp_embed
-from _model_helpers import randomise
+from xvit.models.layers import resize_temp_embed
 
 TINY = dict(embed_dim=32, depth=1, num_heads=2, patch_size=8)
 

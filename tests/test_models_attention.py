@@ -8,6 +8,7 @@ import math
 
 import pytest
 import torch
+from _model_helpers import randomise
 from torch import nn
 
 from xvit.models.attention import (
@@ -17,8 +18,8 @@ from xvit.models.attention import (
     channel_groups,
     temporal_shift,
 )
-from xvit.models.video_vit import Block, VideoViT, VideoViTConfig
-from _model_helpers import randomise
+from xvit.models.blocks import DividedBlock, TSMBlock
+from xvit.models.video_vit import VideoViT, VideoViTConfig
 
 B, T, S, DIM, HEADS = 2, 6, 4, 48, 4
 N = 1 + S
@@ -186,7 +187,7 @@ def test_tsm_block_uses_the_shifted_input_in_the_residual():
     """Y = SHIFT(Z); Y' = MSA(LN(Y)) + Y; Z' = MLP(LN(Y')) + Y' (the seed's equations 1-3)."""
     torch.manual_seed(3)
     shift = ChannelShift(1, "released", 8)
-    block = Block(DIM, HEADS, tsm_shift=shift).eval()
+    block = TSMBlock(DIM, HEADS, shift=shift).eval()
     randomise(block, seed=3)
     z = torch.randn(B, T, N, DIM)
     with torch.no_grad():
@@ -227,7 +228,7 @@ def test_joint_attention_equals_full_masked_attention():
 
 def test_divided_block_equals_masked_attention_reference():
     torch.manual_seed(5)
-    block = Block(DIM, HEADS, attention="divided").eval()
+    block = DividedBlock(DIM, HEADS).eval()
     randomise(block, seed=5)
     x = torch.randn(B, T, N, DIM)
     x[:, 1:, 0] = x[:, :1, 0]
@@ -332,6 +333,126 @@ def test_fp32_dropout_and_long_sequences_keep_the_fused_kernel(monkeypatch):
     assert seen == [torch.float32, torch.bfloat16, torch.bfloat16]
 
 
+# --------------------------------------------------------------------------------------------
+# The kernel switch: set_attention_kernel / attention_kernel / $XVIT_ATTENTION_KERNEL
+# --------------------------------------------------------------------------------------------
+
+
+def _spy_sdpa(monkeypatch, attn) -> list[torch.dtype]:
+    """Record every SDPA call (its dtype) and still compute it."""
+    seen: list[torch.dtype] = []
+    real = attn.F.scaled_dot_product_attention
+    monkeypatch.setattr(attn.F, "scaled_dot_product_attention",
+                        lambda *a, **kw: seen.append(a[0].dtype) or real(*a, **kw))
+    return seen
+
+
+@pytest.mark.parametrize(
+    ("kernel", "dtype", "keys", "dropout", "uses_sdpa"),
+    [
+        ("auto", torch.bfloat16, 11, 0.0, False),  # short bf16 on CPU: the chunked product
+        ("auto", torch.float32, 11, 0.0, True),
+        ("auto", torch.bfloat16, 600, 0.0, True),  # more than MATH_MAX_KEYS keys
+        ("sdpa", torch.bfloat16, 11, 0.0, True),
+        ("sdpa", torch.float16, 11, 0.0, True),
+        ("math", torch.float32, 11, 0.0, False),
+        ("math", torch.float64, 600, 0.0, False),
+        ("math", torch.bfloat16, 11, 0.5, True),  # dropout: only SDPA has it
+        ("auto", torch.bfloat16, 11, 0.5, True),
+    ],
+)
+def test_attention_kernel_picks_the_expected_product(monkeypatch, kernel, dtype, keys, dropout,
+                                                     uses_sdpa):
+    import xvit.models.attention as attn
+
+    gen = torch.Generator().manual_seed(0)
+    q = torch.randn(3, 2, 9, 8, generator=gen, dtype=dtype)
+    k, v = (torch.randn(3, 2, keys, 8, generator=gen, dtype=dtype) for _ in range(2))
+    seen = _spy_sdpa(monkeypatch, attn)
+    with attn.attention_kernel(kernel):
+        assert attn.get_attention_kernel() == kernel
+        assert attn.uses_chunked_product(q, k, dropout) is not uses_sdpa
+        out = attn.attention(q, k, v, dropout_p=dropout)
+    assert seen == ([dtype] if uses_sdpa else [])
+    assert out.shape == (3, 2, 9, 8) and out.dtype == dtype
+
+
+@pytest.mark.parametrize("kernel", ["auto", "sdpa", "math"])
+@pytest.mark.parametrize(("dtype", "tol"), [(torch.float32, 1e-5), (torch.bfloat16, 3e-2)])
+def test_every_attention_kernel_matches_the_float64_reference(kernel, dtype, tol):
+    import xvit.models.attention as attn
+
+    gen = torch.Generator().manual_seed(1)
+    q, k, v = (torch.randn(5, 3, n, 16, generator=gen) for n in (7, 13, 13))
+    with attn.attention_kernel(kernel):
+        out = attn.attention(q.to(dtype), k.to(dtype), v.to(dtype))
+    torch.testing.assert_close(out.double(), _reference_attention(q, k, v), atol=tol, rtol=tol)
+
+
+def test_whole_model_agrees_across_attention_kernels():
+    """X-ViT and joint attention (long sequences) in fp32: every kernel gives the same logits."""
+    import xvit.models.attention as attn
+
+    for attention in ("mixing", "joint"):
+        cfg = VideoViTConfig(img_size=32, patch_size=8, num_frames=4, embed_dim=48, depth=2,
+                             num_heads=4, num_classes=5, attention=attention, head="ta")
+        torch.manual_seed(0)
+        model = VideoViT(cfg).eval()
+        randomise(model)
+        x = torch.randn(2, 3, 4, 32, 32)
+        with torch.inference_mode():
+            outs = {}
+            for kernel in attn.ATTENTION_KERNELS:
+                with attn.attention_kernel(kernel):
+                    outs[kernel] = model(x)
+        torch.testing.assert_close(outs["math"], outs["sdpa"], atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(outs["auto"], outs["sdpa"], atol=1e-4, rtol=1e-4)
+
+
+def test_attention_kernel_switch_restores_and_refuses_bad_values():
+    import xvit.models.attention as attn
+
+    before = attn.get_attention_kernel()
+    with pytest.raises(RuntimeError, match="inside"), attn.attention_kernel("math"):
+        assert attn.get_attention_kernel() == "math"
+        raise RuntimeError("inside")
+    assert attn.get_attention_kernel() == before
+    with pytest.raises(ValueError, match=r"'fused'.*auto, sdpa, math"):
+        attn.set_attention_kernel("fused")
+    with pytest.raises(ValueError, match="'MATH'"), attn.attention_kernel("MATH"):
+        pass
+    assert attn.get_attention_kernel() == before
+    attn.set_attention_kernel("sdpa")
+    try:
+        assert attn.get_attention_kernel() == "sdpa"
+    finally:
+        attn.set_attention_kernel(before)
+
+
+def test_attention_kernel_environment_variable(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    code = ("import torch, xvit.models.attention as a; q = torch.ones(1, 1, 2, 4); "
+            "print(a.get_attention_kernel(), a.uses_chunked_product(q, q))")
+
+    def run(value: str | None) -> subprocess.CompletedProcess:
+        env = {k: v for k, v in os.environ.items() if k != "XVIT_ATTENTION_KERNEL"}
+        if value is not None:
+            env["XVIT_ATTENTION_KERNEL"] = value
+        return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                              text=True, cwd=tmp_path, timeout=120)
+
+    assert run(None).stdout.split() == ["auto", "False"]  # fp32: SDPA
+    assert run("math").stdout.split() == ["math", "True"]
+    assert run("sdpa").stdout.split() == ["sdpa", "False"]
+    bad = run("fast")
+    assert bad.returncode != 0 and bad.stdout == ""
+    assert "XVIT_ATTENTION_KERNEL='fast' is not an attention kernel" in bad.stderr
+    assert "auto, sdpa, math" in bad.stderr
+
+
 def test_bf16_mixing_model_agrees_with_fp32():
     """The whole X-ViT in bf16 (chunked product) stays close to the fp32 model (SDPA)."""
     cfg = VideoViTConfig(img_size=32, patch_size=8, num_frames=4, embed_dim=48, depth=2,
@@ -343,3 +464,15 @@ def test_bf16_mixing_model_agrees_with_fp32():
         ref = model.forward_features(x)
         low = model.to(torch.bfloat16).forward_features(x.bfloat16()).float()
     assert (low - ref).abs().max() < 0.1 * ref.abs().max()
+
+
+def test_bad_attention_kernel_variable_is_a_one_line_cli_error(monkeypatch, capsys):
+    from xvit.cli.main import main
+    from xvit.models import attention as attn
+
+    monkeypatch.setenv("XVIT_ATTENTION_KERNEL", "fast")
+    monkeypatch.setattr(attn, "_kernel", None)  # as in a new process: the variable is read once
+    assert main(["models"]) == 2
+    err = capsys.readouterr().err
+    assert err == ("xvit models: error: XVIT_ATTENTION_KERNEL='fast' is not an attention kernel; "
+                   "choose one of auto, sdpa, math\n")

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _model_helpers import randomise
 
 import xvit
 from xvit.models import VideoViT, VideoViTConfig
-from _model_helpers import randomise
 
 transformers = pytest.importorskip("transformers")
 

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
-from xvit.models import (  # noqa: E402
+from xvit.models import (
     count_flops,
     count_params,
     create_model,
     list_models,
     load_model,
 )
+from xvit.models.storage import xvit_version
+
+__version__ = xvit_version()  # one source: pyproject.toml, through the installed metadata
 
 __all__ = [
     "__version__",

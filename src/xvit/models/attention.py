@@ -1,9 +1,12 @@
-"""Every attention variant of the video backbone, and all temporal mixing in one place.
+"""The token mixers of the video backbone, the attention product, and all temporal mixing.
+
+Which mixer each `attention=` variant uses is the table in `xvit.models.variants`.
 
 Token layout: `x` is `(B, T, N, D)` with `N = 1 + S` (a CLS token, then the S patch tokens
 of each frame). Every module here takes and returns that layout, and every attention goes
 through `attention()`: `torch.nn.functional.scaled_dot_product_attention`, except for short
-bf16/fp16 sequences on CPU, where two matmuls and a softmax are faster (see `attention`).
+bf16/fp16 sequences on CPU, where two matmuls and a softmax are faster (see `attention`);
+`set_attention_kernel` / `attention_kernel` / $XVIT_ATTENTION_KERNEL force either product.
 
 * `Attention`: per-frame (spatial) attention. With a `ChannelShift` it becomes X-ViT's
   space-time mixing attention (keys/values of frame t take channel slices from frames
@@ -19,8 +22,11 @@ bf16/fp16 sequences on CPU, where two matmuls and a softmax are faster (see `att
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -148,15 +154,68 @@ class ChannelShift:
 MATH_MAX_KEYS = 512
 MATH_CHUNK_BYTES = 4 << 20  # score-matrix bytes per chunk, so it stays in cache
 
+# Which product `attention` computes (like timm's `set_fused_attn`):
+# * "auto": the chunked plain product for bf16/fp16 on CPU with at most `MATH_MAX_KEYS`
+#   keys and no dropout, SDPA otherwise (the default);
+# * "sdpa": always `torch.nn.functional.scaled_dot_product_attention`;
+# * "math": always the chunked plain product, except with attention dropout (SDPA then).
+ATTENTION_KERNELS = ("auto", "sdpa", "math")
+KERNEL_ENV_VAR = "XVIT_ATTENTION_KERNEL"
+
+
+def _check_kernel(kernel: object, source: str) -> str:
+    if kernel not in ATTENTION_KERNELS:
+        raise ValueError(
+            f"{source}={kernel!r} is not an attention kernel; choose one of "
+            f"{', '.join(ATTENTION_KERNELS)}"
+        )
+    return str(kernel)
+
+
+# None until first read: $XVIT_ATTENTION_KERNEL is checked then, not at import, so that a bad
+# value is an error a command can report (the CLI checks it at start-up).
+_kernel: str | None = None
+
+
+def set_attention_kernel(kernel: str) -> None:
+    """Pick the attention product for every model in this process: "auto", "sdpa" or "math"
+    (see `ATTENTION_KERNELS`; the start value comes from $XVIT_ATTENTION_KERNEL)."""
+    global _kernel
+    _kernel = _check_kernel(kernel, "attention kernel")
+
+
+def get_attention_kernel() -> str:
+    """The attention product in use: "auto", "sdpa" or "math" (first call: from
+    $XVIT_ATTENTION_KERNEL, default "auto"; a bad value raises ``ValueError`` naming it)."""
+    global _kernel
+    if _kernel is None:
+        _kernel = _check_kernel(os.environ.get(KERNEL_ENV_VAR) or "auto", KERNEL_ENV_VAR)
+    return _kernel
+
+
+@contextlib.contextmanager
+def attention_kernel(kernel: str) -> Iterator[None]:
+    """`set_attention_kernel(kernel)` inside a `with` block; the previous choice after it."""
+    previous = get_attention_kernel()
+    set_attention_kernel(kernel)
+    try:
+        yield
+    finally:
+        set_attention_kernel(previous)
+
 
 def uses_chunked_product(q: torch.Tensor, k: torch.Tensor, dropout_p: float = 0.0) -> bool:
-    """Whether `attention` computes these inputs with the chunked plain product (bf16/fp16
-    on CPU, at most `MATH_MAX_KEYS` keys, no dropout) rather than SDPA."""
+    """Whether `attention` computes these inputs with the chunked plain product rather than
+    SDPA, under the current kernel choice (see `set_attention_kernel`)."""
+    kernel = _kernel or get_attention_kernel()
+    if dropout_p != 0.0 or kernel == "sdpa":
+        return False
+    if kernel == "math":
+        return True
     return (
         q.device.type == "cpu"
         and q.dtype in (torch.bfloat16, torch.float16)
         and k.shape[-2] <= MATH_MAX_KEYS
-        and dropout_p == 0.0
     )
 
 
@@ -239,20 +298,21 @@ class Attention(_MultiHeadAttention):
       span the whole clip, across segment boundaries.
     * `shared_cls=True`: one CLS per clip kept as T identical copies; the CLS outputs are
       averaged over the frames (TimeSformer's spatial attention).
+
+    The positional arguments are those of every attention module here: `dim`, `num_heads`,
+    `qkv_bias`, `attn_drop`, `proj_drop`.
     """
 
     def __init__(
         self,
         dim: int,
-        num_heads: int = 8,
-        qkv_bias: bool = True,
-        attn_drop: float = 0.0,
-        proj_drop: float = 0.0,
+        *args: Any,
         shift: ChannelShift | None = None,
         summary_token: bool = False,
         shared_cls: bool = False,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(dim, num_heads, qkv_bias, attn_drop, proj_drop)
+        super().__init__(dim, *args, **kwargs)
         if summary_token and shift is None:
             raise ValueError("the summary token is part of the mixing attention: give a shift")
         self.shift = shift

@@ -12,35 +12,52 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-if TYPE_CHECKING:
-    from xvit.models.video_vit import VideoViTConfig
+from xvit.models.blocks import Block
 
 
-class AvgHead(nn.Module):
-    """Dropout, `fc` on every frame, mean of the per-frame logits."""
+class HeadConfig(Protocol):
+    """The fields of a `VideoViTConfig` that choose and size the head."""
+
+    head: str
+    num_classes: int
+    num_frames: int
+    num_heads: int
+    mlp_ratio: float
+    head_drop_rate: float
+    head_depth: int
+    head_num_heads: int | None
+    head_mlp_dim: int | None
+    head_qkv_bias: bool
+    head_norm_eps: float
+    head_pos_embed: bool
+    head_classifier: str
+
+
+class _LinearClassifier(nn.Module):
+    """`drop` and `fc` of the heads with one linear classifier."""
 
     def __init__(self, dim: int, num_classes: int, drop: float = 0.0) -> None:
         super().__init__()
         self.drop = nn.Dropout(drop)
         self.fc = nn.Linear(dim, num_classes)
+
+
+class AvgHead(_LinearClassifier):
+    """Dropout, `fc` on every frame, mean of the per-frame logits."""
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
         return self.fc(self.drop(feats)).mean(dim=1)
 
 
-class LinearHead(nn.Module):
+class LinearHead(_LinearClassifier):
     """Mean of the frame features, dropout, `fc`."""
-
-    def __init__(self, dim: int, num_classes: int, drop: float = 0.0) -> None:
-        super().__init__()
-        self.drop = nn.Dropout(drop)
-        self.fc = nn.Linear(dim, num_classes)
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
         return self.fc(self.drop(feats.mean(dim=1)))
@@ -71,8 +88,6 @@ class TemporalAttentionHead(nn.Module):
         classifier: str = "mlp",
     ) -> None:
         super().__init__()
-        from xvit.models.video_vit import Block  # video_vit imports this module
-
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, pos_frames, dim)) if pos_frames else None
         # a "frame" of 1 + T tokens: the blocks' per-frame attention is attention over time
@@ -94,7 +109,9 @@ class TemporalAttentionHead(nn.Module):
             self.drop = nn.Dropout(drop)
             self.fc = nn.Linear(dim, num_classes)
         else:
-            raise ValueError(f"unknown head classifier {classifier!r}; expected 'mlp' or 'linear'")
+            raise ValueError(
+                f"unknown head classifier {classifier!r}; expected one of {HEAD_CLASSIFIERS}"
+            )
 
     def init_weights(self) -> None:
         nn.init.trunc_normal_(self.cls_token, std=0.02)
@@ -102,7 +119,7 @@ class TemporalAttentionHead(nn.Module):
             nn.init.trunc_normal_(self.pos_embed, std=0.02)
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
-        b, t, d = feats.shape
+        b, t, _ = feats.shape
         if self.pos_embed is not None:
             pos = self.pos_embed
             if pos.shape[1] != t:
@@ -119,29 +136,59 @@ class TemporalAttentionHead(nn.Module):
         return self.fc(self.drop(self.norm(cls)))
 
 
-def build_head(config: VideoViTConfig, dim: int) -> nn.Module:
+def _avg(config: HeadConfig, dim: int) -> nn.Module:
+    return AvgHead(dim, config.num_classes, config.head_drop_rate)
+
+
+def _linear(config: HeadConfig, dim: int) -> nn.Module:
+    return LinearHead(dim, config.num_classes, config.head_drop_rate)
+
+
+def _temporal_attention(config: HeadConfig, dim: int) -> nn.Module:
+    num_heads = config.head_num_heads or config.num_heads
+    if dim % num_heads:
+        raise ValueError(f"head: feature width {dim} is not divisible by head_num_heads {num_heads}")
+    return TemporalAttentionHead(
+        dim,
+        config.num_classes,
+        depth=config.head_depth,
+        num_heads=num_heads,
+        mlp_ratio=config.mlp_ratio,
+        mlp_dim=config.head_mlp_dim,
+        qkv_bias=config.head_qkv_bias,
+        norm_eps=config.head_norm_eps,
+        drop=config.head_drop_rate,
+        pos_frames=config.num_frames if config.head_pos_embed else 0,
+        classifier=config.head_classifier,
+    )
+
+
+# The heads by name (`config.head`): the one list of head names (in the order the CLI and
+# the training config list them).
+HEADS: dict[str, Callable[[HeadConfig, int], nn.Module]] = {
+    "avg": _avg,
+    "ta": _temporal_attention,
+    "linear": _linear,
+}
+HEAD_TYPES = tuple(HEADS)
+# The classifiers of the temporal-attention head (`config.head_classifier`).
+HEAD_CLASSIFIERS = ("mlp", "linear")
+
+
+def build_head(config: HeadConfig, dim: int) -> nn.Module:
     """The head named by `config.head`, on `dim`-wide frame features."""
-    if config.head == "avg":
-        return AvgHead(dim, config.num_classes, config.head_drop_rate)
-    if config.head == "linear":
-        return LinearHead(dim, config.num_classes, config.head_drop_rate)
-    if config.head == "ta":
-        num_heads = config.head_num_heads or config.num_heads
-        if dim % num_heads:
-            raise ValueError(
-                f"head: feature width {dim} is not divisible by head_num_heads {num_heads}"
-            )
-        return TemporalAttentionHead(
-            dim,
-            config.num_classes,
-            depth=config.head_depth,
-            num_heads=num_heads,
-            mlp_ratio=config.mlp_ratio,
-            mlp_dim=config.head_mlp_dim,
-            qkv_bias=config.head_qkv_bias,
-            norm_eps=config.head_norm_eps,
-            drop=config.head_drop_rate,
-            pos_frames=config.num_frames if config.head_pos_embed else 0,
-            classifier=config.head_classifier,
-        )
-    raise ValueError(f"unknown head {config.head!r}; expected 'avg', 'linear' or 'ta'")
+    if config.head not in HEADS:
+        raise ValueError(f"unknown head {config.head!r}; expected one of {HEAD_TYPES}")
+    return HEADS[config.head](config, dim)
+
+
+__all__ = [
+    "HEADS",
+    "HEAD_CLASSIFIERS",
+    "HEAD_TYPES",
+    "AvgHead",
+    "HeadConfig",
+    "LinearHead",
+    "TemporalAttentionHead",
+    "build_head",
+]

@@ -10,10 +10,13 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import fnmatch
+import functools
 import os
 from collections.abc import Callable
 from typing import Any
 
+from xvit.models.heads import HEAD_TYPES
+from xvit.models.imagenet import load_pretrained
 from xvit.models.video_vit import VideoViT, VideoViTConfig
 
 _MODELS: dict[str, Callable[[], VideoViTConfig]] = {}
@@ -22,17 +25,22 @@ _ALLOWED_HEADS: dict[str, tuple[str, ...]] = {}
 ModelFn = Callable[[], VideoViTConfig]
 
 
-def register_model(
-    fn: ModelFn | None = None, *, heads: tuple[str, ...] = ("avg", "linear", "ta")
-) -> Any:
+def _add(name: str, fn: ModelFn, heads: tuple[str, ...]) -> None:
+    if name in _MODELS:
+        raise ValueError(f"model {name!r} is registered twice")
+    unknown = [h for h in heads if h not in HEAD_TYPES]
+    if unknown:
+        raise ValueError(f"model {name!r}: unknown head(s) {unknown}; expected {HEAD_TYPES}")
+    _MODELS[name] = fn
+    _ALLOWED_HEADS[name] = tuple(heads)
+
+
+def register_model(fn: ModelFn | None = None, *, heads: tuple[str, ...] = HEAD_TYPES) -> Any:
     """Decorator registering a config function under its own name; `heads` are the heads
-    the model may be built with."""
+    the model may be built with (default: all of `xvit.models.heads.HEAD_TYPES`)."""
 
     def wrap(f: ModelFn) -> ModelFn:
-        if f.__name__ in _MODELS:
-            raise ValueError(f"model {f.__name__!r} is registered twice")
-        _MODELS[f.__name__] = f
-        _ALLOWED_HEADS[f.__name__] = heads
+        _add(f.__name__, f, heads)
         return f
 
     return wrap(fn) if fn is not None else wrap
@@ -74,144 +82,19 @@ _VIVIT_FE = dict(
 )
 
 
-@register_model
-def vit_tiny_patch16() -> VideoViTConfig:
-    return _vit("tiny", **_SPATIAL)
-
-
-@register_model
-def vit_small_patch16() -> VideoViTConfig:
-    return _vit("small", **_SPATIAL)
-
-
-@register_model
-def vit_base_patch16() -> VideoViTConfig:
-    return _vit("base", **_SPATIAL)
-
-
-@register_model
-def vit_large_patch16() -> VideoViTConfig:
-    return _vit("large", **_SPATIAL)
-
-
-@register_model
-def xvit_tiny_patch16() -> VideoViTConfig:
-    return _vit("tiny", **_XVIT)
-
-
-@register_model
-def xvit_small_patch16() -> VideoViTConfig:
-    return _vit("small", **_XVIT)
-
-
-@register_model
-def xvit_base_patch16() -> VideoViTConfig:
-    return _vit("base", **_XVIT)
-
-
-@register_model
-def xvit_large_patch16() -> VideoViTConfig:
-    return _vit("large", **_XVIT)
-
-
-@register_model
-def xvit_st_tiny_patch16() -> VideoViTConfig:
-    return _vit("tiny", **_XVIT_ST)
-
-
-@register_model
-def xvit_st_small_patch16() -> VideoViTConfig:
-    return _vit("small", **_XVIT_ST)
-
-
-@register_model
-def xvit_st_base_patch16() -> VideoViTConfig:
-    return _vit("base", **_XVIT_ST)
-
-
-@register_model
-def xvit_st_large_patch16() -> VideoViTConfig:
-    return _vit("large", **_XVIT_ST)
-
-
-@register_model
-def tsm_vit_tiny_patch16() -> VideoViTConfig:
-    return _vit("tiny", **_TSM)
-
-
-@register_model
-def tsm_vit_small_patch16() -> VideoViTConfig:
-    return _vit("small", **_TSM)
-
-
-@register_model
-def tsm_vit_base_patch16() -> VideoViTConfig:
-    return _vit("base", **_TSM)
-
-
-@register_model
-def tsm_vit_large_patch16() -> VideoViTConfig:
-    return _vit("large", **_TSM)
-
-
-@register_model
-def timesformer_tiny_patch16() -> VideoViTConfig:
-    return _vit("tiny", **_TIMESFORMER)
-
-
-@register_model
-def timesformer_small_patch16() -> VideoViTConfig:
-    return _vit("small", **_TIMESFORMER)
-
-
-@register_model
-def timesformer_base_patch16() -> VideoViTConfig:
-    return _vit("base", **_TIMESFORMER)
-
-
-@register_model
-def timesformer_large_patch16() -> VideoViTConfig:
-    return _vit("large", **_TIMESFORMER)
-
-
-@register_model
-def joint_vit_tiny_patch16() -> VideoViTConfig:
-    return _vit("tiny", **_JOINT)
-
-
-@register_model
-def joint_vit_small_patch16() -> VideoViTConfig:
-    return _vit("small", **_JOINT)
-
-
-@register_model
-def joint_vit_base_patch16() -> VideoViTConfig:
-    return _vit("base", **_JOINT)
-
-
-@register_model
-def joint_vit_large_patch16() -> VideoViTConfig:
-    return _vit("large", **_JOINT)
-
-
-@register_model(heads=("ta",))
-def vivit_fe_tiny_patch16() -> VideoViTConfig:
-    return _vit("tiny", **_VIVIT_FE)
-
-
-@register_model(heads=("ta",))
-def vivit_fe_small_patch16() -> VideoViTConfig:
-    return _vit("small", **_VIVIT_FE)
-
-
-@register_model(heads=("ta",))
-def vivit_fe_base_patch16() -> VideoViTConfig:
-    return _vit("base", **_VIVIT_FE)
-
-
-@register_model(heads=("ta",))
-def vivit_fe_large_patch16() -> VideoViTConfig:
-    return _vit("large", **_VIVIT_FE)
+# family -> (its config fields, the heads it may be built with); every family in every size
+_FAMILIES: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
+    "vit": (_SPATIAL, HEAD_TYPES),
+    "xvit": (_XVIT, HEAD_TYPES),
+    "xvit_st": (_XVIT_ST, HEAD_TYPES),
+    "tsm_vit": (_TSM, HEAD_TYPES),
+    "timesformer": (_TIMESFORMER, HEAD_TYPES),
+    "joint_vit": (_JOINT, HEAD_TYPES),
+    "vivit_fe": (_VIVIT_FE, ("ta",)),
+}
+for _family, (_fields, _heads) in _FAMILIES.items():
+    for _size in _SIZES:
+        _add(f"{_family}_{_size}_patch16", functools.partial(_vit, _size, **_fields), _heads)
 
 
 # --------------------------------------------------------------------------------------------
@@ -268,16 +151,14 @@ def create_model(
 ) -> VideoViT:
     """Build the registered model `name`.
 
-    `head` replaces the model's default head ("avg", "linear" or "ta"); `overrides` set any
+    `head` replaces the model's default head (one of `HEAD_TYPES`); `overrides` set any
     other `VideoViTConfig` field (e.g. `mix_split="even"`, `drop_path_rate=0.1`).
     `pretrained` is an image-ViT checkpoint (timm / HF / JAX npz) to initialise the
-    backbone from (`xvit.models.hub.load_pretrained`). Unknown names raise `ValueError`,
+    backbone from (`xvit.models.imagenet.load_pretrained`). Unknown names raise `ValueError`,
     unknown options `TypeError`, both listing close matches.
     """
     config = model_config(name, num_classes, num_frames, img_size, head, **overrides)
     model = VideoViT(config)
     if pretrained is not None:
-        from xvit.models.hub import load_pretrained
-
         load_pretrained(model, pretrained)
     return model

@@ -10,28 +10,21 @@ for divided attention, and the head under `head.*`. See docs/design.md.
 from __future__ import annotations
 
 import dataclasses
-import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from xvit.models.attention import (
-    MIX_SPLITS,
-    Attention,
-    ChannelShift,
-    JointAttention,
-    TemporalAttention,
-    temporal_shift,
-)
-
-ATTENTION_TYPES = ("spatial", "mixing", "summary", "tsm", "divided", "joint")
-HEAD_TYPES = ("avg", "linear", "ta")
-TEMP_EMBED_MODES = ("interpolate", "tile")
+from xvit.models.attention import MIX_SPLITS, ChannelShift
+from xvit.models.heads import HEAD_CLASSIFIERS, HEAD_TYPES, build_head
+from xvit.models.layers import TEMP_EMBED_MODES, PatchEmbed, resize_pos_embed, resize_temp_embed
+from xvit.models.storage import save_pretrained
+from xvit.models.variants import ATTENTION_TYPES, VARIANTS
 
 
 @dataclass
@@ -41,8 +34,9 @@ class VideoViTConfig:
 
     attention: "spatial" (per frame), "mixing" (X-ViT), "summary" (X-ViT + summary token),
         "tsm" (TSM-ViT: shifted block input), "divided" (TimeSformer), "joint" (all T*S
-        tokens). For the first four, `mix_layers` lists the layers that mix/shift (None: all;
-        the others are spatial). "divided" and "joint" keep one CLS per clip.
+        tokens); see `xvit.models.variants`. For the variants that move channels in time
+        (mixing, summary, tsm), `mix_layers` lists the layers that mix/shift (None: all; the
+        others are spatial). "divided" and "joint" keep one CLS per clip.
     mix_*: window w, channel split ("released" or "even"), `shift_div` (fold = C // div for
         the released split and for TSM), mixing the queries too, and `segment_len` (no mixing
         across segment boundaries; None: the whole clip is one segment).
@@ -121,7 +115,7 @@ class VideoViTConfig:
             "head": HEAD_TYPES,
             "mix_split": MIX_SPLITS,
             "temp_embed_mode": TEMP_EMBED_MODES,
-            "head_classifier": ("mlp", "linear"),
+            "head_classifier": HEAD_CLASSIFIERS,
         }
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
@@ -149,11 +143,6 @@ class VideoViTConfig:
         if len(self.mean) != self.in_chans or len(self.std) != self.in_chans:
             raise ValueError(f"mean {self.mean} / std {self.std} need {self.in_chans} values")
 
-    @property
-    def cls_per_clip(self) -> bool:
-        """One CLS token per clip (kept as T identical copies) rather than one per frame."""
-        return self.attention in ("divided", "joint")
-
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict of every field."""
         d = dataclasses.asdict(self)
@@ -170,180 +159,11 @@ class VideoViTConfig:
         return cls(**d)
 
 
-# --------------------------------------------------------------------------------------------
-# Building blocks
-# --------------------------------------------------------------------------------------------
-
-
-def drop_path(x: torch.Tensor, prob: float, training: bool) -> torch.Tensor:
-    """Stochastic depth: zero whole samples (dim 0) with probability `prob`, rescale others."""
-    if prob == 0.0 or not training:
-        return x
-    keep = 1.0 - prob
-    mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
-    return x * mask.div_(keep)
-
-
-class DropPath(nn.Module):
-    """Stochastic depth per sample (timm's DropPath)."""
-
-    def __init__(self, prob: float = 0.0) -> None:
-        super().__init__()
-        self.prob = prob
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return drop_path(x, self.prob, self.training)
-
-    def extra_repr(self) -> str:
-        return f"prob={self.prob}"
-
-
-class PatchEmbed(nn.Module):
-    """Per-frame patch embedding: `(B*T, C, H, W) -> (B*T, S, D)` with a strided Conv2d."""
-
-    def __init__(
-        self, img_size: int = 224, patch_size: int = 16, in_chans: int = 3, embed_dim: int = 768
-    ) -> None:
-        super().__init__()
-        self.img_size = (img_size, img_size)
-        self.patch_size = (patch_size, patch_size)
-        self.grid_size = (img_size // patch_size, img_size // patch_size)
-        self.num_patches = self.grid_size[0] * self.grid_size[1]
-        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(x).flatten(2).transpose(1, 2)
-
-
-class Mlp(nn.Module):
-    """Linear, GELU, Dropout, Linear, Dropout (timm names `fc1`, `fc2`)."""
-
-    def __init__(
-        self, dim: int, hidden: int, out_dim: int | None = None, drop: float = 0.0
-    ) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
-        self.drop1 = nn.Dropout(drop)
-        self.fc2 = nn.Linear(hidden, out_dim or dim)
-        self.drop2 = nn.Dropout(drop)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop2(self.fc2(self.drop1(self.act(self.fc1(x)))))
-
-
-class Block(nn.Module):
-    """Pre-norm transformer block on `(B, T, N, D)` tokens.
-
-    `attention` selects the token mixer: "spatial", "mixing"/"summary" (X-ViT, with
-    `shift`), "joint", or "divided" (TimeSformer: temporal attention on the patch tokens with
-    `temporal_norm1`/`temporal_attn`/`temporal_fc` and a residual, then spatial attention
-    whose CLS outputs are averaged over the frames, then the MLP). `tsm_shift` (a
-    `ChannelShift`) shifts the block input first and uses the shifted tokens in the residual
-    (TSM-ViT): Y = SHIFT(Z); Y' = MSA(LN(Y)) + Y; Z' = MLP(LN(Y')) + Y'.
-    """
-
-    def __init__(
-        self,
-        dim: int,
-        num_heads: int,
-        mlp_ratio: float = 4.0,
-        qkv_bias: bool = True,
-        norm_eps: float = 1e-6,
-        drop: float = 0.0,
-        attn_drop: float = 0.0,
-        drop_path: float = 0.0,
-        attention: str = "spatial",
-        shift: ChannelShift | None = None,
-        tsm_shift: ChannelShift | None = None,
-    ) -> None:
-        super().__init__()
-        self.attention = attention
-        self.tsm_shift = tsm_shift
-        self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
-        if attention == "divided":
-            self.temporal_norm1 = nn.LayerNorm(dim, eps=norm_eps)
-            self.temporal_attn = TemporalAttention(dim, num_heads, qkv_bias, attn_drop, drop)
-            self.temporal_fc = nn.Linear(dim, dim)
-        if attention == "joint":
-            self.attn: nn.Module = JointAttention(dim, num_heads, qkv_bias, attn_drop, drop)
-        else:
-            self.attn = Attention(
-                dim,
-                num_heads,
-                qkv_bias,
-                attn_drop,
-                drop,
-                shift=shift if attention in ("mixing", "summary") else None,
-                summary_token=attention == "summary",
-                shared_cls=attention == "divided",
-            )
-        self.drop_path = DropPath(drop_path)
-        self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=drop)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.tsm_shift is not None:
-            x = temporal_shift(x, self.tsm_shift.shift_div, self.tsm_shift.segment_len)
-        if self.attention == "divided":
-            patches = x[:, :, 1:]
-            res = self.temporal_fc(self.drop_path(self.temporal_attn(self.temporal_norm1(patches))))
-            x = torch.cat([x[:, :, :1], patches + res], dim=2)
-        x = x + self.drop_path(self.attn(self.norm1(x)))
-        x = x + self.drop_path(self.mlp(self.norm2(x)))
-        return x
-
-
-# --------------------------------------------------------------------------------------------
-# The backbone
-# --------------------------------------------------------------------------------------------
-
-
-def resize_pos_embed(
-    pos_embed: torch.Tensor, grid: tuple[int, int], num_prefix: int = 1
-) -> torch.Tensor:
-    """Resize `(1, prefix + h*w, D)` position embeddings to `grid`: bicubic without
-    antialiasing, exactly as HF's `ViTEmbeddings.interpolate_pos_encoding` (timm's
-    `resample_abs_pos_embed` antialiases by default, which gives slightly different values)."""
-    n_old = pos_embed.shape[1] - num_prefix
-    side = math.isqrt(n_old)
-    if (side, side) == tuple(grid):
-        return pos_embed
-    prefix, pos = pos_embed[:, :num_prefix], pos_embed[:, num_prefix:]
-    dim = pos_embed.shape[-1]
-    pos = pos.reshape(1, side, side, dim).permute(0, 3, 1, 2).float()
-    pos = F.interpolate(pos, size=tuple(grid), mode="bicubic", align_corners=False)
-    pos = pos.permute(0, 2, 3, 1).reshape(1, grid[0] * grid[1], dim).to(pos_embed.dtype)
-    return torch.cat([prefix, pos], dim=1)
-
-
-def resize_temp_embed(
-    temp_embed: torch.Tensor, num_frames: int, mode: str = "interpolate"
-) -> torch.Tensor:
-    """Fit a `(1, Tp, 1, D)` temporal embedding to `num_frames`: linear interpolation, or
-    repeating it every Tp frames ("tile"; T must then be a multiple of Tp)."""
-    tp = temp_embed.shape[1]
-    if tp == num_frames:
-        return temp_embed
-    if mode == "tile":
-        if num_frames % tp:
-            raise ValueError(
-                f"temp_embed_mode='tile': {num_frames} frames is not a multiple of the "
-                f"{tp} temporal embedding entries"
-            )
-        return temp_embed.repeat(1, num_frames // tp, 1, 1)
-    te = temp_embed[:, :, 0].transpose(1, 2)  # (1, D, Tp)
-    te = F.interpolate(te.float(), size=num_frames, mode="linear", align_corners=False)
-    return te.transpose(1, 2).unsqueeze(2).to(temp_embed.dtype)
-
-
 class VideoViT(nn.Module):
     """Video ViT: `(B, 3, T, H, W)` normalised frames -> `(B, num_classes)` logits."""
 
     def __init__(self, config: VideoViTConfig) -> None:
         super().__init__()
-        from xvit.models.heads import build_head
-
         config.validate()
         self.config = config
         c = config
@@ -358,24 +178,22 @@ class VideoViT(nn.Module):
         shift = ChannelShift(c.mix_window, c.mix_split, c.shift_div, c.segment_len, c.mix_queries)
         # stochastic depth decays linearly from 0 (first block) to drop_path_rate (last)
         dpr = [c.drop_path_rate * i / max(c.depth - 1, 1) for i in range(c.depth)]
-        blocks = []
-        for i, kind in enumerate(layer_kinds(c)):
-            blocks.append(
-                Block(
-                    dim,
-                    c.num_heads,
-                    c.mlp_ratio,
-                    c.qkv_bias,
-                    c.norm_eps,
-                    c.drop_rate,
-                    c.attn_drop_rate,
-                    dpr[i],
-                    attention="spatial" if kind == "tsm" else kind,
-                    shift=shift,
-                    tsm_shift=shift if kind == "tsm" else None,
-                )
+        self.blocks = nn.ModuleList(
+            VARIANTS[kind].build(
+                shift,
+                dim=dim,
+                num_heads=c.num_heads,
+                mlp_ratio=c.mlp_ratio,
+                qkv_bias=c.qkv_bias,
+                norm_eps=c.norm_eps,
+                drop=c.drop_rate,
+                attn_drop=c.attn_drop_rate,
+                drop_path=dpr[i],
             )
-        self.blocks = nn.ModuleList(blocks)
+            for i, kind in enumerate(layer_kinds(c))
+        )
+        # resolved once: whether segment_len applies to the input (see check_input)
+        self.uses_segments = VARIANTS[c.attention].temporal
         self.norm = nn.LayerNorm(dim, eps=c.norm_eps)
         if c.representation_size:
             self.pre_logits = nn.Sequential()
@@ -404,18 +222,15 @@ class VideoViT(nn.Module):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
         for blk in self.blocks:
-            if hasattr(blk, "temporal_fc"):
-                nn.init.zeros_(blk.temporal_fc.weight)
-                nn.init.zeros_(blk.temporal_fc.bias)
+            blk.init_weights()
         if hasattr(self.head, "init_weights"):
             self.head.init_weights()
 
     # -- API used by the engine ------------------------------------------------------------
 
-    def save_pretrained(self, directory: str) -> Any:
-        """Write `config.json` and `model.safetensors` into `directory` (see `xvit.models.hub`)."""
-        from xvit.models.hub import save_pretrained
-
+    def save_pretrained(self, directory: str | os.PathLike[str]) -> Path:
+        """Write `config.json` and `model.safetensors` into `directory` (`xvit.models.storage`;
+        `xvit.load_model` reads them back)."""
         return save_pretrained(self, directory)
 
     def no_weight_decay(self) -> set[str]:
@@ -437,7 +252,7 @@ class VideoViT(nn.Module):
             raise ValueError(
                 f"expected a (B, {c.in_chans}, T, H, W) clip, got a tensor of shape {shape}"
             )
-        b, ch, t, h, w = x.shape
+        _, ch, t, h, w = x.shape
         if ch != c.in_chans:
             raise ValueError(
                 f"input {shape} has {ch} channels at dim 1; expected {c.in_chans} "
@@ -447,8 +262,7 @@ class VideoViT(nn.Module):
             raise ValueError(
                 f"input {shape}: H={h} and W={w} must be multiples of the patch size {c.patch_size}"
             )
-        uses_segments = c.attention in ("mixing", "summary", "tsm")
-        if uses_segments and c.segment_len is not None and t % c.segment_len:
+        if self.uses_segments and c.segment_len is not None and t % c.segment_len:
             raise ValueError(
                 f"input {shape}: T={t} frames is not a multiple of segment_len={c.segment_len}"
             )
@@ -495,23 +309,12 @@ class VideoViT(nn.Module):
 
 
 def layer_kinds(config: VideoViTConfig) -> Sequence[str]:
-    """The token mixer of every layer ("spatial", "mixing", ...), as the model builds it."""
-    if config.attention not in ("mixing", "summary", "tsm") or config.mix_layers is None:
+    """The attention variant of every layer ("spatial", "mixing", ...), as the model builds
+    it: `mix_layers` picks the layers of a variant that moves channels in time."""
+    if not VARIANTS[config.attention].temporal or config.mix_layers is None:
         return [config.attention] * config.depth
     mix = set(config.mix_layers)
     return [config.attention if i in mix else "spatial" for i in range(config.depth)]
 
 
-__all__ = [
-    "ATTENTION_TYPES",
-    "HEAD_TYPES",
-    "Block",
-    "DropPath",
-    "Mlp",
-    "PatchEmbed",
-    "VideoViT",
-    "VideoViTConfig",
-    "layer_kinds",
-    "resize_pos_embed",
-    "resize_temp_embed",
-]
+__all__ = ["VideoViT", "VideoViTConfig", "layer_kinds"]
