@@ -54,8 +54,7 @@ def _time_models(frames: list[int], repeats: int) -> list[dict]:
     if not frames:
         return []
     model = create_model("xvit_base_patch16", num_classes=400).eval().to(torch.bfloat16)
-    default_max_keys = attn.MATH_MAX_KEYS
-    modes = {"chunked": default_max_keys, "sdpa": 0}  # MATH_MAX_KEYS=0 disables the product
+    modes = {"chunked": "auto", "sdpa": "sdpa"}  # the attention kernel of each column
     out = []
     print("\n| model | T x S | dtype | chunked product ms | SDPA ms | SDPA / chunked |")
     print("|---|---|---|---:|---:|---:|")
@@ -65,12 +64,11 @@ def _time_models(frames: list[int], repeats: int) -> list[dict]:
             x = x.to(torch.bfloat16)
             times: dict[str, list[float]] = {key: [] for key in modes}
             for _ in range(repeats + 1):  # the first round warms up
-                for key, max_keys in modes.items():
-                    attn.MATH_MAX_KEYS = max_keys
-                    start = time.perf_counter()
-                    model(x)
-                    times[key].append((time.perf_counter() - start) * 1e3)
-            attn.MATH_MAX_KEYS = default_max_keys
+                for key, kernel in modes.items():
+                    with attn.attention_kernel(kernel):
+                        start = time.perf_counter()
+                        model(x)
+                        times[key].append((time.perf_counter() - start) * 1e3)
             med = {key: statistics.median(v[1:]) for key, v in times.items()}
             out.append({"model": "xvit_base_patch16", "frames": t, "ms": med, "times_ms": times})
             print(f"| xvit_base_patch16 | {t}x224 | bf16 | {med['chunked']:.0f} | {med['sdpa']:.0f} | "
@@ -97,9 +95,9 @@ def main() -> None:
             q, k, v = (qkv[:, :, i].transpose(1, 2) for i in range(3))
             with torch.inference_mode():
                 cases = {
-                    "sdpa": lambda: F.scaled_dot_product_attention(q, k, v),
-                    "plain": lambda: attn.chunked_product(q, k, v, chunk_bytes=sys.maxsize),
-                    "chunked": lambda: attn.chunked_product(q, k, v),
+                    "sdpa": lambda q=q, k=k, v=v: F.scaled_dot_product_attention(q, k, v),
+                    "plain": lambda q=q, k=k, v=v: attn.chunked_product(q, k, v, chunk_bytes=sys.maxsize),
+                    "chunked": lambda q=q, k=k, v=v: attn.chunked_product(q, k, v),
                 }
                 # interleave the three so drift hits all alike
                 times: dict[str, list[float]] = {key: [] for key in cases}

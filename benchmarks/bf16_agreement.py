@@ -28,7 +28,8 @@ from typing import Any
 
 import torch
 from torch import nn
-from xvit.benchmarks.speed import cpu_model
+
+from xvit.benchmarks.machine import cpu_model
 
 
 def load_clips(checkpoint: str, list_file: str, views: str, overrides: list[str]) -> tuple[nn.Module, torch.Tensor, torch.Tensor, list[str]]:
@@ -110,10 +111,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="sdpa: fused SDPA in bf16 too, instead of xvit's chunked product on CPU")
     p.add_argument("overrides", nargs="*", help="key=value config overrides (as xvit eval)")
     args = p.parse_args(argv)
-    if args.attention == "sdpa":
-        from xvit.models import attention
+    from xvit.models.attention import set_attention_kernel
 
-        attention.MATH_MAX_KEYS = 0
+    set_attention_kernel(args.attention)
     if args.threads:
         torch.set_num_threads(args.threads)
 

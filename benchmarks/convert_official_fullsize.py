@@ -19,10 +19,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-import test_convert_official as ref  # noqa: E402
+import test_convert_official as ref
 
-from xvit.models.convert_official import convert_official  # noqa: E402
-from xvit.models.hub import load_model  # noqa: E402
+from xvit.models.convert_official import convert_official
+from xvit.models.hub import load_model
 
 
 def main() -> None:

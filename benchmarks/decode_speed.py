@@ -28,11 +28,12 @@ import av
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scene import scene_frames, write_h264
 from torch.utils.data import DataLoader, Dataset
 
 import xvit.data.video as xvideo
+from xvit.benchmarks.machine import cpu_model
 from xvit.data import VideoReader, torchcodec_available
-from xvit.benchmarks.speed import cpu_model
 
 NUM_FRAMES, STRIDE, SIZE = 8, 8, 224
 
@@ -40,27 +41,8 @@ NUM_FRAMES, STRIDE, SIZE = 8, 8, 224
 def make_video(path: Path, seconds: int, fps: int, height: int, width: int, gop: int,
                seed: int) -> None:
     """A panning textured background with moving blocks: H.264, x264 defaults, given GOP."""
-    rng = np.random.default_rng(seed)
-    tex = rng.integers(0, 256, size=(height // 16 + 8, width // 16 + 8, 3), dtype=np.uint8)
-    tex = torch.from_numpy(tex).permute(2, 0, 1)[None].float()
-    tex = F.interpolate(tex, scale_factor=24, mode="bicubic")[0].clamp(0, 255).byte()
-    tex = tex.permute(1, 2, 0).numpy()
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.gop_size = gop
-        stream.options = {"keyint_min": str(min(gop, 25)), "threads": "2"}
-        for i in range(seconds * fps):
-            dy, dx = (i * 2) % (tex.shape[0] - height), (i * 3) % (tex.shape[1] - width)
-            img = tex[dy:dy + height, dx:dx + width].copy()
-            for k in range(4):
-                y = int((np.sin(i / 20 + k) + 1) / 2 * (height - 120))
-                x = int((np.cos(i / 25 + 2 * k) + 1) / 2 * (width - 120))
-                img[y:y + 120, x:x + 120] = (60 * k, 255 - 50 * k, (i * 4) % 256)
-            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
+    frames = scene_frames(seconds * fps, height, width, seed)
+    write_h264(path, frames, fps, height, width, gop, {"keyint_min": str(min(gop, 25)), "threads": "2"})
 
 
 def transform(frames: torch.Tensor) -> torch.Tensor:

@@ -2,7 +2,8 @@
 
 Runs `xvit benchmark` on the three models at T = 8, 16, 32, 64 (batch 1, fp32, interleaved,
 peak memory per model in its own process), writes `frame_scaling.{json,md}` and the
-`frame_scaling_frames.png` plot into --out, then prints each model's scaling: time ratios,
+`frame_scaling_frames.png` plot into --out (with the speed targets of speed_targets.yaml
+that these runs measure), then prints each model's scaling: time ratios,
 the power-law exponent and the share of the largest clip's time that a fitted T^2 term
 explains (X-ViT: linear, about 0; joint: quadratic, growing with T).
 
@@ -15,7 +16,10 @@ import argparse
 import json
 from pathlib import Path
 
+from speed_targets import apply_targets
+
 from xvit.benchmarks.report import frame_scaling_table
+from xvit.benchmarks.targets import targets_table
 from xvit.cli import benchmark as benchmark_cli
 
 
@@ -43,9 +47,13 @@ def main() -> int:
     benchmark_cli.add_parser(cli.add_subparsers())
     bench_args = cli.parse_args(argv)
     rc = bench_args.func(bench_args)
+    targets = apply_targets(Path(args.out) / "frame_scaling.json")  # time(T=32) / time(T=8)
     payload = json.loads((Path(args.out) / "frame_scaling.json").read_text())
     print()
     print(frame_scaling_table(payload["frame_scaling"]))
+    if targets:
+        print()
+        print(targets_table(targets))
     return rc
 
 

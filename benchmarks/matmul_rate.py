@@ -13,7 +13,7 @@ import json
 
 import torch
 
-from xvit.benchmarks.speed import load_average, machine_info, measure_matmul_rate
+from xvit.benchmarks.machine import load_average, machine_info, measure_matmul_rate
 
 
 def main() -> None:

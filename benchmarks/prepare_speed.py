@@ -28,10 +28,10 @@ from pathlib import Path
 import av
 import numpy as np
 import torch
-import torch.nn.functional as F
+from scene import scene_frames, write_h264
 
 import xvit.data.video as xvideo
-from xvit.benchmarks.speed import cpu_model
+from xvit.benchmarks.machine import cpu_model
 from xvit.data import TrainTransform, VideoDataset
 from xvit.data.folders import read_class_folders
 from xvit.data.prepare import PrepareSettings, prepare_dataset, read_source
@@ -40,30 +40,10 @@ from xvit.data.prepare import PrepareSettings, prepare_dataset, read_source
 def make_camera_video(path: Path, seconds: int, fps: int, height: int, width: int, seed: int) -> None:
     """A panning textured scene with moving blocks, encoded like a camera: long GOP (250),
     B-frames (3), x264 ``veryfast`` (to keep generation short)."""
-    rng = np.random.default_rng(seed)
-    tex = rng.integers(0, 256, size=(height // 16 + 8, width // 16 + 8, 3), dtype=np.uint8)
-    tex = torch.from_numpy(tex).permute(2, 0, 1)[None].float()
-    tex = F.interpolate(tex, scale_factor=24, mode="bicubic")[0].clamp(0, 255).byte()
-    tex = tex.permute(1, 2, 0).numpy()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.mp4")
-    with av.open(str(tmp), "w") as out:
-        stream = out.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.gop_size = 250
-        stream.options = {"preset": "veryfast", "x264-params": "keyint=250:min-keyint=25:bframes=3",
-                          "threads": "2"}
-        for i in range(seconds * fps):
-            dy, dx = (i * 2) % (tex.shape[0] - height), (i * 3) % (tex.shape[1] - width)
-            img = tex[dy:dy + height, dx:dx + width].copy()
-            for k in range(4):
-                y = int((np.sin(i / 20 + k) + 1) / 2 * (height - 120))
-                x = int((np.cos(i / 25 + 2 * k) + 1) / 2 * (width - 120))
-                img[y:y + 120, x:x + 120] = (60 * k, 255 - 50 * k, (i * 4) % 256)
-            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
+    write_h264(tmp, scene_frames(seconds * fps, height, width, seed), fps, height, width, 250,
+               {"preset": "veryfast", "x264-params": "keyint=250:min-keyint=25:bframes=3", "threads": "2"})
     os.replace(tmp, path)
 
 

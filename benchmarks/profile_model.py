@@ -14,7 +14,8 @@ import argparse
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from xvit.benchmarks.speed import ModelSpec, _input_dtype, _make_call, prepare_model
+from xvit.benchmarks.forward import input_dtype, make_call, prepare_model
+from xvit.benchmarks.spec import ModelSpec
 
 GEMM_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::convolution",
             "aten::mkldnn_convolution", "aten::_scaled_dot_product_flash_attention_for_cpu",
@@ -35,8 +36,8 @@ def main() -> None:
     spec = ModelSpec(args.model, args.frames, args.img_size)
     dev = torch.device("cpu")
     model = prepare_model(spec.build(), args.dtype, dev)
-    x = torch.randn(spec.input_shape(args.batch)).to(_input_dtype(args.dtype))
-    call = _make_call(model, x, args.dtype, dev)
+    x = torch.randn(spec.input_shape(args.batch)).to(input_dtype(args.dtype))
+    call = make_call(model, x, args.dtype, dev)
     call()
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         call()

@@ -20,6 +20,7 @@ python benchmarks/attention_kernels.py --threads "$THREADS" --json "$OUT/attenti
 #    clips), batch 1, fp32 and bf16, peak memory per model in its own process (~10 min idle)
 xvit benchmark --peers --frames 8 --batch 1 --dtype fp32,bf16 --repeats 3 \
   --threads "$THREADS" --name table1_b1_quiet --out "$OUT"
+python benchmarks/speed_targets.py "$OUT/table1_b1_quiet.json"  # adds the targets it measures
 
 # 2. the larger batch: the same models at 8x224, batch 4, fp32 and bf16 (~12 min idle)
 xvit benchmark --models xvit,xvit_st,vit,tsm_vit,timesformer,joint_vit,vivit_fe,hf_timesformer@8,hf_vivit@8,hf_videomae@8 \
@@ -29,6 +30,7 @@ xvit benchmark --models xvit,xvit_st,vit,tsm_vit,timesformer,joint_vit,vivit_fe,
 #    transformers' TimeSformer, fp32 and bf16, batch 1 (~5 min idle)
 xvit benchmark --models xvit@8+16,vit@8,hf_timesformer@8+16 --batch 1 --dtype fp32,bf16 \
   --repeats 5 --threads "$THREADS" --no-memory --name targets --out "$OUT"
+python benchmarks/speed_targets.py "$OUT/targets.json"  # goals: benchmarks/speed_targets.yaml
 
 # 4. scaling with the number of frames: X-ViT, divided and joint attention at T = 8..64,
 #    time and peak memory (also gives the time(T=32)/time(T=8) target; ~15 min idle)
@@ -38,3 +40,4 @@ python benchmarks/frame_scaling.py --models xvit,timesformer,joint_vit --frames 
 # 5. torch.compile (inductor) against eager, compile time reported separately (~6 min idle)
 xvit benchmark --models xvit@8,vit@8,hf_timesformer@8 --batch 1 --dtype fp32,bf16 --compile \
   --repeats 3 --threads "$THREADS" --no-memory --name compile --out "$OUT"
+python benchmarks/speed_targets.py "$OUT/compile.json"

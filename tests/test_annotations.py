@@ -16,7 +16,6 @@ from xvit.data.annotations import (
     read_ssv2,
 )
 
-
 # ----------------------------------------------------------------------------- list files
 
 

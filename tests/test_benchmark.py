@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,11 +15,13 @@ from torch import nn
 import xvit
 from xvit.benchmarks import ModelSpec, count_forward_flops, run_benchmark, write_report
 from xvit.benchmarks import peers as peers_mod
-from xvit.benchmarks import speed as speed_mod
-from xvit.benchmarks.report import evaluate_targets, frame_scaling
+from xvit.benchmarks.report import frame_scaling
+from xvit.benchmarks.targets import evaluate_targets, load_goals
 from xvit.cli import benchmark as cli
 
 TINY = dict(embed_dim=64, depth=2, num_heads=2)
+# The project's speed goals (configuration outside the package, read as `xvit benchmark` users would).
+GOALS = load_goals(Path(__file__).resolve().parents[1] / "benchmarks" / "speed_targets.yaml")
 
 
 def tiny_spec(name: str, frames: int = 2) -> ModelSpec:
@@ -127,7 +130,7 @@ def test_targets_and_frame_scaling_on_hand_numbers(tmp_path):
     ]
     payload = {"meta": {"matmul": {"fp32": {"n": 2048, "gflops_median": 400.0, "gflops_max": 410.0}}},
                "models": [], "results": results}
-    got = {t["target"]: (round(t["value"], 4), t["status"]) for t in evaluate_targets(payload)}
+    got = {t["target"]: (round(t["value"], 4), t["status"]) for t in evaluate_targets(payload, GOALS)}
     assert got["X-ViT vs spatial ViT clips/s, 8x224 fp32"] == (round(1 / 1.02, 4), "PASS")
     assert got["X-ViT / HF TimeSformer clips/s, 8x224 fp32"] == (1.25, "MISS")
     assert got["X-ViT time(T=32) / time(T=8), fp32"] == (4.0, "PASS")
@@ -144,7 +147,7 @@ def test_targets_and_frame_scaling_on_hand_numbers(tmp_path):
         r.update(display=r["model"], params=1e6, q1_s=r["median_s"], q3_s=r["median_s"],
                  min_s=r["median_s"], max_s=r["median_s"], ms_per_clip=1000 / r["clips_per_s"],
                  error=None, compile_s=None)
-    paths = write_report(payload, tmp_path, "hand")
+    paths = write_report(payload, tmp_path, "hand", goals=GOALS)
     for key in ("json", "markdown", "speed_plot", "frames_plot"):
         assert paths[key].exists() and paths[key].stat().st_size > 0
     text = paths["markdown"].read_text()
@@ -180,3 +183,17 @@ def test_cli_specs_and_smoke_run(tmp_path, capsys):
     (row,) = payload["results"]
     assert row["model"] == "xvit_tiny_patch16" and row["frames"] == 2 and row["clips_per_s"] > 0
     assert "| xvit_tiny_patch16 | 2x32 | 1 | fp32 | no |" in capsys.readouterr().out
+
+
+def test_goals_file_refuses_unknown_targets_and_non_numbers(tmp_path):
+    assert GOALS == {"xvit_vs_vit": 0.97, "xvit_vs_timesformer": 1.35, "frames_32_over_8": 4.3,
+                     "matmul_fraction": 0.75, "bf16_speedup": 3.0}
+    bad = tmp_path / "goals.yaml"
+    for text, message in [("xvit_vs_vits: 1\n", "unknown target"), ("bf16_speedup: fast\n", "must be a number"),
+                          ("- 1\n", "expected a mapping"), ("a: [\n", "not a YAML mapping")]:
+        bad.write_text(text)
+        with pytest.raises(ValueError, match=message):
+            load_goals(bad)
+    payload = {"meta": {}, "results": [_row("xvit_base_patch16", 8, "fp32", 1.0), _row("vit_base_patch16", 8, "fp32", 1.0)]}
+    assert evaluate_targets(payload, {}) == []  # no goals, no targets
+    assert [t["status"] for t in evaluate_targets(payload, {"xvit_vs_vit": 1.0})] == ["PASS"]

@@ -108,7 +108,7 @@ def test_prepare_writes_lists_classes_and_failures(prepared):
 def test_outputs_decode_with_same_frames_size_and_gop(prepared):
     src, out, _ = prepared
     for cls, videos in TREE.items():
-        for name, kind, n in videos:
+        for name, _kind, n in videos:
             dst = out / "videos" / cls / f"{Path(name).stem}.mp4"
             with VideoReader(dst) as r:
                 assert r.num_frames == n == VideoReader(src / cls / name).num_frames

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 
 import pytest
 import torch
+from _video_fixtures import write_frame_folder, write_test_video
 
 import xvit.data.dataset as dataset_module
-from _video_fixtures import write_frame_folder, write_test_video
 from xvit.data import read_frames
 from xvit.data.annotations import Sample
 from xvit.data.dataset import VideoDataset, build_loader, collate
@@ -60,7 +61,7 @@ def test_training_clip_follows_dense_sampler(videos):
         item = ds[0]
         nums = frame_numbers(item["video"])
         assert item["label"] == 4 and item["index"] == 0 and item["replaced"] == 0
-        assert [b - a for a, b in zip(nums, nums[1:])] == [3] * 7 and 0 <= nums[0] <= 40 - 22
+        assert [b - a for a, b in itertools.pairwise(nums)] == [3] * 7 and 0 <= nums[0] <= 40 - 22
 
 
 def test_short_video_loops_and_segment_range(videos):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from xvit.benchmarks.leak_check import leak_check
 from xvit.cli.main import main as xvit_main
 from xvit.data import read_frames
 from xvit.data.annotations import read_annotations
@@ -17,7 +18,6 @@ from xvit.data.synth import (
     CLASS_NAMES,
     SynthConfig,
     ensure_synth,
-    leak_check,
     render_split,
     render_video,
     twin_of,

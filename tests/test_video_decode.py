@@ -29,7 +29,7 @@ from xvit.data import (
     read_frames,
     torchcodec_available,
 )
-from xvit.data.video import apply_rotation, rotation_ops
+from xvit.data.rotation import apply_rotation, rotation_ops
 
 SUFFIX = {"mp4": ".mp4", "webm": ".webm", "mkv": ".mkv", "avi": ".avi", "avi-mpeg4": ".avi"}
 VFR_MS = [int(v) for v in np.random.default_rng(3).integers(15, 90, size=60)]
@@ -191,7 +191,9 @@ def test_rotation_ops_match_libavfilter(op, filt, arg):
 
 def test_rotation_ops_from_display_matrix():
     one = 1 << 16
-    m = lambda a, b, c, d: np.array([a, b, 0, c, d, 0, 0, 0, 1 << 30], dtype=np.int32)
+    def m(a, b, c, d):
+        return np.array([a, b, 0, c, d, 0, 0, 0, 1 << 30], dtype=np.int32)
+
     # fftools: clockwise theta = -av_display_rotation_get(m); 90 -> transpose=clock
     assert rotation_ops(m(0, one, -one, 0)) == ("clock",)  # what 'rotate=90' (cw) writes
     assert rotation_ops(m(0, -one, one, 0)) == ("cclock",)  # 90 degrees counter-clockwise

@@ -23,6 +23,9 @@ from typing import Any
 
 import torch
 
+from xvit.benchmarks.forward import input_dtype, make_call, prepare_model
+from xvit.benchmarks.spec import ModelSpec
+
 __all__ = ["measure_memory", "read_proc_status_kib", "reset_peak_rss"]
 
 _MIB = 1024.0 * 1024.0
@@ -51,7 +54,7 @@ def reset_peak_rss() -> bool:
 
 
 def measure_memory(
-    spec: Any,
+    spec: ModelSpec,
     configs: Sequence[tuple[int, str]],
     device: str = "cpu",
     threads: int | None = None,
@@ -59,7 +62,7 @@ def measure_memory(
 ) -> dict[tuple[int, str], dict[str, Any]]:
     """Peak memory of ``spec``'s forward at each ``(batch, dtype_mode)``, in a subprocess.
 
-    ``spec`` is a :class:`xvit.benchmarks.speed.ModelSpec`. Returns a dict keyed by
+    Returns a dict keyed by
     ``(batch, dtype_mode)`` with ``peak_mem_mib``, ``activation_mib``, ``memory_kind``
     (``"rss"`` or ``"cuda_max_allocated"``) and ``peak_reset`` (whether the peak could be
     reset between configurations). Raises ``RuntimeError`` when the subprocess fails.
@@ -93,8 +96,6 @@ def measure_memory(
 
 
 def _child(payload: dict[str, Any]) -> dict[str, Any]:
-    from xvit.benchmarks.speed import ModelSpec, _input_dtype, _make_call, prepare_model
-
     if payload.get("threads"):
         torch.set_num_threads(int(payload["threads"]))
     dev = torch.device(payload["device"])
@@ -103,8 +104,8 @@ def _child(payload: dict[str, Any]) -> dict[str, Any]:
     out = []
     for i, (batch, mode) in enumerate(sorted(payload["configs"])):
         model = prepare_model(base_model, mode, dev)
-        x = torch.randn(spec.input_shape(batch)).to(dev, _input_dtype(mode))
-        call = _make_call(model, x, mode, dev)
+        x = torch.randn(spec.input_shape(batch)).to(dev, input_dtype(mode))
+        call = make_call(model, x, mode, dev)
         if i == 0:
             call()  # warm: one-time library initialisation is not the model's peak
         gc.collect()

@@ -1,161 +1,27 @@
-"""Tables, JSON, plots and target checks for the results of :func:`run_benchmark`."""
+"""Tables, JSON and plots of the results of :func:`~xvit.benchmarks.speed.run_benchmark`,
+with the speed targets of :mod:`xvit.benchmarks.targets` when goals are given."""
 
 from __future__ import annotations
 
 import json
 import math
-import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from xvit.benchmarks.results import model_family
+from xvit.benchmarks.targets import evaluate_targets, targets_table
+
 __all__ = [
-    "TARGETS",
-    "evaluate_targets",
-    "find_result",
+    "compile_table",
     "frame_scaling",
     "frame_scaling_table",
     "machine_summary",
     "plot_frame_scaling",
     "plot_speed",
     "results_table",
-    "targets_table",
     "write_report",
 ]
-
-# The speed targets of issue 6 (batch 1, measured side by side in one run).
-TARGETS = {
-    "xvit_vs_vit": 0.97,  # X-ViT clips/s at least 97% of the spatial-only ViT's
-    "xvit_vs_timesformer": 1.35,  # X-ViT clips/s / transformers TimeSformer clips/s
-    "frames_32_over_8": 4.3,  # X-ViT time(T=32) / time(T=8), at most
-    "matmul_fraction": 0.75,  # achieved FLOP/s / dense fp32 matmul rate, at least
-    "bf16_speedup": 3.0,  # bf16 clips/s / fp32 clips/s, at least
-}
-
-
-# --------------------------------------------------------------------------------------
-# Looking results up
-# --------------------------------------------------------------------------------------
-
-
-def _family(model: str) -> str:
-    """``xvit_base_patch16`` -> ``xvit``; peers (``hf_*``) are their own family."""
-    m = re.fullmatch(r"(.+)_(tiny|small|base|large)_patch\d+", model)
-    return m.group(1) if m else model
-
-
-def find_result(
-    results: Sequence[dict[str, Any]],
-    family: str,
-    frames: int,
-    batch: int = 1,
-    dtype: str = "fp32",
-    compiled: bool = False,
-    img_size: int | None = None,
-) -> dict[str, Any] | None:
-    """The timed result of a model family (``xvit``, ``vit``, ``hf_timesformer``, ...)."""
-    for r in results:
-        if (
-            _family(r["model"]) == family
-            and r["frames"] == frames
-            and r["batch"] == batch
-            and r["dtype"] == dtype
-            and r["compiled"] == compiled
-            and (img_size is None or r["img_size"] == img_size)
-            and r.get("clips_per_s")
-        ):
-            return r
-    return None
-
-
-# --------------------------------------------------------------------------------------
-# Targets
-# --------------------------------------------------------------------------------------
-
-
-def _target(name: str, value: float, goal: float, at_most: bool, detail: str) -> dict[str, Any]:
-    passed = value <= goal if at_most else value >= goal
-    return {
-        "target": name,
-        "goal": f"{'<=' if at_most else '>='} {goal:g}",
-        "value": value,
-        "status": "PASS" if passed else "MISS",
-        "detail": detail,
-    }
-
-
-def evaluate_targets(payload: dict[str, Any]) -> list[dict[str, Any]]:
-    """Check the issue's speed targets on the results present in ``payload`` (batch 1).
-
-    A target is listed only when its results were measured. Eager and compiled results are
-    checked separately, never mixed.
-    """
-    res = payload["results"]
-    matmul = payload["meta"].get("matmul", {})
-    frames = sorted({r["frames"] for r in res})
-    out: list[dict[str, Any]] = []
-    for compiled in (False, True):
-        tag = " +compile" if compiled else ""
-
-        def get(family: str, t: int, dtype: str = "fp32") -> dict[str, Any] | None:
-            return find_result(res, family, t, 1, dtype, compiled)  # noqa: B023
-
-        # X-ViT within 3% of the spatial-only ViT.
-        for dtype in ("fp32", "bf16"):
-            for t in frames:
-                x, v = get("xvit", t, dtype), get("vit", t, dtype)
-                if x and v:
-                    ratio = x["clips_per_s"] / v["clips_per_s"]
-                    out.append(_target(
-                        f"X-ViT vs spatial ViT clips/s, {t}x{x['img_size']} {dtype}{tag}",
-                        ratio, TARGETS["xvit_vs_vit"], False,
-                        f"{x['clips_per_s']:.3f} vs {v['clips_per_s']:.3f} clips/s",
-                    ))
-        # At least 1.35x transformers' TimeSformer.
-        for dtype in ("fp32", "bf16"):
-            for t in frames:
-                x, h = get("xvit", t, dtype), get("hf_timesformer", t, dtype)
-                if x and h:
-                    ratio = x["clips_per_s"] / h["clips_per_s"]
-                    flop_ratio = h["gflops_per_clip"] / x["gflops_per_clip"]
-                    out.append(_target(
-                        f"X-ViT / HF TimeSformer clips/s, {t}x{x['img_size']} {dtype}{tag}",
-                        ratio, TARGETS["xvit_vs_timesformer"], False,
-                        f"{x['clips_per_s']:.3f} vs {h['clips_per_s']:.3f} clips/s; "
-                        f"FLOP ratio {flop_ratio:.2f}",
-                    ))
-        # Linear in frames.
-        for dtype in ("fp32", "bf16"):
-            x8, x32 = get("xvit", 8, dtype), get("xvit", 32, dtype)
-            if x8 and x32:
-                ratio = x32["median_s"] / x8["median_s"]
-                out.append(_target(
-                    f"X-ViT time(T=32) / time(T=8), {dtype}{tag}",
-                    ratio, TARGETS["frames_32_over_8"], True,
-                    f"{1000 * x32['median_s']:.0f} ms vs {1000 * x8['median_s']:.0f} ms",
-                ))
-        # Efficiency against the machine's dense matmul rate.
-        for t in frames:
-            x = get("xvit", t, "fp32")
-            if x and "fp32" in matmul and t == min(frames):
-                rate = matmul["fp32"]["gflops_median"]
-                out.append(_target(
-                    f"X-ViT achieved GFLOP/s / fp32 matmul GFLOP/s, {t}x{x['img_size']}{tag}",
-                    x["achieved_gflops"] / rate, TARGETS["matmul_fraction"], False,
-                    f"{x['achieved_gflops']:.0f} of {rate:.0f} GFLOP/s",
-                ))
-        # bf16 against fp32.
-        for t in frames:
-            x32, x16 = get("xvit", t, "fp32"), get("xvit", t, "bf16")
-            if x32 and x16:
-                out.append(_target(
-                    f"X-ViT bf16 / fp32 clips/s, {t}x{x32['img_size']}{tag}",
-                    x16["clips_per_s"] / x32["clips_per_s"], TARGETS["bf16_speedup"], False,
-                    f"{x16['clips_per_s']:.3f} ({x16['dtype_mode']}) vs "
-                    f"{x32['clips_per_s']:.3f} clips/s",
-                ))
-    return out
-
 
 # --------------------------------------------------------------------------------------
 # Frame scaling
@@ -177,8 +43,8 @@ def frame_scaling(
         if r["batch"] == batch and r["dtype"] == dtype and r["compiled"] == compiled
         and r.get("median_s")
     ]
-    for fam in sorted({_family(r["model"]) for r in rows}):
-        pts = sorted((r["frames"], r) for r in rows if _family(r["model"]) == fam)
+    for fam in sorted({model_family(r["model"]) for r in rows}):
+        pts = sorted((r["frames"], r) for r in rows if model_family(r["model"]) == fam)
         if len(pts) < 2:
             continue
         ts = [t for t, _ in pts]
@@ -316,16 +182,6 @@ def compile_table(results: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def targets_table(targets: Sequence[dict[str, Any]]) -> str:
-    """Markdown table of :func:`evaluate_targets`."""
-    lines = ["| target | goal | measured | status | detail |", "|---|---|---:|---|---|"]
-    for t in targets:
-        lines.append(
-            f"| {t['target']} | {t['goal']} | {t['value']:.3f} | {t['status']} | {t['detail']} |"
-        )
-    return "\n".join(lines)
-
-
 # --------------------------------------------------------------------------------------
 # Plots
 # --------------------------------------------------------------------------------------
@@ -416,14 +272,16 @@ def plot_frame_scaling(
 # --------------------------------------------------------------------------------------
 
 
-def write_report(payload: dict[str, Any], out_dir: str | Path, name: str = "benchmark") -> dict[str, Path]:
+def write_report(payload: dict[str, Any], out_dir: str | Path, name: str = "benchmark",
+                 goals: Mapping[str, float] | None = None) -> dict[str, Path]:
     """Write ``{name}.json``, ``{name}.md`` and the plots into ``out_dir``; return the paths.
 
-    The targets are evaluated and stored in the JSON under ``targets``.
+    With ``goals`` (target key -> number, :func:`~xvit.benchmarks.targets.load_goals`) the
+    targets are evaluated; they are stored in the JSON under ``targets`` (empty without goals).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    payload["targets"] = evaluate_targets(payload)
+    payload["targets"] = evaluate_targets(payload, goals) if goals else []
     scaling = frame_scaling(payload)
     payload["frame_scaling"] = scaling
     paths = {"json": out / f"{name}.json", "markdown": out / f"{name}.md"}

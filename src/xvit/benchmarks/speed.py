@@ -15,96 +15,31 @@ each model and keeps the faster, recording which it picked.
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import datetime as _dt
 import math
-import os
-import platform
 import statistics
 import sys
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
-from xvit.benchmarks.peers import PEERS, build_peer, peer_attention_backend
+from xvit.benchmarks.forward import DTYPE_MODES, input_dtype, make_call, prepare_model, time_once
+from xvit.benchmarks.machine import load_average, machine_info, measure_matmul_rate
+from xvit.benchmarks.memory import measure_memory
+from xvit.benchmarks.spec import ModelSpec
+from xvit.models.flops import count_flops, count_params
 
 __all__ = [
     "DTYPE_MODES",
     "BenchItem",
     "ModelSpec",
     "count_forward_flops",
-    "forward_context",
-    "load_average",
-    "machine_info",
-    "measure_matmul_rate",
-    "prepare_model",
     "run_benchmark",
     "summarize_times",
 ]
-
-DTYPE_MODES = ("fp32", "bf16", "bf16-model", "bf16-autocast")
-
-
-# --------------------------------------------------------------------------------------
-# What to measure
-# --------------------------------------------------------------------------------------
-
-
-@dataclass
-class ModelSpec:
-    """One model at one clip size: a registry name of ours or a peer name (``hf_*``)."""
-
-    name: str
-    num_frames: int = 8
-    img_size: int = 224
-    size: str = "base"  # peers only: width/depth/heads from peers.PEER_SIZES
-    overrides: dict[str, Any] = field(default_factory=dict)
-    label: str | None = None
-
-    @property
-    def source(self) -> str:
-        """``"hf"`` for a transformers peer, ``"xvit"`` for a model of ours."""
-        return "hf" if self.name in PEERS else "xvit"
-
-    @property
-    def display(self) -> str:
-        """Short name used in tables: the label, or the name with the clip size."""
-        return self.label or f"{self.name} {self.num_frames}x{self.img_size}"
-
-    def build(self) -> nn.Module:
-        """The model in eval mode with random weights, on the CPU in fp32."""
-        if self.source == "hf":
-            model = build_peer(
-                self.name, self.num_frames, self.img_size, size=self.size, **self.overrides
-            )
-        else:
-            import xvit
-
-            model = xvit.create_model(
-                self.name, num_frames=self.num_frames, img_size=self.img_size, **self.overrides
-            )
-        return model.eval()
-
-    def input_shape(self, batch: int) -> tuple[int, ...]:
-        """The clip batch shape the model takes: ours ``(B,3,T,H,W)``, peers ``(B,T,3,H,W)``."""
-        t, s = self.num_frames, self.img_size
-        return (batch, t, 3, s, s) if self.source == "hf" else (batch, 3, t, s, s)
-
-    def attention_backend(self) -> str:
-        """How attention is computed: SDPA for ours, the peer's own choice for peers."""
-        return peer_attention_backend(self.name) if self.source == "hf" else "sdpa"
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ModelSpec:
-        return cls(**d)
 
 
 @dataclass
@@ -124,193 +59,23 @@ class BenchItem:
 
 
 # --------------------------------------------------------------------------------------
-# Machine and reference rates
-# --------------------------------------------------------------------------------------
-
-
-def load_average() -> tuple[float, float, float] | None:
-    """The 1/5/15-minute load average, or ``None`` where the OS has none."""
-    try:
-        return tuple(round(v, 2) for v in os.getloadavg())  # type: ignore[return-value]
-    except (AttributeError, OSError):
-        return None
-
-
-def cpu_model() -> str:
-    """The CPU model name (``/proc/cpuinfo``), else the processor or machine type."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _cpu_flags() -> list[str]:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
-                    return [w for w in wanted if w in flags]
-    except OSError:
-        pass
-    return []
-
-
-def _git_commit() -> str | None:
-    """The commit of the xvit source tree being measured (None outside a git checkout)."""
-    import subprocess
-
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10,
-            cwd=os.path.dirname(os.path.abspath(__file__)),
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
-
-
-def machine_info(device: str = "cpu") -> dict[str, Any]:
-    """CPU/GPU model, core and thread counts, library versions, git commit, date and load."""
-    info: dict[str, Any] = {
-        "cpu": cpu_model(),
-        "cpu_flags": _cpu_flags(),
-        "logical_cpus": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "platform": platform.platform(),
-        "git_commit": _git_commit(),
-        "date_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
-        "load_average": load_average(),
-    }
-    try:
-        import transformers
-
-        info["transformers"] = transformers.__version__
-    except ImportError:
-        info["transformers"] = None
-    if device.startswith("cuda") and torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
-    return info
-
-
-def measure_matmul_rate(
-    n: int = 2048,
-    dtype: torch.dtype = torch.float32,
-    repeats: int = 10,
-    device: str = "cpu",
-) -> dict[str, float]:
-    """Dense ``n x n`` matmul rate in GFLOP/s (``2 n^3`` per product): median and max."""
-    dev = torch.device(device)
-    g = torch.Generator(device="cpu").manual_seed(0)
-    a = torch.randn(n, n, generator=g).to(dev, dtype)
-    b = torch.randn(n, n, generator=g).to(dev, dtype)
-    out = torch.empty(n, n, device=dev, dtype=dtype)
-    for _ in range(3):
-        torch.mm(a, b, out=out)
-    _sync(dev)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        torch.mm(a, b, out=out)
-        _sync(dev)
-        times.append(time.perf_counter() - t0)
-    flop = 2.0 * n**3
-    return {
-        "n": n,
-        "dtype": str(dtype).replace("torch.", ""),
-        "gflops_median": flop / statistics.median(times) / 1e9,
-        "gflops_max": flop / min(times) / 1e9,
-    }
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-# --------------------------------------------------------------------------------------
 # Counting
 # --------------------------------------------------------------------------------------
 
 
 def count_forward_flops(model: nn.Module, input_shape: Sequence[int]) -> int:
-    """Forward FLOPs (2 per multiply-add) for one call on ``input_shape``.
-
-    Counted with ``torch.utils.flop_counter`` and the math SDPA backend, so attention
-    matmuls are included. The model is copied to the meta device first (no memory, no
-    time); if some op has no meta kernel the count runs on a CPU copy instead.
-    """
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-    from torch.utils.flop_counter import FlopCounterMode
-
-    def _count(device: str) -> int:
-        m = copy.deepcopy(model).to(device).float().eval()
-        x = torch.zeros(tuple(input_shape), device=device)
-        counter = FlopCounterMode(display=False)
-        with torch.inference_mode(), sdpa_kernel(SDPBackend.MATH), counter:
-            m(x)
-        return int(counter.get_total_flops())
-
+    """Forward FLOPs (2 per multiply-add) for one call on ``input_shape``:
+    :func:`xvit.models.flops.count_flops` on a float32 copy of the model on the meta device
+    (no memory, no time), or on a CPU copy if some op has no meta kernel."""
     try:
-        return _count("meta")
+        return count_flops(copy.deepcopy(model).to("meta").float(), input_shape)
     except (NotImplementedError, RuntimeError):
-        return _count("cpu")
-
-
-def _count_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
+        return count_flops(copy.deepcopy(model).to("cpu").float(), input_shape)
 
 
 # --------------------------------------------------------------------------------------
-# Running a model in a dtype mode
+# Timing
 # --------------------------------------------------------------------------------------
-
-
-def forward_context(dtype_mode: str, device: torch.device) -> contextlib.AbstractContextManager:
-    """Autocast for ``bf16-autocast``, nothing otherwise (inference mode is separate)."""
-    if dtype_mode == "bf16-autocast":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def prepare_model(model: nn.Module, dtype_mode: str, device: torch.device) -> nn.Module:
-    """The model as run in ``dtype_mode``: fp32 or autocast keep it, bf16-model casts it."""
-    if dtype_mode not in ("fp32", "bf16-model", "bf16-autocast"):
-        raise ValueError(f"dtype mode must be fp32, bf16-model or bf16-autocast, got {dtype_mode!r}")
-    model = model.to(device)
-    if dtype_mode == "bf16-model":
-        return copy.deepcopy(model).to(torch.bfloat16)
-    return model
-
-
-def _input_dtype(dtype_mode: str) -> torch.dtype:
-    return torch.bfloat16 if dtype_mode == "bf16-model" else torch.float32
-
-
-def _make_call(
-    model: nn.Module, x: torch.Tensor, dtype_mode: str, device: torch.device
-) -> Callable[[], Any]:
-    def call() -> Any:
-        with torch.inference_mode(), forward_context(dtype_mode, device):
-            out = model(x)
-        _sync(device)
-        return out
-
-    return call
-
-
-def _time_once(fn: Callable[[], Any], inner: int = 1) -> float:
-    t0 = time.perf_counter()
-    for _ in range(inner):
-        fn()
-    return (time.perf_counter() - t0) / inner
 
 
 def summarize_times(times: Sequence[float]) -> dict[str, float]:
@@ -400,7 +165,7 @@ def run_benchmark(
                 "display": spec.display,
                 "source": spec.source,
                 "attention": spec.attention_backend(),
-                "params": _count_params(model),
+                "params": count_params(model),
                 "gflops_per_clip": count_forward_flops(model, spec.input_shape(1)) / 1e9,
             }
         )
@@ -431,9 +196,9 @@ def run_benchmark(
                 if key not in inputs:
                     g = torch.Generator(device="cpu").manual_seed(0)
                     x = torch.randn(spec.input_shape(b), generator=g)
-                    inputs[key] = x.to(dev, _input_dtype(mode))
+                    inputs[key] = x.to(dev, input_dtype(mode))
                 eager = BenchItem(i, b, d, False, mode)
-                eager.fn = _make_call(variants[(i, mode)], inputs[key], mode, dev)
+                eager.fn = make_call(variants[(i, mode)], inputs[key], mode, dev)
                 items.append(eager)
     if compile:
         items += _compiled_items(specs, items, variants, inputs, dev, log)
@@ -447,7 +212,7 @@ def run_benchmark(
             log(f"warm-up {_item_name(specs, it)}")
         t = float("inf")
         for _ in range(n_warm):
-            t = _time_once(it.fn)
+            t = time_once(it.fn)
         if min_repeat_s > 0 and t < min_repeat_s:
             it.inner = max(1, math.ceil(min_repeat_s / max(t, 1e-6)))
 
@@ -458,7 +223,7 @@ def run_benchmark(
         log(f"repeat {r + 1}/{repeats} (load {load_average()})")
         shift = (r * len(live)) // repeats  # spread each item's place in the round
         for it in live[shift:] + live[:shift]:
-            it.times.append(_time_once(it.fn, it.inner))
+            it.times.append(time_once(it.fn, it.inner))
 
     meta["load_average_after"] = load_average()
     for it in items:
@@ -482,12 +247,12 @@ def _pick_bf16_mode(
     calls = {}
     for mode in ("bf16-model", "bf16-autocast"):
         m = prepare_model(model, mode, dev)
-        calls[mode] = _make_call(m, x.to(_input_dtype(mode)), mode, dev)
+        calls[mode] = make_call(m, x.to(input_dtype(mode)), mode, dev)
         calls[mode]()
     times: dict[str, list[float]] = {mode: [] for mode in calls}
     for _ in range(2):
         for mode, fn in calls.items():
-            times[mode].append(_time_once(fn))
+            times[mode].append(time_once(fn))
     best = {mode: min(ts) for mode, ts in times.items()}
     return min(best, key=best.get), best  # type: ignore[arg-type]
 
@@ -518,11 +283,11 @@ def _compiled_items(
         try:
             if key not in compiled_models:
                 compiled_models[key] = torch.compile(variants[key], dynamic=False)
-            fn = _make_call(compiled_models[key], inputs[(e.spec_index, e.batch, e.dtype_mode)],
+            fn = make_call(compiled_models[key], inputs[(e.spec_index, e.batch, e.dtype_mode)],
                             e.dtype_mode, dev)
-            it.compile_s = _time_once(fn)
+            it.compile_s = time_once(fn)
             it.fn = fn
-        except Exception as exc:  # noqa: BLE001 - any compiler failure is reported, not raised
+        except Exception as exc:  # any compiler failure is reported, not raised
             first_line = (str(exc).splitlines() or [""])[0][:200]
             it.error = failed[key] = f"torch.compile failed: {type(exc).__name__}: {first_line}"
             log(it.error)
@@ -574,8 +339,6 @@ def _attach_memory(
     log: Callable[[str], None],
 ) -> None:
     """Peak memory of each eager result, one fresh subprocess per model."""
-    from xvit.benchmarks.memory import measure_memory
-
     by_spec: dict[str, list[dict[str, Any]]] = {}
     for row in results:
         if not row["compiled"] and not row["error"]:

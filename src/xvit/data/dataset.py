@@ -30,10 +30,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
-from xvit.data.annotations import Sample
+from xvit.data.errors import VideoDecodeError
+from xvit.data.samples import Sample
 from xvit.data.sampling import ClipSampler, build_sampler
 from xvit.data.transforms import EvalTransform, TrainTransform
-from xvit.data.video import VideoDecodeError, open_video
+from xvit.data.video import open_video
 
 __all__ = ["UnreadableDataError", "VideoDataset", "build_loader", "collate", "worker_context", "worker_init_fn"]
 

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from xvit.data.annotations import AnnotationError, Annotations, Sample
+from xvit.data.errors import AnnotationError, PathLike
+from xvit.data.samples import Annotations, Sample
 
 __all__ = [
     "VIDEO_EXTENSIONS",
@@ -30,8 +31,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-PathLike = str | os.PathLike
 
 #: File extensions taken as videos (compared in lower case).
 VIDEO_EXTENSIONS = frozenset({

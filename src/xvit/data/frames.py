@@ -30,16 +30,16 @@ import av
 import numpy as np
 import torch
 
-from xvit.data.video import (
+from xvit.data.errors import PathLike, VideoDecodeError
+from xvit.data.limits import (
     MAX_DECODE_MB,
     MAX_FRAME_PIXELS,
     DecodeBudget,
-    PathLike,
-    VideoDecodeError,
     check_file,
     check_frame_size,
     check_indices,
 )
+from xvit.data.reader_base import ReaderBase
 
 __all__ = ["FrameFolderReader", "HDF5FrameReader", "decode_image"]
 
@@ -96,7 +96,7 @@ def _stack(images: dict[int, np.ndarray], order: list[int], source: PathLike) ->
     return unique[torch.tensor([slot[i] for i in order])].contiguous()
 
 
-class _ImageReaderBase:
+class _ImageReaderBase(ReaderBase):
     """Shared metadata and context-manager plumbing of the image-based readers."""
 
     path: Path
@@ -139,19 +139,6 @@ class _ImageReaderBase:
 
     def read(self, indices: Sequence[int] | torch.Tensor | np.ndarray) -> torch.Tensor:
         raise NotImplementedError
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self) -> Any:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __len__(self) -> int:
-        return self.num_frames
-
 
 class FrameFolderReader(_ImageReaderBase):
     """A folder of extracted frames, ``template.format(start_index + i)`` being frame ``i``.

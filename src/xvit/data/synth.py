@@ -20,7 +20,7 @@ stationary: its state at frame ``i`` (position on a torus, angle, or the phase o
 life cycle) is uniformly distributed whatever ``i`` is, because the phase at frame 0 is
 uniform and objects that end a life cycle are replaced by freshly drawn ones. So frame ``i``
 of a forward video and frame ``i`` of a reversed one (frame ``T-1-i`` of a forward video)
-have the same distribution. :func:`leak_check` measures it: a per-frame classifier with
+have the same distribution. :func:`xvit.benchmarks.leak_check.leak_check` measures it: a per-frame classifier with
 one head per time index stays at chance inside twin pairs, a model that sees frame
 differences does not.
 
@@ -38,7 +38,6 @@ import json
 import math
 import os
 import shutil
-import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
@@ -47,22 +46,20 @@ from pathlib import Path
 import av
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import nn
+
+from xvit.data.video import VideoReader
 
 __all__ = [
     "CLASS_NAMES",
     "SynthConfig",
     "SynthInfo",
     "ensure_synth",
-    "frame_descriptors",
     "generate",
-    "leak_check",
-    "leak_check_dataset",
     "load_split",
     "render_split",
     "render_video",
     "twin_of",
+    "write_mp4",
 ]
 
 CLASS_NAMES = (
@@ -190,7 +187,8 @@ def render_video(label: int, rng: np.random.Generator, size: int = 32, num_frame
     Odd labels are the time reversal of an independently drawn video of ``label - 1``.
     Lengths are for 32 x 32 frames (scaled with ``size``); speeds are per frame.
     ``stationary=False`` starts every animation at phase 0 (a deliberately leaky variant,
-    used only to show that :func:`leak_check` detects per-frame leaks).
+    used only to show that :func:`xvit.benchmarks.leak_check.leak_check` detects per-frame
+    leaks).
     """
     if not 0 <= label < len(CLASS_NAMES):
         raise ValueError(f"label must be in [0, {len(CLASS_NAMES)}), got {label}")
@@ -200,7 +198,7 @@ def render_video(label: int, rng: np.random.Generator, size: int = 32, num_frame
     frames[:] = rng.uniform(0, 100, 3)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float64) + 0.5
     t = np.arange(num_frames)[:, None, None]
-    start = (lambda lo, hi: rng.uniform(lo, hi)) if stationary else (lambda lo, hi: lo)  # noqa: E731
+    start = (lambda lo, hi: rng.uniform(lo, hi)) if stationary else (lambda lo, hi: lo)
 
     if kind == 0:  # moving right on a torus: x is uniform at every frame
         shape, r = rng.choice(_PLAIN_SHAPES), rng.uniform(4, 6) * k
@@ -250,14 +248,19 @@ def _video_rng(seed: int, split: str, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, {"train": 0, "val": 1}[split], index])
 
 
-def write_mp4(path: str | os.PathLike, frames: np.ndarray, fps: int = 8, crf: int = 18) -> None:
-    """Encode uint8 ``(T, H, W, 3)`` RGB frames as H.264 (yuv420p) in an mp4."""
+def write_mp4(path: str | os.PathLike, frames: np.ndarray, fps: int = 8, crf: int = 18,
+              pix_fmt: str = "yuv420p", keyint: int | None = 1) -> None:
+    """Encode uint8 ``(T, H, W, 3)`` RGB frames as H.264 (``pix_fmt``) in an mp4.
+
+    ``keyint``: a keyframe every that many frames (``None``: x264's default). The synthetic
+    dataset makes every frame a keyframe: no frame is coded from its neighbours, so the codec
+    cannot leave a trace of the time direction in a single decoded frame.
+    """
     with av.open(os.fspath(path), "w") as out:
         stream = out.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        # Every frame a keyframe: no frame is coded from its neighbours, so the codec cannot
-        # leave a trace of the time direction in a single decoded frame.
-        stream.options = {"crf": str(crf), "preset": "veryfast", "x264-params": "keyint=1"}
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], pix_fmt
+        stream.options = {"crf": str(crf), "preset": "veryfast",
+                          **({"x264-params": f"keyint={keyint}"} if keyint else {})}
         for img in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
                 out.mux(packet)
@@ -357,102 +360,8 @@ def ensure_synth(root: str | os.PathLike, seed: int = 0, config: SynthConfig | N
 
 
 # ---------------------------------------------------------------------------------------
-# Leak check: a per-frame classifier vs one that sees frame differences
+# Whole splits as tensors (for experiments on the data, e.g. xvit.benchmarks.leak_check)
 # ---------------------------------------------------------------------------------------
-
-
-def frame_descriptors(videos: torch.Tensor, threshold: float = 0.25) -> torch.Tensor:
-    """Per-frame foreground descriptors of uint8 ``(N, T, H, W, 3)`` videos -> ``(N, T, 10)``.
-
-    The foreground is where a pixel differs from the frame's median colour; the descriptor
-    holds its weighted and plain area, centroid, second moments, orientation (cos, sin of
-    twice the angle) and mean deviation: the quantities a per-frame leak would show (size,
-    position, angle, opacity of the objects).
-    """
-    n, t, h, w, _ = videos.shape
-    x = videos.permute(0, 1, 4, 2, 3).float().div(255).flatten(0, 1)
-    dev = (x - x.flatten(2).median(-1).values[..., None, None]).abs().sum(1)
-    fg = (dev > threshold).float()
-    wgt = fg * dev
-    mass = wgt.sum((1, 2)) + 1e-3
-    yy, xx = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
-    cx, cy = (wgt * xx).sum((1, 2)) / mass, (wgt * yy).sum((1, 2)) / mass
-    dx, dy = xx - cx[:, None, None], yy - cy[:, None, None]
-    cxx, cyy = (wgt * dx * dx).sum((1, 2)) / mass, (wgt * dy * dy).sum((1, 2)) / mass
-    cxy = (wgt * dx * dy).sum((1, 2)) / mass
-    phi = 0.5 * torch.atan2(2 * cxy, cxx - cyy)
-    feats = [mass / (h * w), fg.mean((1, 2)), cx, cy, cxx, cyy, cxy,
-             torch.cos(2 * phi), torch.sin(2 * phi), dev.mean((1, 2))]
-    return torch.stack(feats, 1).view(n, t, -1)
-
-
-class _FrameClassifier(nn.Module):
-    """An MLP on one frame's descriptor (``diff=False``) or on (descriptor, next minus this)
-    (``diff=True``), with a learned embedding of the time index and of the twin pair;
-    per-frame logits are averaged over time."""
-
-    def __init__(self, dim: int, num_frames: int, diff: bool, hidden: int = 64) -> None:
-        super().__init__()
-        self.diff = diff
-        self.time_embed = nn.Embedding(num_frames - 1 if diff else num_frames, 8)
-        self.pair_embed = nn.Embedding(len(CLASS_NAMES) // 2, 8)
-        self.mlp = nn.Sequential(nn.Linear(dim * (2 if diff else 1) + 16, hidden), nn.ReLU(),
-                                 nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 2))
-
-    def frame_logits(self, d: torch.Tensor, pair: torch.Tensor) -> torch.Tensor:
-        if self.diff:
-            d = torch.cat([d[:, :-1], d[:, 1:] - d[:, :-1]], dim=-1)
-        b, t = d.shape[:2]
-        extra = [self.time_embed.weight[None].expand(b, -1, -1), self.pair_embed(pair)[:, None].expand(-1, t, -1)]
-        return self.mlp(torch.cat([d, *extra], dim=-1))
-
-
-def leak_check(train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor],
-               steps: int = 300, seed: int = 0,
-               models: tuple[str, ...] = ("per_frame", "temporal")) -> dict[str, float]:
-    """Held-out accuracy of telling a video from its time-reversed twin, per-frame vs temporal.
-
-    ``train``/``test``: ``(videos uint8 (N, T, H, W, 3), labels (N,))``. Both models get the
-    twin pair and must say which twin it is (chance: 0.5). ``per_frame``: every frame on its
-    own, knowing its time index (an MLP on :func:`frame_descriptors` plus a time-index
-    embedding), trained so that each frame predicts the twin; video score = mean over frames.
-    ``temporal``: the same model fed the descriptor and its change to the next frame.
-    Returns ``{"per_frame", "temporal", "per_frame_by_pair", "temporal_by_pair"}``.
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny matrices: threads only add contention
-    try:
-        return _leak_check(train, test, steps, seed, models)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _leak_check(train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor],
-                steps: int, seed: int, models: tuple[str, ...]) -> dict[str, float]:
-    d_train, d_test = frame_descriptors(train[0]), frame_descriptors(test[0])
-    flat = d_train.flatten(0, 1)
-    mean, std = flat.mean(0), flat.std(0) + 1e-3
-    d_train, d_test = (d_train - mean) / std, (d_test - mean) / std
-    y, pair = train[1].long() & 1, train[1].long() // 2
-    y_test, pair_test = test[1].long() & 1, test[1].long() // 2
-    out: dict[str, float] = {}
-    for name, diff in (("per_frame", False), ("temporal", True)):
-        if name not in models:
-            continue
-        torch.manual_seed(seed)
-        model = _FrameClassifier(d_train.shape[-1], d_train.shape[1], diff)
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=1e-2)
-        for _ in range(steps):  # full batch: every frame must predict its video's twin
-            logits = model.frame_logits(d_train, pair)
-            loss = F.cross_entropy(logits.flatten(0, 1), y.repeat_interleave(logits.shape[1]))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        with torch.no_grad():
-            hit = (model.frame_logits(d_test, pair_test).mean(1).argmax(1) == y_test).float()
-        out[name] = float(hit.mean())
-        out[f"{name}_by_pair"] = [float(hit[pair_test == k].mean()) for k in range(len(CLASS_NAMES) // 2)]
-    return out
 
 
 def render_split(num_per_class: int, seed: int, size: int = 32, num_frames: int = 8,
@@ -466,8 +375,6 @@ def render_split(num_per_class: int, seed: int, size: int = 32, num_frames: int 
 
 def load_split(root: str | os.PathLike, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Decode every video of a generated split: ``(uint8 (N, T, H, W, 3), labels (N,))``."""
-    from xvit.data.video import VideoReader
-
     root = Path(root)
     videos, labels = [], []
     for line in (root / f"{split}.txt").read_text().split("\n"):
@@ -478,12 +385,3 @@ def load_split(root: str | os.PathLike, split: str) -> tuple[torch.Tensor, torch
             videos.append(frames.permute(0, 2, 3, 1))
             labels.append(int(label))
     return torch.stack(videos), torch.tensor(labels)
-
-
-def leak_check_dataset(root: str | os.PathLike, steps: int = 300, seed: int = 0) -> dict[str, float]:
-    """:func:`leak_check` on a generated dataset (decoded mp4s): fit on ``train.txt``,
-    measure on ``val.txt``."""
-    start = time.perf_counter()
-    result = leak_check(load_split(root, "train"), load_split(root, "val"), steps=steps, seed=seed)
-    result["seconds"] = time.perf_counter() - start
-    return result

@@ -1,0 +1,131 @@
+"""The machine a benchmark runs on: CPU model and flags, versions, git commit, load, and the
+dense matmul rate that "achieved FLOP/s" is compared with."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import statistics
+import time
+from typing import Any
+
+import torch
+
+__all__ = [
+    "cpu_flags",
+    "cpu_model",
+    "git_commit",
+    "load_average",
+    "machine_info",
+    "measure_matmul_rate",
+    "sync",
+]
+
+
+def load_average() -> tuple[float, float, float] | None:
+    """The 1/5/15-minute load average, or ``None`` where the OS has none."""
+    try:
+        return tuple(round(v, 2) for v in os.getloadavg())  # type: ignore[return-value]
+    except (AttributeError, OSError):
+        return None
+
+
+def cpu_model() -> str:
+    """The CPU model name (``/proc/cpuinfo``), else the processor or machine type."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_flags() -> list[str]:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+                    return [w for w in wanted if w in flags]
+    except OSError:
+        pass
+    return []
+
+
+def git_commit() -> str | None:
+    """The commit of the xvit source tree being measured (None outside a git checkout)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10,
+            cwd=os.path.dirname(os.path.abspath(__file__)),
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def machine_info(device: str = "cpu") -> dict[str, Any]:
+    """CPU/GPU model, core and thread counts, library versions, git commit, date and load."""
+    info: dict[str, Any] = {
+        "cpu": cpu_model(),
+        "cpu_flags": cpu_flags(),
+        "logical_cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+        "git_commit": git_commit(),
+        "date_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
+        "load_average": load_average(),
+    }
+    try:
+        import transformers
+
+        info["transformers"] = transformers.__version__
+    except ImportError:
+        info["transformers"] = None
+    if device.startswith("cuda") and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    return info
+
+
+def measure_matmul_rate(
+    n: int = 2048,
+    dtype: torch.dtype = torch.float32,
+    repeats: int = 10,
+    device: str = "cpu",
+) -> dict[str, float]:
+    """Dense ``n x n`` matmul rate in GFLOP/s (``2 n^3`` per product): median and max."""
+    dev = torch.device(device)
+    g = torch.Generator(device="cpu").manual_seed(0)
+    a = torch.randn(n, n, generator=g).to(dev, dtype)
+    b = torch.randn(n, n, generator=g).to(dev, dtype)
+    out = torch.empty(n, n, device=dev, dtype=dtype)
+    for _ in range(3):
+        torch.mm(a, b, out=out)
+    sync(dev)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        torch.mm(a, b, out=out)
+        sync(dev)
+        times.append(time.perf_counter() - t0)
+    flop = 2.0 * n**3
+    return {
+        "n": n,
+        "dtype": str(dtype).replace("torch.", ""),
+        "gflops_median": flop / statistics.median(times) / 1e9,
+        "gflops_max": flop / min(times) / 1e9,
+    }
+
+
+def sync(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA); nothing on the CPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
