@@ -11,7 +11,10 @@ from pathlib import Path
 import pytest
 from test_engine_utils import TINY_MODEL, make_dataset, one_thread  # noqa: F401
 
-from xvit.benchmarks.ablation import (
+from xvit.cli.ablate import add_arguments, add_parser
+from xvit.cli.train import parse_intermixed
+from xvit.data.synth import CLASS_NAMES
+from xvit.engine.ablation import (
     VARIANTS,
     format_markdown,
     mean_std,
@@ -19,9 +22,6 @@ from xvit.benchmarks.ablation import (
     run_ablation,
     variant_config,
 )
-from xvit.cli.ablate import add_arguments, add_parser
-from xvit.cli.train import parse_intermixed
-from xvit.data.synth import CLASS_NAMES
 from xvit.engine.config import load_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -180,7 +180,7 @@ def _bright_cells(frame) -> set[tuple[int, int]]:
 def test_squares_move_one_way_and_wrap():
     import numpy as np
 
-    from xvit.benchmarks.ablation import SQUARES_CLASSES, render_squares_clip
+    from xvit.data.squares import SQUARES_CLASSES, render_squares_clip
 
     moves = {"moving right": (0, 1), "moving left": (0, -1), "moving down": (1, 0), "moving up": (-1, 0)}
     for label, name in enumerate(SQUARES_CLASSES):
@@ -201,8 +201,8 @@ def test_squares_move_one_way_and_wrap():
 def test_squares_dataset_files_decode_close_to_the_render(tmp_path):
     import numpy as np
 
-    from xvit.benchmarks.ablation import SQUARES_CLASSES, render_squares_clip, write_squares_dataset
     from xvit.data import read_frames
+    from xvit.data.squares import SQUARES_CLASSES, render_squares_clip, write_squares_dataset
 
     lists = write_squares_dataset(tmp_path / "sq", num_train=1, num_val=1, seed=3)
     lines = lists["train"].read_text().split()

@@ -9,8 +9,9 @@ import torch
 from test_engine_utils import TINY_MODEL, make_dataset, one_thread  # noqa: F401
 
 import xvit
+from xvit.cli._common import parse_intermixed, split_items
 from xvit.cli.main import build_parser, main
-from xvit.cli.train import add_arguments, flag_overrides, parse_intermixed, split_items
+from xvit.cli.train import add_arguments, flag_overrides
 from xvit.engine.config import load_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")

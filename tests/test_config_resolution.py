@@ -15,7 +15,7 @@ from test_engine_utils import TINY_MODEL, make_dataset, one_thread  # noqa: F401
 import xvit
 from xvit.cli.main import main
 from xvit.engine.config import SYNTHETIC_RECIPE, ConfigError, load_config, model_options
-from xvit.engine.evaluate import load_run
+from xvit.engine.saved import load_run
 from xvit.models.registry import model_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")

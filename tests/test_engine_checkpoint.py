@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from xvit.engine import checkpoint as ckpt
-from xvit.engine.train import ResumableSampler, SeededDataset, sample_seed
+from xvit.engine.sampling import ResumableSampler, SeededDataset, sample_seed
 
 
 def _draw():

@@ -25,7 +25,7 @@ def _worker(rank: int, world: int, port: int, overrides: list[str], val_list: st
     torch.set_num_threads(1)
     from xvit.engine.config import load_config
     from xvit.engine.distributed import cleanup
-    from xvit.engine.evaluate import evaluate_checkpoint
+    from xvit.engine.eval_run import evaluate_checkpoint
     from xvit.engine.train import train
 
     cfg = load_config(None, overrides)
@@ -38,7 +38,7 @@ def _worker(rank: int, world: int, port: int, overrides: list[str], val_list: st
 
 
 def test_two_process_training_and_evaluation(tmp_path):
-    from xvit.engine.evaluate import evaluate_checkpoint
+    from xvit.engine.eval_run import evaluate_checkpoint
 
     lists = make_dataset(tmp_path / "data", n_train=12, n_val=4, broken_val=1)  # 5 videos: 3 + 2
     out = tmp_path / "run"

@@ -9,12 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from xvit.engine.evaluate import (
-    ScoreSet,
-    evaluate_scores,
-    views_curve,
-    write_views_curve,
-)
+from xvit.engine.evaluate import evaluate_scores
 from xvit.engine.metrics import (
     average_precision,
     classification_metrics,
@@ -23,6 +18,8 @@ from xvit.engine.metrics import (
     scores_to_probs,
     subset_indices,
 )
+from xvit.engine.scoring import ScoreSet
+from xvit.engine.views_curve import views_curve, write_views_curve
 
 
 def test_fuse_prob_and_logits_differ_as_by_hand():

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from xvit.engine.config import OptimConfig
 from xvit.engine.optim import ModelEma, WarmupCosine, build_optimizer, param_groups, scaled_lr, warmup_cosine
+from xvit.engine.schema import OptimConfig
 
 
 class Toy(nn.Module):

@@ -11,9 +11,9 @@ import torch
 from test_engine_utils import TINY_MODEL, make_dataset, one_thread  # noqa: F401
 
 from xvit.engine.config import load_config
+from xvit.engine.train import Trainer
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-from xvit.engine.train import Trainer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -23,7 +23,7 @@ from test_engine_utils import TINY_MODEL, make_dataset, one_thread  # noqa: F401
 
 from xvit.cli.main import main
 from xvit.engine import checkpoint as ckpt
-from xvit.engine.evaluate import write_metrics
+from xvit.engine.report import write_metrics
 from xvit.engine.rundir import (
     FreshStart,
     RunDirError,
@@ -212,7 +212,7 @@ def test_unusable_output_directory_fails_before_the_work(finished, tmp_path, cap
     a_file = tmp_path / "a_file"
     a_file.write_text("x")
 
-    import xvit.engine.evaluate as ev
+    import xvit.engine.eval_run as ev
 
     def must_not_run(*args, **kwargs):
         raise AssertionError("evaluated before checking --out")

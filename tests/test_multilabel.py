@@ -22,7 +22,7 @@ from xvit.data.annotations import (
 )
 from xvit.data.dataset import VideoDataset, collate
 from xvit.engine.config import ConfigError, load_config
-from xvit.engine.train import MultiHotMixup
+from xvit.engine.mixing import MultiHotMixup
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -134,7 +134,8 @@ def test_training_loss_is_binary_cross_entropy(tmp_path):
     """With a zeroed classifier every logit is 0: BCE is ln 2 whatever the targets (cross-entropy
     over the 4 classes would be ln 4); mixup of multi-hot targets runs."""
     from xvit.engine.data import build_datasets
-    from xvit.engine.train import Trainer, build_model
+    from xvit.engine.model import build_model
+    from xvit.engine.train import Trainer
 
     lists = _multi_label_lists(tmp_path, n_train=4, n_val=0)
     cfg = load_config(None, [*TINY_MODEL, f"data.train_list={lists['train']}", "data.multi_label=true",
@@ -263,7 +264,7 @@ def test_predict_multi_label(run, capsys, tmp_path):
     video = str(lists["val"].parent / "val_000.mp4")
     # independent: the model's own sigmoid on the evaluation clip
     from xvit.engine.data import build_eval_dataset
-    from xvit.engine.evaluate import load_run
+    from xvit.engine.saved import load_run
 
     model, cfg = load_run(out)
     clip = build_eval_dataset(cfg, [Sample(video, (0,))], (1, 1), num_classes=4)[0]["video"]

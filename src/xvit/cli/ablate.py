@@ -4,9 +4,8 @@ over several seeds; see docs/results.md."""
 from __future__ import annotations
 
 import argparse
-import sys
 
-from xvit.cli.train import command_line, parse_intermixed, split_items
+from xvit.cli._common import add_command, command_line, guarded, parse_intermixed, split_items
 
 DESCRIPTION = (
     "Train TSM-ViT and X-ViT with average and temporal-attention heads, the spatial-only ViT "
@@ -19,19 +18,17 @@ DESCRIPTION = (
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register the `ablate` sub-command."""
-    p = subparsers.add_parser(
-        "ablate",
+    add_command(
+        subparsers, "ablate", add_arguments, run,
         help="shift vs mixing x average vs temporal attention, several seeds (Table 2)",
         description=DESCRIPTION,
         epilog="Example: xvit ablate --seeds 0,1 train.epochs=6 --out runs/ablation",
     )
-    add_arguments(p, intermixed=False)
-    p.set_defaults(func=run)
 
 
 def add_arguments(p: argparse.ArgumentParser, intermixed: bool) -> None:
     """The arguments of `xvit ablate` (flags and overrides in any order, as `xvit train`)."""
-    from xvit.benchmarks.ablation import VARIANTS
+    from xvit.engine.ablation import VARIANTS
 
     p.add_argument("items", nargs="*" if intermixed else argparse.REMAINDER,
                    metavar="[CONFIG] [key=value ...]",
@@ -51,23 +48,22 @@ def _int_list(text: str, flag: str) -> list[int]:
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of `xvit ablate`; returns the exit code (1 when some run failed)."""
-    from xvit.benchmarks.ablation import run_ablation
-    from xvit.engine.config import ConfigError
+    from xvit.engine.ablation import format_markdown, run_ablation
+    from xvit.engine.schema import ConfigError
 
     args = parse_intermixed(args, add_arguments, "xvit ablate", "items")
-    try:
+
+    def work() -> dict:
         config, overrides = split_items(args.items)
         seeds = _int_list(args.seeds, "--seeds")
         variants = [v.strip() for v in args.variants.split(",") if v.strip()]
-        doc = run_ablation(config, overrides, variants=variants, seeds=seeds, out=args.out,
-                           command=command_line(args, "ablate", "items"))
-    except (ValueError, ConfigError, FileNotFoundError) as e:
-        print(f"xvit ablate: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("xvit ablate: interrupted; run the same command again to resume", file=sys.stderr)
-        return 130
-    from xvit.benchmarks.ablation import format_markdown
+        return run_ablation(config, overrides, variants=variants, seeds=seeds, out=args.out,
+                            command=command_line(args, "ablate", "items"))
+
+    code, doc = guarded("xvit ablate", work, [((ValueError, ConfigError, FileNotFoundError), 2)],
+                        interrupted="interrupted; run the same command again to resume")
+    if code:
+        return code
 
     print(format_markdown(doc), end="")
     print(f"written to {args.out}/ablation.md and {args.out}/ablation.json")

@@ -54,6 +54,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         "(repeatable; values parsed as YAML)")
     p.add_argument("--name", default="benchmark", help="base name of the output files")
     p.add_argument("--out", default="runs/benchmark", help="output directory")
+    p.add_argument("--targets", metavar="FILE",
+                   help="YAML of speed goals to check in the report (benchmarks/speed_targets.yaml)")
     p.set_defaults(func=run)
 
 
@@ -61,7 +63,7 @@ def _int_list(text: str, what: str) -> list[int]:
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise SystemExit(f"xvit benchmark: {what} must be a comma list of integers, got {text!r}")
+        raise SystemExit(f"xvit benchmark: {what} must be a comma list of integers, got {text!r}") from None
     if not values or any(v < 1 for v in values):
         raise SystemExit(f"xvit benchmark: {what} must be positive integers, got {text!r}")
     return values
@@ -135,6 +137,15 @@ def run(args: argparse.Namespace) -> int:
     bad = [d for d in dtypes if d not in DTYPE_MODES]
     if bad:
         raise SystemExit(f"xvit benchmark: unknown --dtype {bad}; choose from {DTYPE_MODES}")
+    goals = None
+    if args.targets:
+        from xvit.benchmarks.targets import load_goals
+
+        try:
+            goals = load_goals(args.targets)
+        except (OSError, ValueError) as e:
+            print(f"xvit benchmark: error: {e}", file=sys.stderr)
+            return 2
     specs = build_specs(args)
     payload = run_benchmark(
         specs,
@@ -152,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
     payload["meta"]["args"] = {k: v for k, v in vars(args).items() if k != "func"}
     if sys.argv[1:2] == ["benchmark"]:
         payload["meta"]["command"] = "xvit " + shlex.join(sys.argv[1:])
-    paths = write_report(payload, args.out, args.name)
+    paths = write_report(payload, args.out, args.name, goals=goals)
     print(results_table(payload["results"]))
     if compile_table(payload["results"]):
         print()

@@ -8,6 +8,8 @@ import json
 import sys
 import time
 
+from xvit.cli._common import error
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Add the `data` command and its sub-commands."""
@@ -84,8 +86,7 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
 
 
 def _error(command: str, message: object) -> int:
-    print(f"xvit data {command}: error: {message}", file=sys.stderr)
-    return 2
+    return error(f"xvit data {command}", message, 2)
 
 
 def _prepare(args: argparse.Namespace) -> int:
@@ -179,7 +180,7 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _leak_check(args: argparse.Namespace) -> int:
-    from xvit.data.synth import leak_check_dataset
+    from xvit.benchmarks.leak_check import leak_check_dataset
 
     result = leak_check_dataset(args.root, steps=args.steps, seed=args.seed)
     print(json.dumps(result, indent=2))

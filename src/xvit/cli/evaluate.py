@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import sys
+
+from xvit.cli._common import add_command, command_line, error, guarded, parse_intermixed
+from xvit.engine.metrics import FUSE_MODES
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register the `eval` sub-command."""
-    p = subparsers.add_parser(
-        "eval",
+    add_command(
+        subparsers, "eval", add_arguments, run,
         help="multi-view evaluation of a checkpoint on a list of videos",
         description=(
             "Score every video of a list with t temporal clips x s spatial crops (each video "
@@ -19,20 +21,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "is a training run, else from the model's config; key=value overrides them."
         ),
     )
-    add_arguments(p, intermixed=False)
-    p.set_defaults(func=run)
 
 
 def add_arguments(p: argparse.ArgumentParser, intermixed: bool) -> None:
     """The arguments of `xvit eval`."""
     # --checkpoint and --list are required; run() checks them once flags given after an
-    # override are read too (see xvit.cli.train.parse_intermixed).
+    # override are read too (see xvit.cli._common.parse_intermixed).
     p.add_argument("--checkpoint", help="(required) a run directory or a save_pretrained directory")
     p.add_argument("--list", dest="list_file",
                    help="(required) annotations (list file, Kinetics CSV, SSv2 JSON, EPIC CSV) "
                         "or a DIR/<class name>/<video> folder")
     p.add_argument("--views", default=None, help="TxS: temporal clips x spatial crops (default: the run's eval.views)")
-    p.add_argument("--fuse", choices=("prob", "logits"), default=None,
+    p.add_argument("--fuse", choices=FUSE_MODES, default=None,
                    help="fuse views by the mean of softmax (prob, default) or of logits")
     p.add_argument("--out", help="where metrics.json goes (default: runs/eval/<checkpoint>-<list>-<TxS>)")
     p.add_argument("--views-curve", action="store_true",
@@ -48,16 +48,14 @@ def add_arguments(p: argparse.ArgumentParser, intermixed: bool) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of `xvit eval`; returns the exit code (1 when videos failed to decode)."""
-    from xvit.cli.train import command_line, parse_intermixed
-    from xvit.engine.config import ConfigError
     from xvit.engine.distributed import cleanup
-    from xvit.engine.evaluate import evaluate_checkpoint
+    from xvit.engine.eval_run import evaluate_checkpoint
+    from xvit.engine.schema import ConfigError
 
     args = parse_intermixed(args, add_arguments, "xvit eval", "overrides")
     missing = [flag for flag, value in (("--checkpoint", args.checkpoint), ("--list", args.list_file)) if not value]
     if missing:
-        print(f"xvit eval: error: the following arguments are required: {', '.join(missing)}", file=sys.stderr)
-        return 2
+        return error("xvit eval", f"the following arguments are required: {', '.join(missing)}", 2)
     overrides = list(args.overrides)
     for flag, key in (("root", "data.root"), ("fmt", "data.format"), ("batch_size", "eval.batch_size"),
                       ("workers", "data.workers"), ("device", "train.device"), ("views", "eval.views"),
@@ -65,23 +63,16 @@ def run(args: argparse.Namespace) -> int:
         if getattr(args, flag) is not None:
             overrides.append(f"{key}={getattr(args, flag)}")
     try:
-        metrics = evaluate_checkpoint(
-            args.checkpoint,
-            args.list_file,
-            overrides=overrides,
-            out=args.out,
-            curve=args.views_curve,
-            command=command_line(args, "eval", "overrides"),
+        code, metrics = guarded(
+            "xvit eval",
+            lambda: evaluate_checkpoint(args.checkpoint, args.list_file, overrides=overrides, out=args.out,
+                                        curve=args.views_curve,
+                                        command=command_line(args, "eval", "overrides")),
+            [((ConfigError, FileNotFoundError, ValueError), 2),  # incl. an unusable --out
+             ((OSError,), 1)],  # disk full, I/O error writing the results (they were printed above)
         )
-    except (ConfigError, FileNotFoundError, ValueError) as e:  # incl. an unusable --out
-        print(f"xvit eval: error: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:  # disk full, I/O error writing the results (they were printed above)
-        print(f"xvit eval: error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("xvit eval: interrupted", file=sys.stderr)
-        return 130
     finally:
         cleanup()
+    if code:
+        return code
     return 0 if metrics is None or metrics["num_failed"] == 0 else 1

@@ -43,6 +43,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from xvit.models.attention import get_attention_kernel
+
+    try:
+        get_attention_kernel()  # $XVIT_ATTENTION_KERNEL, checked before any work
+    except ValueError as e:
+        print(f"xvit {args.command}: error: {e}", file=sys.stderr)
+        return 2
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:  # commands that do not handle it themselves: no traceback

@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from xvit.cli._common import error
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register the `predict` sub-command."""
@@ -34,21 +36,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of `xvit predict`; exit code 1 when any video failed."""
-    from xvit.engine.config import ConfigError
     from xvit.engine.predict import check_predict_options, predict_videos
+    from xvit.engine.schema import ConfigError
 
     try:
         check_predict_options(args.topk, args.threshold)
     except ValueError as e:
-        print(f"xvit predict: error: {e}", file=sys.stderr)
-        return 2
+        return error("xvit predict", e, 2)
     overrides = [f"eval.views={args.views}"] + ([f"train.device={args.device}"] if args.device else [])
     try:
         results = predict_videos(args.checkpoint, args.videos, topk=args.topk, threshold=args.threshold,
                                  overrides=overrides)
     except (ConfigError, FileNotFoundError, ValueError) as e:
-        print(f"xvit predict: error: {e}", file=sys.stderr)
-        return 2
+        return error("xvit predict", e, 2)
     if args.json:
         print(json.dumps(results, indent=2))
     for r in results:

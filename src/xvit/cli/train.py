@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
-from collections.abc import Callable
-from pathlib import Path
+
+from xvit.cli._common import add_command, command_line, error, guarded, parse_intermixed, split_items
+from xvit.models.heads import HEAD_TYPES
 
 # Flags for the common keys: flag destination -> config key.
 _FLAG_KEYS = {
@@ -29,14 +29,12 @@ _FLAG_KEYS = {
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register the `train` sub-command."""
-    p = subparsers.add_parser(
-        "train",
+    add_command(
+        subparsers, "train", add_arguments, run,
         help="train a model (default: a tiny X-ViT on the built-in synthetic dataset)",
         description=DESCRIPTION,
         epilog="Example: xvit train configs/ssv2_xvit_b16_16.yaml optim.lr=0.01 --out runs/ssv2",
     )
-    add_arguments(p, intermixed=False)
-    p.set_defaults(func=run)
 
 
 DESCRIPTION = (
@@ -56,7 +54,7 @@ def add_arguments(p: argparse.ArgumentParser, intermixed: bool) -> None:
         help="a YAML config, then section.key=value overrides (e.g. optim.weight_decay=1e-4)",
     )
     p.add_argument("--model", help="registered model name (see `xvit models`)")
-    p.add_argument("--head", choices=("avg", "ta", "linear"), help="temporal aggregation head")
+    p.add_argument("--head", choices=HEAD_TYPES, help="temporal aggregation head")
     p.add_argument("--pretrained", help="initial weights: a weights file or a save_pretrained directory")
     p.add_argument("--train-list", help="training annotations (list file, Kinetics CSV, SSv2 JSON, "
                                         "EPIC CSV) or a DIR/<class name>/<video> folder")
@@ -78,63 +76,22 @@ def add_arguments(p: argparse.ArgumentParser, intermixed: bool) -> None:
                         "the videos), then exit without training")
 
 
-def parse_intermixed(args: argparse.Namespace, add: Callable[[argparse.ArgumentParser, bool], None],
-                     prog: str, field: str) -> argparse.Namespace:
-    """Re-read ``args.<field>`` (everything from the first positional on) allowing flags and
-    positionals in any order: before Python 3.13, argparse rejects a positional given after a
-    flag once a ``*`` positional has matched nothing."""
-    parser = argparse.ArgumentParser(prog=prog, add_help=False)
-    add(parser, True)
-    rest = getattr(args, field)
-    delattr(args, field)
-    return parser.parse_intermixed_args(rest, namespace=args)
-
-
-def split_items(items: list[str]) -> tuple[str | None, list[str]]:
-    """``[CONFIG] [key=value ...]`` -> (config path or None, overrides)."""
-    config, overrides = None, []
-    for item in items:
-        if "=" in item:
-            overrides.append(item)
-        elif config is None and not overrides:
-            config = item
-        else:
-            raise ValueError(
-                f"unexpected argument {item!r}: give one CONFIG first, then key=value overrides"
-            )
-    return config, overrides
-
-
 def flag_overrides(args: argparse.Namespace) -> list[tuple[str, str]]:
     """The ``--flag value`` options as ``(flag, "key=value")`` pairs (for load_config)."""
     return [("--" + dest.replace("_", "-"), f"{key}={getattr(args, dest)}")
             for dest, key in _FLAG_KEYS.items() if getattr(args, dest, None) is not None]
 
 
-def command_line(args: argparse.Namespace, command: str, positional: str) -> list[str]:
-    """The command that was run, for metrics.json: ``sys.argv`` when this process was started
-    as ``xvit <command>`` (directly, through torchrun or ``python -m xvit.cli.main``), else
-    (``main([...])`` called from Python) an equivalent command rebuilt from ``args``."""
-    if Path(sys.argv[0]).name in ("xvit", "main.py", "__main__.py") and sys.argv[1:2] == [command]:
-        return ["xvit", *sys.argv[1:]]
-    out = ["xvit", command]
-    skip = {"command", "func", positional}
-    for dest, value in vars(args).items():
-        if dest in skip or value is None or value is False:
-            continue
-        flag = "--" + {"list_file": "list", "fmt": "format"}.get(dest, dest).replace("_", "-")
-        out += [flag] if value is True else [flag, str(value)]
-    return out + list(getattr(args, positional, []) or [])
-
-
 def run(args: argparse.Namespace) -> int:
     """Entry point of `xvit train`; returns the exit code."""
     from xvit.data.annotations import AnnotationError
     from xvit.data.dataset import UnreadableDataError
-    from xvit.engine.config import ConfigError, load_config
+    from xvit.engine.config import load_config
     from xvit.engine.distributed import cleanup
+    from xvit.engine.nonfinite import NonFiniteLossError
     from xvit.engine.rundir import RunDirError, WriteError
-    from xvit.engine.train import NonFiniteLossError, train
+    from xvit.engine.schema import ConfigError
+    from xvit.engine.train import train
     from xvit.models.hub import CheckpointError
 
     args = parse_intermixed(args, add_arguments, "xvit train", "items")
@@ -142,33 +99,26 @@ def run(args: argparse.Namespace) -> int:
         config, overrides = split_items(args.items)
         cfg = load_config(config, overrides, flag_overrides(args))
     except (ValueError, ConfigError) as e:
-        print(f"xvit train: error: {e}", file=sys.stderr)
-        return 2
+        return error("xvit train", e, 2)
     if args.dry_run:
         from xvit.engine.plan import describe_run
 
         try:
             print(describe_run(cfg), flush=True)
         except (ConfigError, AnnotationError, CheckpointError, FileNotFoundError) as e:
-            print(f"xvit train: error: {e}", file=sys.stderr)
-            return 2
+            return error("xvit train", e, 2)
         return 0
     try:
-        train(cfg, fresh=args.fresh, command=command_line(args, "train", "items"))
-    except (NonFiniteLossError, UnreadableDataError, WriteError) as e:
-        print(f"xvit train: error: {e}", file=sys.stderr)
-        return 1
-    except (ConfigError, CheckpointError, AnnotationError, RunDirError, FileNotFoundError) as e:
-        # bad input found once training set-up reads it (weights, lists, videos, the run
-        # directory, a second run on it): no traceback
-        print(f"xvit train: error: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:  # disk full, quota, I/O error while the run writes its files
-        print(f"xvit train: error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("xvit train: interrupted; run the same command again to resume", file=sys.stderr)
-        return 130
+        code, _ = guarded(
+            "xvit train",
+            lambda: train(cfg, fresh=args.fresh, command=command_line(args, "train", "items")),
+            [((NonFiniteLossError, UnreadableDataError, WriteError), 1),
+             # bad input found once training set-up reads it (weights, lists, videos, the run
+             # directory, a second run on it)
+             ((ConfigError, CheckpointError, AnnotationError, RunDirError, FileNotFoundError), 2),
+             ((OSError,), 1)],  # disk full, quota, I/O error while the run writes its files
+            interrupted="interrupted; run the same command again to resume",
+        )
     finally:
         cleanup()
-    return 0
+    return code

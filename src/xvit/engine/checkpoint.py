@@ -27,6 +27,7 @@ import torch
 from xvit.engine.rundir import atomic_write
 
 __all__ = [
+    "FORMAT",
     "atomic_save",
     "capture_rng",
     "checkpoint_path",
@@ -38,6 +39,9 @@ __all__ = [
 ]
 
 _NAME = re.compile(r"^step_(\d+)\.pt$")
+
+# The "format" entry of every training checkpoint (xvit.engine.train_state writes it).
+FORMAT = "xvit-train-checkpoint"
 
 
 def checkpoint_path(ckpt_dir: str | Path, global_step: int) -> Path:
@@ -101,7 +105,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     except Exception as e:  # report which file is unreadable, on one line
         lines = str(e).strip().splitlines() or [type(e).__name__]
         raise RuntimeError(f"cannot read checkpoint {path}: {lines[0]}") from e
-    if not isinstance(state, dict) or state.get("format") != "xvit-train-checkpoint":
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise RuntimeError(f"{path} is not an xvit training checkpoint")
     return state
 

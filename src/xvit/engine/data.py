@@ -1,4 +1,4 @@
-"""From a :class:`~xvit.engine.config.Config` to datasets: annotation formats, the built-in
+"""From a :class:`~xvit.engine.schema.Config` to datasets: annotation formats, the built-in
 synthetic data, training / validation / multi-view test datasets."""
 
 from __future__ import annotations
@@ -11,7 +11,9 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
-from xvit.engine.config import Config, ConfigError, derived_train_scale, model_options
+from xvit.engine.model import model_options
+from xvit.engine.schema import Config, ConfigError, derived_train_scale
+from xvit.models.registry import model_config
 
 __all__ = [
     "TrainData",
@@ -132,8 +134,6 @@ def read_split(
 def _mean_std(cfg: Config) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """The normalisation of the model ``cfg`` builds (its config is the one owner: the data
     side reads it; ``data.mean``/``data.std`` and ``model.overrides`` set it there)."""
-    from xvit.models.registry import model_config
-
     mc = model_config(cfg.model.name, num_classes=1, **model_options(cfg))
     return tuple(mc.mean), tuple(mc.std)
 

@@ -9,7 +9,7 @@ the helpers below are no-ops.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -18,11 +18,11 @@ import torch.distributed as dist
 __all__ = [
     "DistInfo",
     "all_gather_object",
-    "all_reduce_max",
     "barrier",
     "cleanup",
     "configure_threads",
     "init_distributed",
+    "raise_everywhere",
     "resolve_device",
 ]
 
@@ -34,7 +34,7 @@ class DistInfo:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
-    device: torch.device = torch.device("cpu")
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
     @property
     def distributed(self) -> bool:
@@ -116,13 +116,16 @@ def all_gather_object(obj: Any) -> list[Any]:
     return out
 
 
-def all_reduce_max(value: float, device: torch.device) -> float:
-    """The maximum of ``value`` over ranks (used to stop every rank on the same step)."""
-    if not dist.is_initialized():
-        return value
-    t = torch.tensor([value], dtype=torch.float64, device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return float(t.item())
+def raise_everywhere(error: Exception | None) -> None:
+    """Rank 0's outcome on every rank: rank 0 raises its ``error``, and every other rank an
+    exception of the same class with the same message, so that all stop alike instead of
+    waiting for rank 0 at the next collective. For work only rank 0 does (other ranks pass
+    None); the class must take its message as its one argument."""
+    verdict = all_gather_object(None if error is None else (type(error), str(error)))[0]
+    if error is not None:
+        raise error
+    if verdict is not None:
+        raise verdict[0](verdict[1])
 
 
 def all_reduce_sum(values: list[float], device: torch.device) -> list[float]:

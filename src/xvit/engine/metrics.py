@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 __all__ = [
+    "FUSE_MODES",
     "average_precision",
     "classification_metrics",
     "fuse_views",
@@ -34,6 +35,11 @@ __all__ = [
     "subset_indices",
     "topk_hits",
 ]
+
+
+# How the views of a video are fused (eval.fuse, xvit eval --fuse): the mean of the
+# per-view probabilities, or the mean of the logits.
+FUSE_MODES = ("prob", "logits")
 
 
 def fuse_views(view_logits: torch.Tensor, fuse: str = "prob", multi_label: bool = False) -> torch.Tensor:

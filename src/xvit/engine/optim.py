@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Iterable
 
 import torch
 from torch import nn
 
-from xvit.engine.config import OptimConfig
+from xvit.engine.schema import OptimConfig
 
 __all__ = ["ModelEma", "WarmupCosine", "build_optimizer", "param_groups", "scaled_lr", "warmup_cosine"]
 
@@ -128,12 +127,6 @@ class ModelEma(nn.Module):
             ema_buffers[name].copy_(b)
         self.num_updates += 1
 
-    def forward(self, *args, **kwargs):  # noqa: D102 - delegate
+    def forward(self, *args, **kwargs):
         return self.module(*args, **kwargs)
 
-
-def clip_grad_norm(params: Iterable[torch.Tensor], max_norm: float | None) -> float | None:
-    """Clip the global gradient norm when ``max_norm`` is set; returns the norm before clipping."""
-    if not max_norm:
-        return None
-    return float(torch.nn.utils.clip_grad_norm_(list(params), max_norm))

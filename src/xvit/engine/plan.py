@@ -13,8 +13,11 @@ from typing import Any
 
 import torch
 
-from xvit.engine.config import Config, config_text, model_options
+from xvit.engine.config import config_text
 from xvit.engine.data import cache_dir, read_split, resolve_format, split_holdout
+from xvit.engine.model import model_options
+from xvit.engine.schema import Config
+from xvit.models import count_flops, count_params, create_model
 
 __all__ = ["describe_run", "probe_videos"]
 
@@ -41,24 +44,22 @@ def probe_videos(samples: list[Any], limit: int = 16) -> tuple[int, list[str]]:
                 close = getattr(reader, "close", None)
                 if close is not None:
                     close()
-        except Exception as e:  # noqa: BLE001 - any failure is what the probe reports
+        except Exception as e:
             text = str(e).splitlines()[0] if str(e) else type(e).__name__
             bad.append(text if str(sample.path) in text else f"{sample.path}: {text}")
     return len(picked), bad
 
 
 def _model_lines(cfg: Config, num_classes: int) -> list[str]:
-    import xvit
-
     with torch.device("meta"):
-        model = xvit.create_model(cfg.model.name, num_classes=max(num_classes, 1), **model_options(cfg))
+        model = create_model(cfg.model.name, num_classes=max(num_classes, 1), **model_options(cfg))
     mc = model.config
     shape = (1, 3, cfg.data.num_frames, cfg.data.img_size, cfg.data.img_size)
-    gflops = xvit.count_flops(model, shape) / 1e9
+    gflops = count_flops(model, shape) / 1e9
     lines = [
         (f"model: {cfg.model.name} ({mc.attention} attention, head {mc.head}), width "
          f"{mc.embed_dim}, depth {mc.depth}, {mc.num_heads} heads, patch {mc.patch_size}"),
-        (f"  {xvit.count_params(model) / 1e6:.2f} M parameters, {gflops:.3f} GFLOPs per "
+        (f"  {count_params(model) / 1e6:.2f} M parameters, {gflops:.3f} GFLOPs per "
          f"{cfg.data.num_frames}x{cfg.data.img_size}x{cfg.data.img_size} clip, "
          f"normalisation mean {list(mc.mean)} std {list(mc.std)}"),
     ]

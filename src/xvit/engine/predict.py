@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from xvit.engine.config import parse_views
 from xvit.engine.distributed import DistInfo, resolve_device
-from xvit.engine.evaluate import load_run, score_dataset
 from xvit.engine.metrics import fuse_views, scores_to_probs
+from xvit.engine.saved import load_run
+from xvit.engine.schema import parse_views
+from xvit.engine.scoring import score_dataset
 
 __all__ = ["DEFAULT_MULTI_LABEL_THRESHOLD", "check_predict_options", "predict_videos"]
 

@@ -17,6 +17,9 @@ atomically, and a ``--fresh`` start that can be undone until it has a checkpoint
   directory, fsync'ed and renamed over the final name, so it is either complete or absent.
   JSON is strict (no ``NaN``/``Infinity``, which JSON does not have): non-finite numbers are
   written as ``null`` and listed under ``non_finite``.
+- :class:`TrainingRunDir`: the above put together for a training run on every rank: opened
+  (checked, created, locked, leftovers resolved) by rank 0 with every rank raising the same
+  error, ``--fresh`` set aside, committed by the first checkpoint, closed however the run ends.
 """
 
 from __future__ import annotations
@@ -35,12 +38,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from xvit.engine.distributed import barrier, raise_everywhere
+
 __all__ = [
     "RUN_FILES",
     "FreshStart",
     "RunDirError",
     "RunLock",
     "RunLockedError",
+    "TrainingRunDir",
     "WriteError",
     "atomic_write",
     "atomic_write_text",
@@ -344,3 +350,65 @@ def remove_stale_temporaries(out: str | Path) -> list[Path]:
                     p.unlink(missing_ok=True)
                     gone.append(p)
     return gone
+
+
+# ------------------------------------------------------------------ a training run's directory
+
+
+class TrainingRunDir:
+    """A training run's hold on ``OUT`` (every rank makes the same calls; rank 0 does the work).
+
+    :meth:`open` checks that ``OUT`` is usable, creates and locks it, finishes an interrupted
+    ``--fresh`` and removes stale temporary files; :meth:`set_aside` is ``--fresh``
+    (:class:`FreshStart`); :meth:`commit` is called once a checkpoint is written; :meth:`close`
+    undoes a ``--fresh`` start without a checkpoint of its own and releases the lock.
+    """
+
+    def __init__(self, out: str | Path, command: list[str] | None, is_main: bool,
+                 say: Callable[[str], None] = print) -> None:
+        self.out = Path(out)
+        self.command = command
+        self.is_main = is_main
+        self.say = say
+        self.lock: RunLock | None = None
+        self.fresh_start: FreshStart | None = None
+
+    def open(self, has_checkpoint: Callable[[], bool]) -> None:
+        """Check, create and lock ``OUT`` (rank 0); every rank raises the same
+        :class:`RunDirError` when that fails."""
+        error: Exception | None = None
+        if self.is_main:
+            try:
+                check_output_dir(self.out, "run directory (train.out)")
+                self.out.mkdir(parents=True, exist_ok=True)
+                self.lock = RunLock(self.out, self.command)
+                if not self.lock.acquire():
+                    self.say(f"warning: {self.out} cannot be locked (no flock on this file "
+                             f"system): a second run on it would not be stopped")
+                resolve_leftovers(self.out, has_checkpoint, self.say)
+                remove_stale_temporaries(self.out)  # of a process killed while writing
+            except RunDirError as e:
+                error = e
+        raise_everywhere(error)
+
+    def set_aside(self) -> None:
+        """--fresh: set the old run's files aside; they are deleted by :meth:`commit` and put
+        back by :meth:`close` when no checkpoint was written before."""
+        if self.is_main:
+            self.fresh_start = FreshStart(self.out, self.say)
+            self.fresh_start.begin()
+        barrier()
+
+    def commit(self) -> None:
+        """The run has a checkpoint of its own: drop the files a --fresh start set aside."""
+        if self.fresh_start is not None:
+            self.fresh_start.commit()
+
+    def close(self) -> None:
+        """Undo a --fresh start without a checkpoint, release the lock (idempotent)."""
+        try:
+            if self.fresh_start is not None and self.fresh_start.pending:
+                self.fresh_start.rollback()
+        finally:
+            if self.lock is not None:
+                self.lock.release()

@@ -1,0 +1,78 @@
+"""`xvit eval`: multi-view evaluation of a saved model on an annotation file, its report,
+``metrics.json`` and the optional views curve."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from xvit.engine.data import build_eval_dataset, read_split
+from xvit.engine.distributed import configure_threads, init_distributed
+from xvit.engine.evaluate import evaluate
+from xvit.engine.precision import amp_dtype_for
+from xvit.engine.report import print_eval_report, write_metrics
+from xvit.engine.rundir import check_output_dir
+from xvit.engine.saved import load_run
+from xvit.engine.schema import parse_views
+from xvit.engine.views_curve import views_curve, write_views_curve
+from xvit.models import count_flops
+
+__all__ = ["evaluate_checkpoint"]
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    list_file: str | Path,
+    *,
+    overrides: list[str] | tuple[str, ...] = (),
+    out: str | Path | None = None,
+    curve: bool = False,
+    command: list[str] | None = None,
+) -> dict[str, Any] | None:
+    """`xvit eval`: multi-view evaluation of a saved model on an annotation file.
+
+    Writes ``metrics.json`` (and the views curve) into ``out``; returns the figures on rank 0.
+    """
+    model, cfg = load_run(checkpoint, overrides)
+    if out is None:
+        out = Path("runs") / "eval" / f"{Path(checkpoint).name}-{Path(list_file).stem}-{cfg.eval.views}"
+    out = check_output_dir(out, "--out")  # before the work, not after it
+    dist_info = init_distributed(cfg.train.device)
+    configure_threads(cfg.train.threads, dist_info.device, cfg.data.workers)
+    views = parse_views(cfg.eval.views)
+    class_names = list(model.config.class_names) if model.config.class_names else None
+    samples, names, _ = read_split(cfg, str(list_file), class_names=class_names)
+    class_names = class_names or names
+    multi_label = bool(cfg.data.multi_label)
+    dataset = build_eval_dataset(cfg, samples, views, model.config.num_classes if multi_label else None)
+    model.to(dist_info.device)
+    res = evaluate(
+        model,
+        dataset,
+        views=views,
+        fuse=cfg.eval.fuse,
+        batch_size=cfg.eval.batch_size,
+        workers=cfg.data.workers,
+        device=dist_info.device,
+        amp_dtype=amp_dtype_for(cfg.train.amp, dist_info.device),
+        dist_info=dist_info,
+        class_names=class_names,
+        progress=True,
+        multi_label=multi_label,
+    )
+    if res is None:
+        return None
+    metrics, records, scores = res
+    extra: dict[str, Any] = {"checkpoint": str(checkpoint), "list": str(list_file)}
+    print_eval_report(metrics, records, multi_label)
+    if curve:
+        shape = (1, 3, cfg.data.num_frames, cfg.data.img_size, cfg.data.img_size)
+        gflops = count_flops(model, shape) / 1e9
+        rows = views_curve(scores, views, cfg.eval.fuse, gflops, multi_label=multi_label)
+        csv_path, png_path = write_views_curve(rows, out, title=f"{checkpoint} on {list_file}: accuracy vs test views")
+        extra["views_curve"] = rows
+        extra["gflops_per_view"] = round(gflops, 4)
+        print(f"views curve: {csv_path}, {png_path}", flush=True)
+    path = write_metrics(out / "metrics.json", metrics, records, command, extra)
+    print(f"metrics written to {path}", flush=True)
+    return metrics
