@@ -1,0 +1,150 @@
+"""The package's layers point one way (cli -> engine -> {models, data}; benchmarks -> {models,
+data}) and no module imports, at any depth (module top or inside a function), a module that
+imports it back. The check reads the source (``ast``), so it also sees imports that only run
+when a function is called."""
+
+from __future__ import annotations
+
+import ast
+import textwrap
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+# Which sub-packages each sub-package may import (besides itself). ``xvit`` is the top-level
+# package module (xvit/__init__.py, the public API), which only re-exports.
+ALLOWED = {
+    "cli": {"engine", "models", "data", "benchmarks"},
+    "engine": {"models", "data"},
+    "benchmarks": {"models", "data"},
+    "models": set(),
+    "data": set(),
+}
+
+
+def module_name(path: Path, root: Path) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def imports_of(path: Path, name: str, known: set[str]) -> set[str]:
+    """The ``xvit`` modules that ``path`` (module ``name``) imports, anywhere in the file."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")
+                anchor = anchor[: len(anchor) - (node.level - 1)]
+                base = ".".join([*anchor, base] if base else anchor)
+            # ``from pkg import submodule`` depends on the submodule; any other name comes
+            # from ``pkg`` itself (its __init__ when pkg is a package)
+            subs = [f"{base}.{a.name}" for a in node.names if f"{base}.{a.name}" in known]
+            targets = subs + ([base] if len(subs) < len(node.names) else [])
+        else:
+            continue
+        for t in targets:
+            if t in known and t != name:
+                found.add(t)
+    return found
+
+
+def import_graph(root: Path) -> dict[str, set[str]]:
+    files = {module_name(p, root): p for p in root.rglob("*.py")}
+    known = set(files)
+    return {name: imports_of(path, name, known) for name, path in files.items()}
+
+
+def layer(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else None
+
+
+def problems(graph: dict[str, set[str]]) -> list[str]:
+    found = []
+    for mod, targets in sorted(graph.items()):
+        src = layer(mod)
+        for t in sorted(targets):
+            dst = layer(t)
+            if dst is None and src not in (None, "cli"):  # the CLI sits above the public API
+                found.append(f"{mod} imports the top-level package {t} (import the defining module)")
+            elif t == mod.rpartition(".")[0] and src is not None and mod.count(".") >= 2:
+                found.append(f"{mod} imports its own package's __init__ ({t})")
+            elif src and dst and src != dst and dst not in ALLOWED.get(src, set()):
+                found.append(f"{mod} imports {t}: {src} may not depend on {dst}")
+    # cycles: strongly connected components of more than one module
+    index, low, stack, on, sccs, counter = {}, {}, [], set(), [], [0]
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                sccs.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    found += [f"import cycle: {' <-> '.join(c)}" for c in sccs]
+    return found
+
+
+def test_layers_point_one_way_and_nothing_imports_back():
+    graph = import_graph(SRC)
+    assert "xvit.engine.train" in graph and "xvit.models.video_vit" in graph
+    assert problems(graph) == []
+
+
+def _tree(tmp_path: Path, files: dict[str, str]) -> Path:
+    for rel, text in files.items():
+        p = tmp_path / "src" / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(textwrap.dedent(text))
+    return tmp_path / "src"
+
+
+@pytest.mark.parametrize("files, expected", [
+    # a cycle hidden in a function-level import
+    ({"xvit/__init__.py": "", "xvit/models/__init__.py": "",
+      "xvit/models/a.py": "from xvit.models.b import f\n",
+      "xvit/models/b.py": "def f():\n    from xvit.models import a\n"},
+     "import cycle: xvit.models.a <-> xvit.models.b"),
+    # a lower layer reaching up
+    ({"xvit/__init__.py": "", "xvit/models/__init__.py": "", "xvit/engine/__init__.py": "",
+      "xvit/engine/train.py": "", "xvit/models/m.py": "import xvit.engine.train\n"},
+     "xvit.models.m imports xvit.engine.train: models may not depend on engine"),
+    # data and models are siblings, not layers of each other
+    ({"xvit/__init__.py": "", "xvit/models/__init__.py": "", "xvit/data/__init__.py": "",
+      "xvit/data/v.py": "", "xvit/models/m.py": "from ..data.v import x\n"},
+     "xvit.models.m imports xvit.data.v: models may not depend on data"),
+    # a module importing its own package's re-exports
+    ({"xvit/__init__.py": "", "xvit/models/__init__.py": "from xvit.models.m import g\n",
+      "xvit/models/m.py": "def g():\n    from xvit.models import h\n"},
+     "imports its own package's __init__"),
+])
+def test_the_contract_catches_violations(tmp_path, files, expected):
+    found = problems(import_graph(_tree(tmp_path, files)))
+    assert any(expected in p for p in found), found
