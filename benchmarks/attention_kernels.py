@@ -71,8 +71,10 @@ def _time_models(frames: list[int], repeats: int) -> list[dict]:
                         times[key].append((time.perf_counter() - start) * 1e3)
             med = {key: statistics.median(v[1:]) for key, v in times.items()}
             out.append({"model": "xvit_base_patch16", "frames": t, "ms": med, "times_ms": times})
-            print(f"| xvit_base_patch16 | {t}x224 | bf16 | {med['chunked']:.0f} | {med['sdpa']:.0f} | "
-                  f"{med['sdpa'] / med['chunked']:.3f} |")
+            print(
+                f"| xvit_base_patch16 | {t}x224 | bf16 | {med['chunked']:.0f} | {med['sdpa']:.0f} | "
+                f"{med['sdpa'] / med['chunked']:.3f} |"
+            )
     return out
 
 
@@ -106,15 +108,30 @@ def main() -> None:
                         times[key] += _time(fn, 1)
             med = {key: statistics.median(t) for key, t in times.items()}
             used = "chunked" if attn.uses_chunked_product(q, k) else "sdpa"
-            rows.append({"attention": label, "rows": r, "tokens": n, "dtype": str(dtype),
-                         "ms": med, "used": used, "times_ms": times})
-            print(f"| {label} | {r} x {n} | {str(dtype).removeprefix('torch.')} | "
-                  f"{med['sdpa']:.1f} | {med['plain']:.1f} | {med['chunked']:.1f} | {used} |")
+            rows.append(
+                {
+                    "attention": label,
+                    "rows": r,
+                    "tokens": n,
+                    "dtype": str(dtype),
+                    "ms": med,
+                    "used": used,
+                    "times_ms": times,
+                }
+            )
+            print(
+                f"| {label} | {r} x {n} | {str(dtype).removeprefix('torch.')} | "
+                f"{med['sdpa']:.1f} | {med['plain']:.1f} | {med['chunked']:.1f} | {used} |"
+            )
     models = _time_models([int(t) for t in args.model_frames.split(",") if t], args.repeats)
     if args.json:
-        meta = {"torch": torch.__version__, "threads": args.threads, "repeats": args.repeats,
-                "machine": platform.processor() or platform.machine(),
-                "utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())}
+        meta = {
+            "torch": torch.__version__,
+            "threads": args.threads,
+            "repeats": args.repeats,
+            "machine": platform.processor() or platform.machine(),
+            "utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
+        }
         with open(args.json, "w") as f:
             json.dump({"meta": meta, "rows": rows, "models": models}, f, indent=1)
 

@@ -32,7 +32,9 @@ from torch import nn
 from xvit.benchmarks.machine import cpu_model
 
 
-def load_clips(checkpoint: str, list_file: str, views: str, overrides: list[str]) -> tuple[nn.Module, torch.Tensor, torch.Tensor, list[str]]:
+def load_clips(
+    checkpoint: str, list_file: str, views: str, overrides: list[str]
+) -> tuple[nn.Module, torch.Tensor, torch.Tensor, list[str]]:
     """The run's model, every view of every video ``(N, V, 3, T, H, W)``, labels, failures."""
     from xvit.engine.config import apply_overrides, parse_views
     from xvit.engine.data import build_eval_dataset, read_split
@@ -67,7 +69,7 @@ def score(model: nn.Module, clips: torch.Tensor, mode: str, batch_size: int) -> 
     flat = clips.flatten(0, 1)
     out = []
     for start in range(0, flat.shape[0], batch_size):
-        x = flat[start:start + batch_size]
+        x = flat[start : start + batch_size]
         if mode == "bf16":
             x = x.to(torch.bfloat16)
         if mode == "autocast":
@@ -100,15 +102,21 @@ def compare(reference: torch.Tensor, other: torch.Tensor, labels: torch.Tensor) 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--checkpoint", required=True, help="a finished run directory (or save_pretrained directory)")
+    p.add_argument(
+        "--checkpoint", required=True, help="a finished run directory (or save_pretrained directory)"
+    )
     p.add_argument("--list", required=True, help="validation annotations")
     p.add_argument("--views", default="1x1", help="test views TxS (default 1x1)")
     p.add_argument("--modes", default="autocast,bf16", help="bf16 modes to compare with fp32")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
     p.add_argument("--out", help="write the figures as JSON here")
-    p.add_argument("--attention", choices=("auto", "sdpa"), default="auto",
-                   help="sdpa: fused SDPA in bf16 too, instead of xvit's chunked product on CPU")
+    p.add_argument(
+        "--attention",
+        choices=("auto", "sdpa"),
+        default="auto",
+        help="sdpa: fused SDPA in bf16 too, instead of xvit's chunked product on CPU",
+    )
     p.add_argument("overrides", nargs="*", help="key=value config overrides (as xvit eval)")
     args = p.parse_args(argv)
     from xvit.models.attention import set_attention_kernel
@@ -123,7 +131,9 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--modes: unknown mode(s) {', '.join(bad)}; choose from autocast, bf16")
     model, clips, labels, failed = load_clips(args.checkpoint, args.list, args.views, args.overrides)
     doc: dict[str, Any] = {
-        "command": shlex.join(["python", "benchmarks/bf16_agreement.py", *(argv if argv is not None else sys.argv[1:])]),
+        "command": shlex.join(
+            ["python", "benchmarks/bf16_agreement.py", *(argv if argv is not None else sys.argv[1:])]
+        ),
         "checkpoint": args.checkpoint,
         "list": args.list,
         "views": args.views,
@@ -136,17 +146,23 @@ def main(argv: list[str] | None = None) -> int:
     }
     t0 = time.perf_counter()
     reference = score(model, clips, "fp32", args.batch_size)
-    doc["fp32"] = {"top1": round(100.0 * (reference.argmax(-1) == labels).float().mean().item(), 3),
-                   "seconds": round(time.perf_counter() - t0, 2)}
-    print(f"{doc['num_videos']} videos ({args.views} views, {len(failed)} failed), "
-          f"fp32 top1 {doc['fp32']['top1']:.2f}%")
+    doc["fp32"] = {
+        "top1": round(100.0 * (reference.argmax(-1) == labels).float().mean().item(), 3),
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+    print(
+        f"{doc['num_videos']} videos ({args.views} views, {len(failed)} failed), "
+        f"fp32 top1 {doc['fp32']['top1']:.2f}%"
+    )
     for mode in modes:
         t0 = time.perf_counter()
         logits = score(model, clips, mode, args.batch_size)
         doc[mode] = {**compare(reference, logits, labels), "seconds": round(time.perf_counter() - t0, 2)}
         r = doc[mode]
-        print(f"{mode:9s} top1 {r['top1']:.2f}%  agreement with fp32 {r['agreement']:.2f}% "
-              f"({r['disagreeing_videos']} videos differ)  max |logit diff| {r['max_abs_logit_diff']:.4f}")
+        print(
+            f"{mode:9s} top1 {r['top1']:.2f}%  agreement with fp32 {r['agreement']:.2f}% "
+            f"({r['disagreeing_videos']} videos differ)  max |logit diff| {r['max_abs_logit_diff']:.4f}"
+        )
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(doc, indent=2) + "\n")

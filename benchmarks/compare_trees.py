@@ -42,12 +42,17 @@ print(json.dumps({{"file": xvit.__file__, "median_s": statistics.median(times),
 
 
 def run_tree(src: str, args: argparse.Namespace) -> dict:
-    code = CHILD.format(threads=args.threads, model=args.model, frames=args.frames,
-                        img=args.img_size, batch=args.batch, warmup=args.warmup,
-                        repeats=args.repeats)
+    code = CHILD.format(
+        threads=args.threads,
+        model=args.model,
+        frames=args.frames,
+        img=args.img_size,
+        batch=args.batch,
+        warmup=args.warmup,
+        repeats=args.repeats,
+    )
     env = {**os.environ, "PYTHONPATH": os.path.abspath(src)}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -77,13 +82,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"round {r + 1}: {t} ({res['file']}): {res['median_s'] * 1000:.1f} ms", flush=True)
     med = {t: statistics.median(v) for t, v in times.items()}
     before, after = trees
-    print(f"median forward: before {med[before] * 1000:.1f} ms, after {med[after] * 1000:.1f} ms, "
-          f"after/before {med[after] / med[before]:.3f}; same output: "
-          f"{abs(checksums[before] - checksums[after]) <= 1e-6 * max(1.0, abs(checksums[before]))}")
+    print(
+        f"median forward: before {med[before] * 1000:.1f} ms, after {med[after] * 1000:.1f} ms, "
+        f"after/before {med[after] / med[before]:.3f}; same output: "
+        f"{abs(checksums[before] - checksums[after]) <= 1e-6 * max(1.0, abs(checksums[before]))}"
+    )
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"args": vars(args), "times_s": times, "median_s": med,
-                       "checksums": checksums}, f, indent=2)
+            json.dump(
+                {"args": vars(args), "times_s": times, "median_s": med, "checksums": checksums}, f, indent=2
+            )
     return 0
 
 

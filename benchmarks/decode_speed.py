@@ -38,8 +38,7 @@ from xvit.data import VideoReader, torchcodec_available
 NUM_FRAMES, STRIDE, SIZE = 8, 8, 224
 
 
-def make_video(path: Path, seconds: int, fps: int, height: int, width: int, gop: int,
-               seed: int) -> None:
+def make_video(path: Path, seconds: int, fps: int, height: int, width: int, gop: int, seed: int) -> None:
     """A panning textured background with moving blocks: H.264, x264 defaults, given GOP."""
     frames = scene_frames(seconds * fps, height, width, seed)
     write_h264(path, frames, fps, height, width, gop, {"keyint_min": str(min(gop, 25)), "threads": "2"})
@@ -49,10 +48,15 @@ def transform(frames: torch.Tensor) -> torch.Tensor:
     """uint8 (T, 3, H, W) -> float (3, T, 224, 224): short-side resize and centre crop."""
     h, w = frames.shape[-2:]
     scale = SIZE / min(h, w)
-    x = F.interpolate(frames.float(), size=(round(h * scale), round(w * scale)),
-                      mode="bilinear", antialias=True, align_corners=False)
+    x = F.interpolate(
+        frames.float(),
+        size=(round(h * scale), round(w * scale)),
+        mode="bilinear",
+        antialias=True,
+        align_corners=False,
+    )
     top, left = (x.shape[-2] - SIZE) // 2, (x.shape[-1] - SIZE) // 2
-    x = x[..., top:top + SIZE, left:left + SIZE]
+    x = x[..., top : top + SIZE, left : left + SIZE]
     return ((x / 255 - 0.5) / 0.5).permute(1, 0, 2, 3).contiguous()
 
 
@@ -70,12 +74,15 @@ def full_decode_clip(path: Path, indices: list[int]) -> torch.Tensor:
 class ClipSet(Dataset):
     """Clip i: a random video and a random start (seeded), 8 frames with stride 8."""
 
-    def __init__(self, videos: list[Path], num_frames: int, clips: int, mode: str,
-                 backend: str, seed: int = 0) -> None:
+    def __init__(
+        self, videos: list[Path], num_frames: int, clips: int, mode: str, backend: str, seed: int = 0
+    ) -> None:
         rng = np.random.default_rng(seed)
         span = (NUM_FRAMES - 1) * STRIDE + 1
-        self.items = [(videos[int(rng.integers(len(videos)))],
-                       int(rng.integers(0, num_frames - span + 1))) for _ in range(clips)]
+        self.items = [
+            (videos[int(rng.integers(len(videos)))], int(rng.integers(0, num_frames - span + 1)))
+            for _ in range(clips)
+        ]
         self.mode, self.backend = mode, backend
 
     def __len__(self) -> int:
@@ -106,8 +113,9 @@ def measure(dataset: ClipSet, workers: int) -> tuple[float, float]:
     """Clips/s through a DataLoader (timed after each worker delivered its first clip) and the
     median CPU milliseconds per clip (insensitive to other load on the machine)."""
     torch.set_num_threads(1)
-    loader = DataLoader(dataset, batch_size=None, shuffle=False, num_workers=workers,
-                        worker_init_fn=_single_thread)
+    loader = DataLoader(
+        dataset, batch_size=None, shuffle=False, num_workers=workers, worker_init_fn=_single_thread
+    )
     start, counted, cpu = None, 0, []
     for k, (clip, seconds) in enumerate(loader):
         assert clip.shape == (3, NUM_FRAMES, SIZE, SIZE)
@@ -153,17 +161,30 @@ def main() -> None:
                 for workers in args.workers:
                     ds = ClipSet(videos, num_frames, args.clips + max(workers, 1), mode, backend)
                     rate, cpu_ms = measure(ds, workers)
-                    rows.append(dict(gop=gop, backend=backend, mode=mode, workers=workers,
-                                     clips_per_s=round(rate, 3),
-                                     cpu_ms_per_clip=round(cpu_ms, 1), video_mb=round(mb, 2)))
-                    print(f"gop {gop:>4}  {backend:<10} {mode:<5} workers {workers}: "
-                          f"{rate:7.2f} clips/s, {cpu_ms:7.1f} CPU ms/clip", flush=True)
+                    rows.append(
+                        dict(
+                            gop=gop,
+                            backend=backend,
+                            mode=mode,
+                            workers=workers,
+                            clips_per_s=round(rate, 3),
+                            cpu_ms_per_clip=round(cpu_ms, 1),
+                            video_mb=round(mb, 2),
+                        )
+                    )
+                    print(
+                        f"gop {gop:>4}  {backend:<10} {mode:<5} workers {workers}: "
+                        f"{rate:7.2f} clips/s, {cpu_ms:7.1f} CPU ms/clip",
+                        flush=True,
+                    )
 
     print("\n| GOP | backend | decode | workers | clips/s | CPU ms / clip |")
     print("|----:|---------|-------------|--------:|--------:|--------------:|")
     for r in rows:
-        print(f"| {r['gop']} | {r['backend']} | {r['mode']} | {r['workers']} | "
-              f"{r['clips_per_s']:.2f} | {r['cpu_ms_per_clip']:.0f} |")
+        print(
+            f"| {r['gop']} | {r['backend']} | {r['mode']} | {r['workers']} | "
+            f"{r['clips_per_s']:.2f} | {r['cpu_ms_per_clip']:.0f} |"
+        )
     torch.set_num_threads(1)
     frames = torch.randint(0, 256, (NUM_FRAMES, 3, args.height, args.width), dtype=torch.uint8)
     cost = []
@@ -172,14 +193,19 @@ def main() -> None:
         transform(frames)
         cost.append(time.process_time() - cpu)
     transform_ms = 1000 * float(np.median(cost))
-    print(f"\ntransform alone (8 frames {args.width}x{args.height} -> 224): "
-          f"{transform_ms:.1f} CPU ms/clip")
-    info = dict(transform_cpu_ms_per_clip=round(transform_ms, 1),
+    print(f"\ntransform alone (8 frames {args.width}x{args.height} -> 224): {transform_ms:.1f} CPU ms/clip")
+    info = dict(
+        transform_cpu_ms_per_clip=round(transform_ms, 1),
         clip=f"{NUM_FRAMES}x{SIZE} (stride {STRIDE})",
         videos=f"{args.videos} x {args.seconds}s {args.width}x{args.height} {args.fps}fps H.264",
-        python=platform.python_version(), torch=torch.__version__, av=av.__version__,
+        python=platform.python_version(),
+        torch=torch.__version__,
+        av=av.__version__,
         ffmpeg_libavcodec=".".join(map(str, av.library_versions["libavcodec"])),
-        cpu=cpu_model(), cpu_count=os.cpu_count(), results=rows)
+        cpu=cpu_model(),
+        cpu_count=os.cpu_count(),
+        results=rows,
+    )
     print(json.dumps(info, indent=1))
     if args.json:
         args.json.write_text(json.dumps(info, indent=1))

@@ -37,10 +37,29 @@ def main() -> int:
     parser.add_argument("--out", default="runs/benchmark")
     args = parser.parse_args()
     argv = [
-        "benchmark", "--models", args.models, "--frames", args.frames, "--batch", "1",
-        "--size", args.size, "--img-size", args.img_size, "--dtype", args.dtype,
-        "--repeats", args.repeats, "--warmup", args.warmup, "--threads", args.threads, "--name", "frame_scaling",
-        "--out", args.out,
+        "benchmark",
+        "--models",
+        args.models,
+        "--frames",
+        args.frames,
+        "--batch",
+        "1",
+        "--size",
+        args.size,
+        "--img-size",
+        args.img_size,
+        "--dtype",
+        args.dtype,
+        "--repeats",
+        args.repeats,
+        "--warmup",
+        args.warmup,
+        "--threads",
+        args.threads,
+        "--name",
+        "frame_scaling",
+        "--out",
+        args.out,
     ] + (["--no-memory"] if args.no_memory else [])
     print("xvit " + " ".join(argv))
     cli = argparse.ArgumentParser(prog="xvit")

@@ -29,8 +29,10 @@ def main() -> None:
     for dtype in (torch.float32, torch.bfloat16):
         rate = measure_matmul_rate(args.n, dtype, args.repeats, args.device)
         out["rates"].append(rate)
-        print(f"{args.n}x{args.n} {rate['dtype']:>8}: {rate['gflops_median']:7.1f} GFLOP/s median, "
-              f"{rate['gflops_max']:7.1f} best  ({args.threads} threads, load {load_average()})")
+        print(
+            f"{args.n}x{args.n} {rate['dtype']:>8}: {rate['gflops_median']:7.1f} GFLOP/s median, "
+            f"{rate['gflops_max']:7.1f} best  ({args.threads} threads, load {load_average()})"
+        )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=1)

@@ -42,8 +42,15 @@ def make_camera_video(path: Path, seconds: int, fps: int, height: int, width: in
     B-frames (3), x264 ``veryfast`` (to keep generation short)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.mp4")
-    write_h264(tmp, scene_frames(seconds * fps, height, width, seed), fps, height, width, 250,
-               {"preset": "veryfast", "x264-params": "keyint=250:min-keyint=25:bframes=3", "threads": "2"})
+    write_h264(
+        tmp,
+        scene_frames(seconds * fps, height, width, seed),
+        fps,
+        height,
+        width,
+        250,
+        {"preset": "veryfast", "x264-params": "keyint=250:min-keyint=25:bframes=3", "threads": "2"},
+    )
     os.replace(tmp, path)
 
 
@@ -52,8 +59,14 @@ def measure(samples: list, sampling: str, clips: int, seed: int = 0) -> tuple[fl
     torch.set_num_threads(1)
     torch.manual_seed(seed)
     rate = 8 if sampling == "dense" else 1
-    dataset = VideoDataset(samples, num_frames=8, sampler=sampling, sampling_rate=rate,
-                           transform=TrainTransform(crop_size=224), mode="train")
+    dataset = VideoDataset(
+        samples,
+        num_frames=8,
+        sampler=sampling,
+        sampling_rate=rate,
+        transform=TrainTransform(crop_size=224),
+        mode="train",
+    )
     order = np.random.default_rng(seed).integers(0, len(samples), size=clips + 1)
     cpu, start = [], None
     for k, i in enumerate(order):
@@ -95,38 +108,66 @@ def main() -> None:
         out = args.cache_dir / f"prepared_{short}_gop{args.gop}"
         shutil.rmtree(out, ignore_errors=True)  # time the full preparation
         t = time.perf_counter()
-        result = prepare_dataset(read_source(src, val_split=0.0), out,
-                                 PrepareSettings(short_side=short, gop=args.gop), workers=2,
-                                 progress=False)
+        result = prepare_dataset(
+            read_source(src, val_split=0.0),
+            out,
+            PrepareSettings(short_side=short, gop=args.gop),
+            workers=2,
+            progress=False,
+        )
         seconds = time.perf_counter() - t
         assert result.prepared == len(original) and not result.failed
         samples = read_class_folders(out / "videos").samples
         size = sum(Path(s.path).stat().st_size for s in samples) / len(samples) / 2**20
-        sets.append((f"prepared {short}", f"short side {short}, GOP {args.gop}, no B-frames",
-                     samples, size, seconds / len(samples)))
-        print(f"prepared {len(samples)} videos at short side {short} in {seconds:.1f} s "
-              f"(2 processes)", flush=True)
+        sets.append(
+            (
+                f"prepared {short}",
+                f"short side {short}, GOP {args.gop}, no B-frames",
+                samples,
+                size,
+                seconds / len(samples),
+            )
+        )
+        print(
+            f"prepared {len(samples)} videos at short side {short} in {seconds:.1f} s (2 processes)",
+            flush=True,
+        )
 
     rows = []
     for name, desc, samples, size, prep_s in sets:
         for sampling in args.samplings:
             rate, cpu_ms = measure(samples, sampling, args.clips)
-            rows.append({"videos": name, "format": desc, "sampling": sampling,
-                             "clips_per_s": round(rate, 3), "cpu_ms_per_clip": round(cpu_ms, 1),
-                             "video_mb": round(size, 2),
-                             "prepare_s_per_video": None if prep_s is None else round(prep_s, 2)})
+            rows.append(
+                {
+                    "videos": name,
+                    "format": desc,
+                    "sampling": sampling,
+                    "clips_per_s": round(rate, 3),
+                    "cpu_ms_per_clip": round(cpu_ms, 1),
+                    "video_mb": round(size, 2),
+                    "prepare_s_per_video": None if prep_s is None else round(prep_s, 2),
+                }
+            )
             print(f"{name:<14} {sampling:<8}: {rate:6.2f} clips/s, {cpu_ms:7.1f} CPU ms/clip", flush=True)
 
     print("\n| videos | format | MB / video | sampling | clips/s (1 process) | CPU ms / clip |")
     print("|---|---|---:|---|---:|---:|")
     for r in rows:
-        print(f"| {r['videos']} | {r['format']} | {r['video_mb']:.2f} | {r['sampling']} | "
-              f"{r['clips_per_s']:.2f} | {r['cpu_ms_per_clip']:.0f} |")
+        print(
+            f"| {r['videos']} | {r['format']} | {r['video_mb']:.2f} | {r['sampling']} | "
+            f"{r['clips_per_s']:.2f} | {r['cpu_ms_per_clip']:.0f} |"
+        )
     if args.json:
-        info = {"clip": "8x224, TrainTransform(crop_size=224): scale jitter [256, 320], flip",
-                    "videos": f"{args.videos} x {args.seconds}s {args.width}x{args.height} {args.fps}fps",
-                    "python": platform.python_version(), "torch": torch.__version__, "av": av.__version__,
-                    "cpu": cpu_model(), "cpu_count": os.cpu_count(), "results": rows}
+        info = {
+            "clip": "8x224, TrainTransform(crop_size=224): scale jitter [256, 320], flip",
+            "videos": f"{args.videos} x {args.seconds}s {args.width}x{args.height} {args.fps}fps",
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "av": av.__version__,
+            "cpu": cpu_model(),
+            "cpu_count": os.cpu_count(),
+            "results": rows,
+        }
         args.json.write_text(json.dumps(info, indent=2) + "\n")
 
 

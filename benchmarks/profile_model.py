@@ -17,9 +17,17 @@ from torch.profiler import ProfilerActivity, profile
 from xvit.benchmarks.forward import input_dtype, make_call, prepare_model
 from xvit.benchmarks.spec import ModelSpec
 
-GEMM_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::convolution",
-            "aten::mkldnn_convolution", "aten::_scaled_dot_product_flash_attention_for_cpu",
-            "aten::_mkldnn_linear", "aten::mkldnn_linear")
+GEMM_OPS = (
+    "aten::mm",
+    "aten::addmm",
+    "aten::bmm",
+    "aten::baddbmm",
+    "aten::convolution",
+    "aten::mkldnn_convolution",
+    "aten::_scaled_dot_product_flash_attention_for_cpu",
+    "aten::_mkldnn_linear",
+    "aten::mkldnn_linear",
+)
 
 
 def main() -> None:
@@ -45,8 +53,10 @@ def main() -> None:
     print(events.table(sort_by="self_cpu_time_total", row_limit=args.rows))
     total = sum(e.self_cpu_time_total for e in events)
     gemm = sum(e.self_cpu_time_total for e in events if e.key in GEMM_OPS)
-    print(f"{spec.display} b{args.batch} {args.dtype}: total self CPU {total / 1e6:.2f} s, "
-          f"matrix products {gemm / total:.1%}, everything else {(total - gemm) / total:.1%}")
+    print(
+        f"{spec.display} b{args.batch} {args.dtype}: total self CPU {total / 1e6:.2f} s, "
+        f"matrix products {gemm / total:.1%}, everything else {(total - gemm) / total:.1%}"
+    )
 
 
 if __name__ == "__main__":

@@ -25,16 +25,23 @@ def scene_frames(count: int, height: int, width: int, seed: int) -> Iterator[np.
     tex = tex.permute(1, 2, 0).numpy()
     for i in range(count):
         dy, dx = (i * 2) % (tex.shape[0] - height), (i * 3) % (tex.shape[1] - width)
-        img = tex[dy:dy + height, dx:dx + width].copy()
+        img = tex[dy : dy + height, dx : dx + width].copy()
         for k in range(4):
             y = int((np.sin(i / 20 + k) + 1) / 2 * (height - 120))
             x = int((np.cos(i / 25 + 2 * k) + 1) / 2 * (width - 120))
-            img[y:y + 120, x:x + 120] = (60 * k, 255 - 50 * k, (i * 4) % 256)
+            img[y : y + 120, x : x + 120] = (60 * k, 255 - 50 * k, (i * 4) % 256)
         yield img
 
 
-def write_h264(path: Path, frames: Iterator[np.ndarray], fps: int, height: int, width: int,
-               gop: int, options: dict[str, str]) -> None:
+def write_h264(
+    path: Path,
+    frames: Iterator[np.ndarray],
+    fps: int,
+    height: int,
+    width: int,
+    gop: int,
+    options: dict[str, str],
+) -> None:
     """Encode RGB frames as H.264 (yuv420p, libx264 ``options``) with a GOP of ``gop``."""
     with av.open(str(path), "w") as out:
         stream = out.add_stream("libx264", rate=fps)

@@ -27,20 +27,30 @@ CODECS = {
 def frame_pattern(i: int, height: int = 48, width: int = 64) -> np.ndarray:
     """RGB uint8 ``(H, W, 3)`` picture of frame ``i``: colour ramp plus a binary code of ``i``."""
     y, x = np.mgrid[0:height, 0:width]
-    img = np.stack([(x * 4 + i * 23) % 256, (y * 5 + i * 41) % 256,
-                    np.full_like(x, (i * 67) % 256)], axis=-1).astype(np.uint8)
+    img = np.stack(
+        [(x * 4 + i * 23) % 256, (y * 5 + i * 41) % 256, np.full_like(x, (i * 67) % 256)], axis=-1
+    ).astype(np.uint8)
     block = width // 8
     for bit in range(8):
-        img[: height // 3, bit * block:(bit + 1) * block] = 255 if (i >> bit) & 1 else 0
+        img[: height // 3, bit * block : (bit + 1) * block] = 255 if (i >> bit) & 1 else 0
     return img
 
 
-def write_video(path: str | Path, codec: str = "libx264", num_frames: int = 60,
-                height: int = 48, width: int = 64, fps: int = 25, gop: int = 12,
-                pix_fmt: str = "yuv420p", options: dict[str, str] | None = None,
-                frame_ms: list[int] | None = None, rotation: float | None = None,
-                container_format: str | None = None,
-                container_options: dict[str, str] | None = None) -> Path:
+def write_video(
+    path: str | Path,
+    codec: str = "libx264",
+    num_frames: int = 60,
+    height: int = 48,
+    width: int = 64,
+    fps: int = 25,
+    gop: int = 12,
+    pix_fmt: str = "yuv420p",
+    options: dict[str, str] | None = None,
+    frame_ms: list[int] | None = None,
+    rotation: float | None = None,
+    container_format: str | None = None,
+    container_options: dict[str, str] | None = None,
+) -> Path:
     """Encode ``frame_pattern`` frames into ``path``.
 
     ``frame_ms``: per-frame durations in milliseconds, giving a variable-frame-rate file.
@@ -94,9 +104,15 @@ def encode_image(img: np.ndarray, codec: str = "png") -> bytes:
     return b"".join(bytes(p) for p in ctx.encode(frame) + ctx.encode(None))
 
 
-def write_frame_folder(folder: str | Path, num_frames: int, template: str = "img_{:05d}.jpg",
-                       start_index: int = 1, height: int = 48, width: int = 64,
-                       codec: str | None = None) -> Path:
+def write_frame_folder(
+    folder: str | Path,
+    num_frames: int,
+    template: str = "img_{:05d}.jpg",
+    start_index: int = 1,
+    height: int = 48,
+    width: int = 64,
+    codec: str | None = None,
+) -> Path:
     """Write ``frame_pattern`` frames as image files named ``template.format(start + i)``."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -28,8 +28,10 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 # Known accuracies the stand-in training returns, per (variant, seed).
 KNOWN = {
-    ("tsm-avg", 0): 40.0, ("tsm-avg", 1): 50.0,
-    ("xvit-ta", 0): 62.5, ("xvit-ta", 1): 70.0,
+    ("tsm-avg", 0): 40.0,
+    ("tsm-avg", 1): 50.0,
+    ("xvit-ta", 0): 62.5,
+    ("xvit-ta", 1): 70.0,
 }
 MODEL_OF = {("tsm_vit_tiny_patch16", "avg"): "tsm-avg", ("xvit_tiny_patch16", "ta"): "xvit-ta"}
 
@@ -53,14 +55,21 @@ def _fake_train(calls: list):
 
 def test_variant_config_swaps_family_and_head_only():
     base = load_config(None, ["train.epochs=3", "optim.lr=0.002"])
-    for key, family in [("vit-avg", "vit"), ("tsm-ta", "tsm_vit"), ("xvit-avg", "xvit"), ("xvit_st-ta", "xvit_st")]:
+    for key, family in [
+        ("vit-avg", "vit"),
+        ("tsm-ta", "tsm_vit"),
+        ("xvit-avg", "xvit"),
+        ("xvit_st-ta", "xvit_st"),
+    ]:
         cfg = variant_config(base, VARIANTS[key], seed=4, out="o")
         assert cfg.model.name == f"{family}_tiny_patch16"
         assert cfg.model.head == VARIANTS[key].head
         assert (cfg.train.seed, cfg.train.out, cfg.train.epochs, cfg.optim.lr) == (4, "o", 3, 0.002)
         assert cfg.model.overrides == base.model.overrides  # same backbone width / depth / patch
     with pytest.raises(ValueError, match="'timesformer_tiny_patch16'"):
-        variant_config(load_config(None, ["model.name=timesformer_tiny_patch16"]), VARIANTS["vit-avg"], 0, "o")
+        variant_config(
+            load_config(None, ["model.name=timesformer_tiny_patch16"]), VARIANTS["vit-avg"], 0, "o"
+        )
 
 
 def test_mean_std_by_hand():
@@ -73,8 +82,15 @@ def test_mean_std_by_hand():
 def test_table_from_known_accuracies_and_resume(tmp_path):
     calls: list = []
     out = tmp_path / "abl"
-    doc = run_ablation(None, ["train.epochs=2"], variants=["tsm-avg", "xvit-ta"], seeds=[0, 1],
-                       out=out, train_fn=_fake_train(calls), command=["xvit", "ablate", "x"])
+    doc = run_ablation(
+        None,
+        ["train.epochs=2"],
+        variants=["tsm-avg", "xvit-ta"],
+        seeds=[0, 1],
+        out=out,
+        train_fn=_fake_train(calls),
+        command=["xvit", "ablate", "x"],
+    )
     assert [(c[0], c[1]) for c in calls] == [("tsm-avg", 0), ("xvit-ta", 0), ("tsm-avg", 1), ("xvit-ta", 1)]
     assert all(c[3] == 2 and c[2] == str(out / c[0] / f"seed-{c[1]}") for c in calls)
     assert calls[0][4][:2] == ["xvit", "train"] and "--seed" in calls[0][4]
@@ -93,8 +109,14 @@ def test_table_from_known_accuracies_and_resume(tmp_path):
 
     # Run again: every run is read back from its metrics.json, nothing is retrained.
     again: list = []
-    doc2 = run_ablation(None, ["train.epochs=2"], variants=["tsm-avg", "xvit-ta"], seeds=[0, 1],
-                        out=out, train_fn=_fake_train(again))
+    doc2 = run_ablation(
+        None,
+        ["train.epochs=2"],
+        variants=["tsm-avg", "xvit-ta"],
+        seeds=[0, 1],
+        out=out,
+        train_fn=_fake_train(again),
+    )
     assert again == [] and all(r["reused"] for r in doc2["runs"])
     assert [r["top1_mean"] for r in doc2["rows"]] == [45.0, 66.25]
 
@@ -113,7 +135,11 @@ def test_failed_run_leaves_a_marked_cell(tmp_path):
     assert row["top1"] == [40.0, None] and row["n"] == 1 and row["top1_std"] is None
     assert "non-finite" in row["errors"]["1"]
     md = format_markdown(doc)
-    assert "| TSM-ViT + avg | 40.0 | 40.0, — | 1 | 20.0 / 40.0 |" in md and "Missing runs" in md and "tsm-avg seed 1" in md
+    assert (
+        "| TSM-ViT + avg | 40.0 | 40.0, — | 1 | 20.0 / 40.0 |" in md
+        and "Missing runs" in md
+        and "tsm-avg seed 1" in md
+    )
     with pytest.raises(ValueError, match="unknown variant"):
         run_ablation(None, [], variants=["tsm-max"], seeds=[0], out=tmp_path, train_fn=train_fn)
 
@@ -139,8 +165,19 @@ def test_pair_accuracy_by_hand():
 def test_cli_parses_flags_and_overrides_in_any_order():
     parser = argparse.ArgumentParser(prog="xvit")
     add_parser(parser.add_subparsers())
-    args = parser.parse_args(["ablate", "train.epochs=1", "--seeds", "0,3", "--variants", "xvit-ta,vit-avg",
-                              "optim.lr=0.01", "--out", "runs/t"])
+    args = parser.parse_args(
+        [
+            "ablate",
+            "train.epochs=1",
+            "--seeds",
+            "0,3",
+            "--variants",
+            "xvit-ta,vit-avg",
+            "optim.lr=0.01",
+            "--out",
+            "runs/t",
+        ]
+    )
     args = parse_intermixed(args, add_arguments, "xvit ablate", "items")
     assert args.items == ["train.epochs=1", "optim.lr=0.01"]
     assert (args.seeds, args.variants, args.out) == ("0,3", "xvit-ta,vit-avg", "runs/t")
@@ -158,9 +195,17 @@ def test_cli_rejects_bad_seeds_and_variants(capsys):
 
 def test_real_tiny_runs_through_the_engine(tmp_path):
     lists = make_dataset(tmp_path / "data", n_train=8, n_val=4, classes=2)
-    overrides = [*TINY_MODEL, f"data.train_list={lists['train']}", f"data.val_list={lists['val']}",
-                 "data.batch_size=4", "data.workers=0", "train.epochs=1", "train.threads=1",
-                 "train.tensorboard=false", "train.log_every=100"]
+    overrides = [
+        *TINY_MODEL,
+        f"data.train_list={lists['train']}",
+        f"data.val_list={lists['val']}",
+        "data.batch_size=4",
+        "data.workers=0",
+        "train.epochs=1",
+        "train.threads=1",
+        "train.tensorboard=false",
+        "train.log_every=100",
+    ]
     out = tmp_path / "abl"
     doc = run_ablation(None, overrides, variants=["tsm-avg", "xvit-ta"], seeds=[0], out=out)
     for row in doc["rows"]:
@@ -184,8 +229,9 @@ def test_squares_move_one_way_and_wrap():
 
     moves = {"moving right": (0, 1), "moving left": (0, -1), "moving down": (1, 0), "moving up": (-1, 0)}
     for label, name in enumerate(SQUARES_CLASSES):
-        clip = render_squares_clip(label, np.random.default_rng(label), frames=8, size=32, square=8,
-                                   speed=2, noise=0.0)
+        clip = render_squares_clip(
+            label, np.random.default_rng(label), frames=8, size=32, square=8, speed=2, noise=0.0
+        )
         assert clip.shape == (8, 32, 32, 3) and clip.dtype == np.uint8
         first = _bright_cells(clip[0])
         assert len(first) == 64  # one 8x8 square, nothing else bright
@@ -206,7 +252,16 @@ def test_squares_dataset_files_decode_close_to_the_render(tmp_path):
 
     lists = write_squares_dataset(tmp_path / "sq", num_train=1, num_val=1, seed=3)
     lines = lists["train"].read_text().split()
-    assert lines == ["train/00000.mp4", "0", "train/00001.mp4", "1", "train/00002.mp4", "2", "train/00003.mp4", "3"]
+    assert lines == [
+        "train/00000.mp4",
+        "0",
+        "train/00001.mp4",
+        "1",
+        "train/00002.mp4",
+        "2",
+        "train/00003.mp4",
+        "3",
+    ]
     assert lists["classnames"].read_text().split("\n")[:4] == list(SQUARES_CLASSES)
     rng = np.random.default_rng([3, 0])
     for i in range(4):

@@ -31,8 +31,15 @@ def tiny_spec(name: str, frames: int = 2) -> ModelSpec:
 def test_run_benchmark_tiny_models_with_memory():
     specs = [tiny_spec("xvit_tiny_patch16"), tiny_spec("vit_tiny_patch16")]
     payload = run_benchmark(
-        specs, batches=(1, 2), dtypes=("fp32", "bf16"), repeats=2, warmup=1,
-        threads=1, memory=True, matmul_n=64, log=lambda _: None,
+        specs,
+        batches=(1, 2),
+        dtypes=("fp32", "bf16"),
+        repeats=2,
+        warmup=1,
+        threads=1,
+        memory=True,
+        matmul_n=64,
+        log=lambda _: None,
     )
     results = payload["results"]
     assert len(results) == 2 * 2 * 2
@@ -74,8 +81,7 @@ def test_repeats_are_interleaved_round_robin(monkeypatch):
 
     monkeypatch.setattr(ModelSpec, "build", lambda self: Recorder(self.name).eval())
     specs = [ModelSpec("a", 1, 2), ModelSpec("b", 1, 2), ModelSpec("c", 1, 2)]
-    run_benchmark(specs, batches=(1,), repeats=3, warmup=1, memory=False, matmul_n=None,
-                  log=lambda _: None)
+    run_benchmark(specs, batches=(1,), repeats=3, warmup=1, memory=False, matmul_n=None, log=lambda _: None)
     timed = calls[-9:]  # after the FLOP count and one warm-up call per model
     assert timed == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
 
@@ -98,8 +104,9 @@ def test_count_forward_flops_matches_hand_count():
 
 def test_peer_takes_its_own_layout_and_missing_transformers_is_clear(monkeypatch):
     pytest.importorskip("transformers")
-    spec = ModelSpec("hf_vivit", 4, 32, size="tiny",
-                     overrides=dict(hidden_size=64, num_layers=1, num_heads=2))
+    spec = ModelSpec(
+        "hf_vivit", 4, 32, size="tiny", overrides=dict(hidden_size=64, num_layers=1, num_heads=2)
+    )
     assert spec.input_shape(2) == (2, 4, 3, 32, 32)
     model = spec.build()
     with torch.inference_mode():
@@ -115,21 +122,38 @@ def test_peer_takes_its_own_layout_and_missing_transformers_is_clear(monkeypatch
 
 
 def _row(model, frames, dtype, clips, gflops=100.0, batch=1):
-    return dict(model=model, frames=frames, img_size=224, batch=batch, dtype=dtype,
-                dtype_mode=dtype, compiled=False, clips_per_s=clips, median_s=batch / clips,
-                gflops_per_clip=gflops, achieved_gflops=gflops * clips)
+    return dict(
+        model=model,
+        frames=frames,
+        img_size=224,
+        batch=batch,
+        dtype=dtype,
+        dtype_mode=dtype,
+        compiled=False,
+        clips_per_s=clips,
+        median_s=batch / clips,
+        gflops_per_clip=gflops,
+        achieved_gflops=gflops * clips,
+    )
 
 
 def test_targets_and_frame_scaling_on_hand_numbers(tmp_path):
     results = [
-        _row("xvit_base_patch16", 8, "fp32", 1.0, 280), _row("vit_base_patch16", 8, "fp32", 1.02, 280),
-        _row("hf_timesformer", 8, "fp32", 0.8, 392), _row("xvit_base_patch16", 8, "bf16", 2.5, 280),
-        _row("xvit_base_patch16", 16, "fp32", 0.5), _row("xvit_base_patch16", 32, "fp32", 0.25),
-        _row("joint_vit_base_patch16", 8, "fp32", 1.0), _row("joint_vit_base_patch16", 16, "fp32", 0.25),
+        _row("xvit_base_patch16", 8, "fp32", 1.0, 280),
+        _row("vit_base_patch16", 8, "fp32", 1.02, 280),
+        _row("hf_timesformer", 8, "fp32", 0.8, 392),
+        _row("xvit_base_patch16", 8, "bf16", 2.5, 280),
+        _row("xvit_base_patch16", 16, "fp32", 0.5),
+        _row("xvit_base_patch16", 32, "fp32", 0.25),
+        _row("joint_vit_base_patch16", 8, "fp32", 1.0),
+        _row("joint_vit_base_patch16", 16, "fp32", 0.25),
         _row("joint_vit_base_patch16", 32, "fp32", 1 / 16),
     ]
-    payload = {"meta": {"matmul": {"fp32": {"n": 2048, "gflops_median": 400.0, "gflops_max": 410.0}}},
-               "models": [], "results": results}
+    payload = {
+        "meta": {"matmul": {"fp32": {"n": 2048, "gflops_median": 400.0, "gflops_max": 410.0}}},
+        "models": [],
+        "results": results,
+    }
     got = {t["target"]: (round(t["value"], 4), t["status"]) for t in evaluate_targets(payload, GOALS)}
     assert got["X-ViT vs spatial ViT clips/s, 8x224 fp32"] == (round(1 / 1.02, 4), "PASS")
     assert got["X-ViT / HF TimeSformer clips/s, 8x224 fp32"] == (1.25, "MISS")
@@ -144,9 +168,17 @@ def test_targets_and_frame_scaling_on_hand_numbers(tmp_path):
     assert scaling["xvit"]["quadratic_share_at_max_T"] == pytest.approx(0.0, abs=1e-9)
     payload["meta"].update(cpu="test", repeats=1, warmup=1)
     for r in results:
-        r.update(display=r["model"], params=1e6, q1_s=r["median_s"], q3_s=r["median_s"],
-                 min_s=r["median_s"], max_s=r["median_s"], ms_per_clip=1000 / r["clips_per_s"],
-                 error=None, compile_s=None)
+        r.update(
+            display=r["model"],
+            params=1e6,
+            q1_s=r["median_s"],
+            q3_s=r["median_s"],
+            min_s=r["median_s"],
+            max_s=r["median_s"],
+            ms_per_clip=1000 / r["clips_per_s"],
+            error=None,
+            compile_s=None,
+        )
     paths = write_report(payload, tmp_path, "hand", goals=GOALS)
     for key in ("json", "markdown", "speed_plot", "frames_plot"):
         assert paths[key].exists() and paths[key].stat().st_size > 0
@@ -163,21 +195,59 @@ def _parse(argv):
 def test_cli_specs_and_smoke_run(tmp_path, capsys):
     args = _parse(["--models", "xvit,vit_small_patch16", "--frames", "8,16", "--peers"])
     got = [(s.name, s.num_frames) for s in cli.build_specs(args)]
-    assert got[:4] == [("xvit_base_patch16", 8), ("vit_small_patch16", 8),
-                       ("xvit_base_patch16", 16), ("vit_small_patch16", 16)]
-    assert got[4:] == [("hf_timesformer", 8), ("hf_timesformer", 16), ("hf_vivit", 8),
-                       ("hf_vivit", 16), ("hf_vivit", 32), ("hf_videomae", 8), ("hf_videomae", 16)]
+    assert got[:4] == [
+        ("xvit_base_patch16", 8),
+        ("vit_small_patch16", 8),
+        ("xvit_base_patch16", 16),
+        ("vit_small_patch16", 16),
+    ]
+    assert got[4:] == [
+        ("hf_timesformer", 8),
+        ("hf_timesformer", 16),
+        ("hf_vivit", 8),
+        ("hf_vivit", 16),
+        ("hf_vivit", 32),
+        ("hf_videomae", 8),
+        ("hf_videomae", 16),
+    ]
     args = _parse(["--models", "xvit@8+32,vit@8,hf_timesformer@16", "--frames", "16"])
     got = [(s.name, s.num_frames) for s in cli.build_specs(args)]
-    assert got == [("xvit_base_patch16", 8), ("vit_base_patch16", 8), ("xvit_base_patch16", 32),
-                   ("hf_timesformer", 16)]
+    assert got == [
+        ("xvit_base_patch16", 8),
+        ("vit_base_patch16", 8),
+        ("xvit_base_patch16", 32),
+        ("hf_timesformer", 16),
+    ]
     with pytest.raises(SystemExit, match="--frames"):
         cli.build_specs(_parse(["--frames", "8,x"]))
 
-    args = _parse(["--models", "xvit", "--size", "tiny", "--img-size", "32", "--frames", "2",
-                   "--batch", "1", "--repeats", "1", "--no-memory", "--matmul-n", "0",
-                   "--override", "embed_dim=64", "--override", "depth=1", "--override",
-                   "num_heads=2", "--out", str(tmp_path)])
+    args = _parse(
+        [
+            "--models",
+            "xvit",
+            "--size",
+            "tiny",
+            "--img-size",
+            "32",
+            "--frames",
+            "2",
+            "--batch",
+            "1",
+            "--repeats",
+            "1",
+            "--no-memory",
+            "--matmul-n",
+            "0",
+            "--override",
+            "embed_dim=64",
+            "--override",
+            "depth=1",
+            "--override",
+            "num_heads=2",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert args.func(args) == 0
     payload = json.loads((tmp_path / "benchmark.json").read_text())
     (row,) = payload["results"]
@@ -186,14 +256,26 @@ def test_cli_specs_and_smoke_run(tmp_path, capsys):
 
 
 def test_goals_file_refuses_unknown_targets_and_non_numbers(tmp_path):
-    assert GOALS == {"xvit_vs_vit": 0.97, "xvit_vs_timesformer": 1.35, "frames_32_over_8": 4.3,
-                     "matmul_fraction": 0.75, "bf16_speedup": 3.0}
+    assert GOALS == {
+        "xvit_vs_vit": 0.97,
+        "xvit_vs_timesformer": 1.35,
+        "frames_32_over_8": 4.3,
+        "matmul_fraction": 0.75,
+        "bf16_speedup": 3.0,
+    }
     bad = tmp_path / "goals.yaml"
-    for text, message in [("xvit_vs_vits: 1\n", "unknown target"), ("bf16_speedup: fast\n", "must be a number"),
-                          ("- 1\n", "expected a mapping"), ("a: [\n", "not a YAML mapping")]:
+    for text, message in [
+        ("xvit_vs_vits: 1\n", "unknown target"),
+        ("bf16_speedup: fast\n", "must be a number"),
+        ("- 1\n", "expected a mapping"),
+        ("a: [\n", "not a YAML mapping"),
+    ]:
         bad.write_text(text)
         with pytest.raises(ValueError, match=message):
             load_goals(bad)
-    payload = {"meta": {}, "results": [_row("xvit_base_patch16", 8, "fp32", 1.0), _row("vit_base_patch16", 8, "fp32", 1.0)]}
+    payload = {
+        "meta": {},
+        "results": [_row("xvit_base_patch16", 8, "fp32", 1.0), _row("vit_base_patch16", 8, "fp32", 1.0)],
+    }
     assert evaluate_targets(payload, {}) == []  # no goals, no targets
     assert [t["status"] for t in evaluate_targets(payload, {"xvit_vs_vit": 1.0})] == ["PASS"]

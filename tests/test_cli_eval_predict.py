@@ -22,8 +22,23 @@ def run(tmp_path_factory):
     root = tmp_path_factory.mktemp("evalrun")
     lists = make_dataset(root / "data", n_train=8, n_val=4, broken_val=1)
     out = root / "run"
-    rc = main(["train", *TINY_MODEL, "--train-list", str(lists["train"]), "--epochs", "2",
-               "--batch-size", "4", "--workers", "0", "--out", str(out), "train.tensorboard=false"])
+    rc = main(
+        [
+            "train",
+            *TINY_MODEL,
+            "--train-list",
+            str(lists["train"]),
+            "--epochs",
+            "2",
+            "--batch-size",
+            "4",
+            "--workers",
+            "0",
+            "--out",
+            str(out),
+            "train.tensorboard=false",
+        ]
+    )
     torch.set_num_threads(threads)
     assert rc == 0
     return root, lists, out
@@ -32,8 +47,22 @@ def run(tmp_path_factory):
 def test_eval_counts_broken_videos_as_wrong(run, capsys):
     root, lists, ckpt = run
     out = root / "eval23"
-    rc = main(["eval", "--checkpoint", str(ckpt), "--list", str(lists["val"]), "--views", "2x3",
-               "--out", str(out), "--views-curve", "--workers", "0"])
+    rc = main(
+        [
+            "eval",
+            "--checkpoint",
+            str(ckpt),
+            "--list",
+            str(lists["val"]),
+            "--views",
+            "2x3",
+            "--out",
+            str(out),
+            "--views-curve",
+            "--workers",
+            "0",
+        ]
+    )
     assert rc == 1  # a video failed
     printed = capsys.readouterr().out
     broken = str(lists["val"].parent / "broken_0.mp4")
@@ -46,7 +75,12 @@ def test_eval_counts_broken_videos_as_wrong(run, capsys):
     assert m["command"].startswith("xvit eval --checkpoint") and "--views 2x3" in m["command"]
     preds = m["predictions"]
     assert [p["path"].rsplit("/", 1)[-1] for p in preds] == [
-        "val_000.mp4", "val_001.mp4", "val_002.mp4", "val_003.mp4", "broken_0.mp4"]
+        "val_000.mp4",
+        "val_001.mp4",
+        "val_002.mp4",
+        "val_003.mp4",
+        "broken_0.mp4",
+    ]
     correct = sum(p["correct"] for p in preds)
     assert m["top1"] == pytest.approx(100 * correct / 5)  # the failure stays in the denominator
     assert m["video_top1"] == m["top1"]
@@ -57,7 +91,13 @@ def test_eval_counts_broken_videos_as_wrong(run, capsys):
     with open(out / "views_curve.csv") as f:
         rows = list(csv.DictReader(f))
     assert [(int(r["temporal_clips"]), int(r["spatial_crops"])) for r in rows] == [
-        (1, 1), (2, 1), (1, 2), (2, 2), (1, 3), (2, 3)]
+        (1, 1),
+        (2, 1),
+        (1, 2),
+        (2, 2),
+        (1, 3),
+        (2, 3),
+    ]
     assert float(rows[-1]["top1"]) == pytest.approx(m["top1"], abs=1e-3)  # all views = the main figure
     gflops = xvit.count_flops(xvit.load_model(ckpt), (1, 3, 4, 32, 32)) / 1e9
     assert float(rows[-1]["gflops"]) == pytest.approx(round(6 * gflops, 4))  # rows keep 4 decimals
@@ -67,8 +107,23 @@ def test_eval_counts_broken_videos_as_wrong(run, capsys):
 def test_eval_fuse_logits_is_recorded(run):
     root, lists, ckpt = run
     out = root / "eval_logits"
-    main(["eval", "--checkpoint", str(ckpt), "--list", str(lists["val"]), "--views", "2x1",
-          "--fuse", "logits", "--out", str(out), "--workers", "0"])
+    main(
+        [
+            "eval",
+            "--checkpoint",
+            str(ckpt),
+            "--list",
+            str(lists["val"]),
+            "--views",
+            "2x1",
+            "--fuse",
+            "logits",
+            "--out",
+            str(out),
+            "--workers",
+            "0",
+        ]
+    )
     m = json.loads((out / "metrics.json").read_text())
     assert m["fuse"] == "mean of logits over views" and m["views"] == "2x1"
 
@@ -100,8 +155,21 @@ def test_eval_and_predict_agree(run, capsys):
     """The same video through `xvit eval` (1x1) and `xvit predict` gets the same scores."""
     root, lists, ckpt = run
     out = root / "eval11"
-    main(["eval", "--checkpoint", str(ckpt), "--list", str(lists["val"]), "--views", "1x1",
-          "--out", str(out), "--workers", "0"])
+    main(
+        [
+            "eval",
+            "--checkpoint",
+            str(ckpt),
+            "--list",
+            str(lists["val"]),
+            "--views",
+            "1x1",
+            "--out",
+            str(out),
+            "--workers",
+            "0",
+        ]
+    )
     capsys.readouterr()
     preds = json.loads((out / "metrics.json").read_text())["predictions"]
     main(["predict", preds[0]["path"], "--checkpoint", str(ckpt), "--json"])
@@ -110,13 +178,16 @@ def test_eval_and_predict_agree(run, capsys):
     assert [p["prob"] for p in answer] == pytest.approx([v for _, v in preds[0]["top"]], abs=1e-5)
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--topk", "-2"], "--topk must be an integer >= 1, got -2"),
-    (["--topk", "0"], "--topk must be an integer >= 1, got 0"),
-    (["--threshold", "1.5"], "--threshold must be a probability in [0, 1], got 1.5"),
-    (["--threshold", "-0.1"], "--threshold must be a probability in [0, 1], got -0.1"),
-    (["--threshold", "nan"], "--threshold must be a probability in [0, 1], got nan"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--topk", "-2"], "--topk must be an integer >= 1, got -2"),
+        (["--topk", "0"], "--topk must be an integer >= 1, got 0"),
+        (["--threshold", "1.5"], "--threshold must be a probability in [0, 1], got 1.5"),
+        (["--threshold", "-0.1"], "--threshold must be a probability in [0, 1], got -0.1"),
+        (["--threshold", "nan"], "--threshold must be a probability in [0, 1], got nan"),
+    ],
+)
 def test_predict_bad_options_are_one_line_errors(run, capsys, flags, message):
     _root, lists, ckpt = run
     rc = main(["predict", str(lists["val"].parent / "val_000.mp4"), "--checkpoint", str(ckpt), *flags])

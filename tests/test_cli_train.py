@@ -18,15 +18,43 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_flags_and_overrides_resolve():
-    args = build_parser().parse_args([
-        "train", "optim.weight_decay=0.2", "--model", "vit_tiny_patch16", "--head", "ta",
-        "--epochs", "3", "--lr", "0.01", "--batch-size", "4", "--num-frames", "4",
-        "--img-size", "48", "--workers", "0", "--seed", "7", "--out", "runs/x", "--fresh"])
+    args = build_parser().parse_args(
+        [
+            "train",
+            "optim.weight_decay=0.2",
+            "--model",
+            "vit_tiny_patch16",
+            "--head",
+            "ta",
+            "--epochs",
+            "3",
+            "--lr",
+            "0.01",
+            "--batch-size",
+            "4",
+            "--num-frames",
+            "4",
+            "--img-size",
+            "48",
+            "--workers",
+            "0",
+            "--seed",
+            "7",
+            "--out",
+            "runs/x",
+            "--fresh",
+        ]
+    )
     args = parse_intermixed(args, add_arguments, "xvit train", "items")  # flags after overrides
     config, overrides = split_items(args.items)
     cfg = load_config(config, overrides, flag_overrides(args))
     assert config is None and args.fresh
-    assert (cfg.model.name, cfg.model.head, cfg.train.epochs, cfg.optim.lr) == ("vit_tiny_patch16", "ta", 3, 0.01)
+    assert (cfg.model.name, cfg.model.head, cfg.train.epochs, cfg.optim.lr) == (
+        "vit_tiny_patch16",
+        "ta",
+        3,
+        0.01,
+    )
     assert (cfg.data.batch_size, cfg.data.num_frames, cfg.data.img_size, cfg.data.workers) == (4, 4, 48, 0)
     assert (cfg.train.seed, cfg.train.out, cfg.optim.weight_decay) == (7, "runs/x", 0.2)
 
@@ -51,8 +79,24 @@ def test_misspelt_key_is_an_error_naming_the_closest(tmp_path, capsys):
 def test_run_directory_layout(tmp_path, capsys):
     lists = make_dataset(tmp_path / "data", n_train=8, n_val=3)
     out = tmp_path / "run"
-    rc = main(["train", *TINY_MODEL, "--train-list", str(lists["train"]), "--val-list", str(lists["val"]),
-               "--epochs", "2", "--batch-size", "4", "--workers", "0", "--out", str(out)])
+    rc = main(
+        [
+            "train",
+            *TINY_MODEL,
+            "--train-list",
+            str(lists["train"]),
+            "--val-list",
+            str(lists["val"]),
+            "--epochs",
+            "2",
+            "--batch-size",
+            "4",
+            "--workers",
+            "0",
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0
     printed = capsys.readouterr().out
     assert "epoch 2/2" in printed and "validation (1x1 views, 3 videos, 0 failed): top1" in printed
@@ -76,8 +120,18 @@ def test_missing_weights_or_list_is_an_error_not_a_traceback(tmp_path, capsys):
     lists = make_dataset(tmp_path / "data", n_train=4, n_val=2)
     common = [*TINY_MODEL, "--val-list", str(lists["val"]), "--epochs", "1", "--workers", "0"]
     missing = tmp_path / "no-such-weights.safetensors"
-    rc = main(["train", *common, "--train-list", str(lists["train"]), "--pretrained", str(missing),
-               "--out", str(tmp_path / "a")])
+    rc = main(
+        [
+            "train",
+            *common,
+            "--train-list",
+            str(lists["train"]),
+            "--pretrained",
+            str(missing),
+            "--out",
+            str(tmp_path / "a"),
+        ]
+    )
     assert rc == 2 and str(missing) in capsys.readouterr().err
     rc = main(["train", *common, "--train-list", str(tmp_path / "nope.txt"), "--out", str(tmp_path / "b")])
     err = capsys.readouterr().err

@@ -27,17 +27,38 @@ def flags(*pairs: str) -> list[tuple[str, str]]:
 
 
 def test_lists_get_the_registered_model_and_a_derived_scale():
-    cfg = load_config(None, [], flags("--model", "model.name=xvit_tiny_patch16",
-                                      "--train-list", "data.train_list=train.csv",
-                                      "--img-size", "data.img_size=64", "--num-frames", "data.num_frames=8"))
+    cfg = load_config(
+        None,
+        [],
+        flags(
+            "--model",
+            "model.name=xvit_tiny_patch16",
+            "--train-list",
+            "data.train_list=train.csv",
+            "--img-size",
+            "data.img_size=64",
+            "--num-frames",
+            "data.num_frames=8",
+        ),
+    )
     assert cfg.model.overrides == {} and cfg.model.head == "ta"  # the general recipe, not the synthetic one
     mc = model_config(cfg.model.name, num_classes=4, **model_options(cfg))
     registered = model_config("xvit_tiny_patch16")
     assert (mc.embed_dim, mc.depth, mc.patch_size) == (registered.embed_dim, registered.depth, 16)
     assert cfg.data.train_scale == [73, 91]  # 256-320 per 224, in proportion
     assert cfg.sources["data.train_scale"].startswith("derived")
-    cfg = load_config(None, [], flags("--model", "model.name=vit_small_patch16", "--train-list",
-                                      "data.train_list=t.txt", "--img-size", "data.img_size=224"))
+    cfg = load_config(
+        None,
+        [],
+        flags(
+            "--model",
+            "model.name=vit_small_patch16",
+            "--train-list",
+            "data.train_list=t.txt",
+            "--img-size",
+            "data.img_size=224",
+        ),
+    )
     assert cfg.data.train_scale == [256, 320] and cfg.model.overrides == {}
 
 
@@ -62,30 +83,35 @@ def test_recipe_applies_whole_only_without_lists_and_config():
 def test_flag_and_override_disagreeing_is_an_error():
     with pytest.raises(ConfigError, match="data.img_size.*set twice"):
         load_config(None, ["data.img_size=48"], flags("--img-size", "data.img_size=64"))
-    assert load_config(None, ["data.img_size=48"], flags("--img-size", "data.img_size=48")).data.img_size == 48
+    assert (
+        load_config(None, ["data.img_size=48"], flags("--img-size", "data.img_size=48")).data.img_size == 48
+    )
 
 
-@pytest.mark.parametrize("args, key", [
-    (["--batch-size", "0"], "data.batch_size"),
-    (["--batch-size", "-3"], "data.batch_size"),
-    (["--num-frames", "0"], "data.num_frames"),
-    (["--img-size", "0"], "data.img_size"),
-    (["--img-size", "33"], "not divisible by patch_size 8"),
-    (["--model", "vit_tiny_patch16", "--img-size", "40"], "not divisible by patch_size 16"),
-    (["--lr", "-1"], "optim.lr"),
-    (["--lr", "nan"], "optim.lr"),
-    (["--epochs", "0"], "train.epochs"),
-    (["--epochs", "-1"], "train.epochs"),
-    (["--val-split", "1.5"], "data.val_split"),
-    (["--workers", "-1"], "data.workers"),
-    (["data.train_scale=[20,30]"], "data.train_scale"),
-    (["data.std=[0.5,0,0.5]"], "data.std"),
-    (["data.mean=[0.5,0.5]"], "data.mean"),
-    (["model.overrides.mean=[0.1,0.1,0.1]", "data.mean=[0.2,0.2,0.2]"], "disagree"),
-    (["model.overrides.no_such_option=1"], "no_such_option"),
-    (["eval.views=0x3"], "eval.views"),
-    (["optim.ema_decay=1.5"], "optim.ema_decay"),
-])
+@pytest.mark.parametrize(
+    "args, key",
+    [
+        (["--batch-size", "0"], "data.batch_size"),
+        (["--batch-size", "-3"], "data.batch_size"),
+        (["--num-frames", "0"], "data.num_frames"),
+        (["--img-size", "0"], "data.img_size"),
+        (["--img-size", "33"], "not divisible by patch_size 8"),
+        (["--model", "vit_tiny_patch16", "--img-size", "40"], "not divisible by patch_size 16"),
+        (["--lr", "-1"], "optim.lr"),
+        (["--lr", "nan"], "optim.lr"),
+        (["--epochs", "0"], "train.epochs"),
+        (["--epochs", "-1"], "train.epochs"),
+        (["--val-split", "1.5"], "data.val_split"),
+        (["--workers", "-1"], "data.workers"),
+        (["data.train_scale=[20,30]"], "data.train_scale"),
+        (["data.std=[0.5,0,0.5]"], "data.std"),
+        (["data.mean=[0.5,0.5]"], "data.mean"),
+        (["model.overrides.mean=[0.1,0.1,0.1]", "data.mean=[0.2,0.2,0.2]"], "disagree"),
+        (["model.overrides.no_such_option=1"], "no_such_option"),
+        (["eval.views=0x3"], "eval.views"),
+        (["optim.ema_decay=1.5"], "optim.ema_decay"),
+    ],
+)
 def test_bad_values_are_one_line_errors_before_any_work(tmp_path, capsys, args, key):
     out = tmp_path / "run"
     assert main(["train", *args, "--out", str(out)]) == 2
@@ -112,14 +138,37 @@ def test_config_yaml_records_sources_and_round_trips(tmp_path):
 def test_user_list_trains_the_registered_model_at_the_asked_size(tmp_path, capsys):
     lists = make_dataset(tmp_path / "data", n_train=4, n_val=2, size=32)
     out = tmp_path / "run"
-    rc = main(["train", "--model", "vit_tiny_patch16", "--train-list", str(lists["train"]),
-               "--val-list", str(lists["val"]), "--num-frames", "2", "--img-size", "32",
-               "--epochs", "1", "--batch-size", "2", "--workers", "0", "--out", str(out)])
+    rc = main(
+        [
+            "train",
+            "--model",
+            "vit_tiny_patch16",
+            "--train-list",
+            str(lists["train"]),
+            "--val-list",
+            str(lists["val"]),
+            "--num-frames",
+            "2",
+            "--img-size",
+            "32",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "2",
+            "--workers",
+            "0",
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     saved = json.loads((out / "config.json").read_text())
     registered = model_config("vit_tiny_patch16")
     assert (saved["embed_dim"], saved["depth"], saved["patch_size"]) == (
-        registered.embed_dim, registered.depth, registered.patch_size)
+        registered.embed_dim,
+        registered.depth,
+        registered.patch_size,
+    )
     assert (saved["img_size"], saved["num_frames"]) == (32, 2)
     assert "img_size: 32  # flag --img-size" in (out / "config.yaml").read_text()
 
@@ -127,11 +176,30 @@ def test_user_list_trains_the_registered_model_at_the_asked_size(tmp_path, capsy
 def test_normalisation_has_one_owner(tmp_path, capsys):
     """Training, evaluation and prediction normalise with the model config's values."""
     lists = make_dataset(tmp_path / "data", n_train=4, n_val=2)
-    for extra, want in ((["data.mean=[0.3,0.4,0.45]", "data.std=[0.2,0.25,0.3]"], ([0.3, 0.4, 0.45], [0.2, 0.25, 0.3])),
-                        (["model.overrides.mean=[0.1,0.2,0.3]"], ([0.1, 0.2, 0.3], [0.5, 0.5, 0.5]))):
+    for extra, want in (
+        (["data.mean=[0.3,0.4,0.45]", "data.std=[0.2,0.25,0.3]"], ([0.3, 0.4, 0.45], [0.2, 0.25, 0.3])),
+        (["model.overrides.mean=[0.1,0.2,0.3]"], ([0.1, 0.2, 0.3], [0.5, 0.5, 0.5])),
+    ):
         out = tmp_path / f"run{len(extra)}"
-        rc = main(["train", *TINY_MODEL, *extra, "--train-list", str(lists["train"]), "--val-list",
-                   str(lists["val"]), "--epochs", "1", "--batch-size", "2", "--workers", "0", "--out", str(out)])
+        rc = main(
+            [
+                "train",
+                *TINY_MODEL,
+                *extra,
+                "--train-list",
+                str(lists["train"]),
+                "--val-list",
+                str(lists["val"]),
+                "--epochs",
+                "1",
+                "--batch-size",
+                "2",
+                "--workers",
+                "0",
+                "--out",
+                str(out),
+            ]
+        )
         assert rc == 0, capsys.readouterr().err
         model = xvit.load_model(out)
         assert [list(model.config.mean), list(model.config.std)] == [pytest.approx(v) for v in want]
@@ -155,18 +223,36 @@ def test_class_folders_with_a_held_out_split(tmp_path, capsys):
     (tree / "class_2" / "broken.mp4").write_bytes(b"not a video at all")
     out = tmp_path / "run"
     common = [*TINY_MODEL, "--epochs", "1", "--batch-size", "2", "--workers", "0"]
-    rc = main(["train", *common, "--train-list", str(tree), "--val-split", "0.34", "--dry-run", "--out", str(out)])
+    rc = main(
+        ["train", *common, "--train-list", str(tree), "--val-split", "0.34", "--dry-run", "--out", str(out)]
+    )
     printed = capsys.readouterr().out
     assert rc == 0 and not out.exists()
     assert "3 classes (class_0, class_1, class_2)" in printed and "train: 7 videos" in printed
-    assert "validation: 3 videos, held out" in printed and "1 unreadable" in printed and "broken.mp4" in printed
+    assert (
+        "validation: 3 videos, held out" in printed and "1 unreadable" in printed and "broken.mp4" in printed
+    )
     rc = main(["train", *common, "--train-list", str(tree), "--val-split", "0.34", "--out", str(out)])
     printed = capsys.readouterr().out
     assert rc == 0 and "validation: 3 of the 10 training videos held out" in printed
     assert xvit.load_model(out).config.class_names == ["class_0", "class_1", "class_2"]
     assert "val_split: 0.34  # flag --val-split" in (out / "config.yaml").read_text()
-    assert main(["eval", "--checkpoint", str(out), "--list", str(tree), "--workers", "0",
-                 "--out", str(tmp_path / "ev")]) == 1  # the broken file counts as a failure
+    assert (
+        main(
+            [
+                "eval",
+                "--checkpoint",
+                str(out),
+                "--list",
+                str(tree),
+                "--workers",
+                "0",
+                "--out",
+                str(tmp_path / "ev"),
+            ]
+        )
+        == 1
+    )  # the broken file counts as a failure
     metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert metrics["num_videos"] == 10 and metrics["num_failed"] == 1
 
@@ -176,10 +262,32 @@ def test_empty_and_unreadable_lists(tmp_path, capsys):
     empty = tmp_path / "empty.txt"
     empty.write_text("")
     common = [*TINY_MODEL, "--epochs", "1", "--batch-size", "2", "--workers", "0"]
-    rc = main(["train", *common, "--train-list", str(empty), "--val-list", str(lists["val"]), "--out", str(tmp_path / "a")])
+    rc = main(
+        [
+            "train",
+            *common,
+            "--train-list",
+            str(empty),
+            "--val-list",
+            str(lists["val"]),
+            "--out",
+            str(tmp_path / "a"),
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "train" in err and str(empty) in err and err.count("\n") == 1
-    rc = main(["train", *common, "--train-list", str(lists["train"]), "--val-list", str(empty), "--out", str(tmp_path / "b")])
+    rc = main(
+        [
+            "train",
+            *common,
+            "--train-list",
+            str(lists["train"]),
+            "--val-list",
+            str(empty),
+            "--out",
+            str(tmp_path / "b"),
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "val" in err and str(empty) in err and err.count("\n") == 1
     broken = tmp_path / "broken"
@@ -189,7 +297,9 @@ def test_empty_and_unreadable_lists(tmp_path, capsys):
     (tmp_path / "bad.txt").write_text("".join(f"{broken}/{i}.mp4 {i % 2}\n" for i in range(4)))
     rc = main(["train", *common, "--train-list", str(tmp_path / "bad.txt"), "--out", str(tmp_path / "c")])
     err = capsys.readouterr().err
-    assert rc == 1 and err.strip().splitlines()[-1].startswith("xvit train: error:") and "Traceback" not in err
+    assert (
+        rc == 1 and err.strip().splitlines()[-1].startswith("xvit train: error:") and "Traceback" not in err
+    )
     assert not (tmp_path / "c" / "model.safetensors").exists()
 
 

@@ -89,8 +89,13 @@ def released_state(num_classes: int, seed: int = 0, temp_entries: int = 8) -> di
 def released_cfg(num_classes: int, segments: int, div: int) -> str:
     """The `cfg` YAML string of a PySlowFast checkpoint (a subset of `cfg.dump()`)."""
     cfg = {
-        "DATA": {"NUM_FRAMES": FRAMES, "MEAN": [0.5, 0.5, 0.5], "STD": [0.5, 0.5, 0.5],
-                 "TRAIN_CROP_SIZE": IMG, "TEST_CROP_SIZE": IMG},
+        "DATA": {
+            "NUM_FRAMES": FRAMES,
+            "MEAN": [0.5, 0.5, 0.5],
+            "STD": [0.5, 0.5, 0.5],
+            "TRAIN_CROP_SIZE": IMG,
+            "TEST_CROP_SIZE": IMG,
+        },
         "XVIT": {
             "BASE_MODEL": "vit_tiny_custom",  # not a standard width: heads come from --num-heads
             "CONSENSUS_TYPE": "vit",
@@ -101,10 +106,13 @@ def released_cfg(num_classes: int, segments: int, div: int) -> str:
             "BEFORE_SOFTMAX": True,
             "BACKBONE": {"NORM_LAYER": "LN", "DROP_PATH_RATE": 0.0},
         },
-        "TEMPORAL_HEAD": {"HIDDEN_DIM": D, "NUM_ATTENTION_HEADS": HEAD_HEADS,
-                          "NUM_HIDDEN_LAYERS": 1, "MLP_DIM": MLP_DIM},
-        "MODEL": {"NUM_CLASSES": num_classes, "ARCH": "xvit", "MODEL_NAME": "XVIT",
-                  "DROPOUT_RATE": 0.5},
+        "TEMPORAL_HEAD": {
+            "HIDDEN_DIM": D,
+            "NUM_ATTENTION_HEADS": HEAD_HEADS,
+            "NUM_HIDDEN_LAYERS": 1,
+            "MLP_DIM": MLP_DIM,
+        },
+        "MODEL": {"NUM_CLASSES": num_classes, "ARCH": "xvit", "MODEL_NAME": "XVIT", "DROPOUT_RATE": 0.5},
     }
     return yaml.safe_dump(cfg)
 
@@ -139,14 +147,15 @@ def _released_shift(x: torch.Tensor, n_segment: int, fold_div: int) -> torch.Ten
     x = x.permute(0, 1, 2, 4, 3).contiguous().view(n_batch, n_segment, num_heads * c, d)
     out = torch.zeros_like(x)
     out[:, :-1, :fold] = x[:, 1:, :fold]  # channels [0, fold) from frame t+1
-    out[:, 1:, fold:2 * fold] = x[:, :-1, fold:2 * fold]  # [fold, 2 fold) from frame t-1
-    out[:, :, 2 * fold:] = x[:, :, 2 * fold:]
+    out[:, 1:, fold : 2 * fold] = x[:, :-1, fold : 2 * fold]  # [fold, 2 fold) from frame t-1
+    out[:, :, 2 * fold :] = x[:, :, 2 * fold :]
     out = out.view(n_batch, n_segment, num_heads, c, d).permute(0, 1, 2, 4, 3).contiguous()
     return out.view(nt, num_heads, d, c)
 
 
-def _block(x: torch.Tensor, sd: dict, p: str, heads: int, eps: float,
-           shift: tuple[int, int] | None) -> torch.Tensor:
+def _block(
+    x: torch.Tensor, sd: dict, p: str, heads: int, eps: float, shift: tuple[int, int] | None
+) -> torch.Tensor:
     B, N, C = x.shape
     h = _ln(x, sd, p + "norm1", eps)
     qkv = F.linear(h, sd[p + "attn.qkv.weight"], sd.get(p + "attn.qkv.bias"))
@@ -157,21 +166,32 @@ def _block(x: torch.Tensor, sd: dict, p: str, heads: int, eps: float,
     h = (attn @ v).transpose(1, 2).reshape(B, N, C)
     x = x + F.linear(h, sd[p + "attn.proj.weight"], sd[p + "attn.proj.bias"])
     h = _ln(x, sd, p + "norm2", eps)
-    h = F.linear(F.gelu(F.linear(h, sd[p + "mlp.fc1.weight"], sd[p + "mlp.fc1.bias"])),
-                 sd[p + "mlp.fc2.weight"], sd[p + "mlp.fc2.bias"])
+    h = F.linear(
+        F.gelu(F.linear(h, sd[p + "mlp.fc1.weight"], sd[p + "mlp.fc1.bias"])),
+        sd[p + "mlp.fc2.weight"],
+        sd[p + "mlp.fc2.bias"],
+    )
     return x + h
 
 
-def _released_features(state: dict[str, torch.Tensor], video: torch.Tensor, segments: int,
-                       div: int, mix: Sequence[int] | None = None,
-                       eps: float = 1e-6) -> torch.Tensor:
+def _released_features(
+    state: dict[str, torch.Tensor],
+    video: torch.Tensor,
+    segments: int,
+    div: int,
+    mix: Sequence[int] | None = None,
+    eps: float = 1e-6,
+) -> torch.Tensor:
     """(B, T, D) per-frame features of the released backbone (`base_model`)."""
     sd = {k: v.double() for k, v in state.items()}
     B, _, T, H, W = video.shape
     x = video.double().transpose(1, 2).reshape(B * T, 3, H, W)
     b = "base_model."
-    x = F.conv2d(x, sd[b + "patch_embed.proj.weight"], sd[b + "patch_embed.proj.bias"],
-                 stride=PATCH).flatten(2).transpose(1, 2)
+    x = (
+        F.conv2d(x, sd[b + "patch_embed.proj.weight"], sd[b + "patch_embed.proj.bias"], stride=PATCH)
+        .flatten(2)
+        .transpose(1, 2)
+    )
     x = torch.cat([sd[b + "cls_token"].expand(B * T, -1, -1), x], dim=1) + sd[b + "pos_embed"]
     tp = sd[b + "temp_embed"].shape[1]  # 8 entries, repeated every 8 frames
     x = (x.view(B * T // tp, tp, x.size(1), x.size(2)) + sd[b + "temp_embed"]).view(B * T, -1, D)
@@ -183,9 +203,15 @@ def _released_features(state: dict[str, torch.Tensor], video: torch.Tensor, segm
     return x.view(B, T, -1)
 
 
-def released_forward(state: dict[str, torch.Tensor], video: torch.Tensor, segments: int,
-                     div: int, mix: Sequence[int] | None = None, eps: float = 1e-6,
-                     head_eps: float = 1e-5) -> torch.Tensor:
+def released_forward(
+    state: dict[str, torch.Tensor],
+    video: torch.Tensor,
+    segments: int,
+    div: int,
+    mix: Sequence[int] | None = None,
+    eps: float = 1e-6,
+    head_eps: float = 1e-5,
+) -> torch.Tensor:
     """Logits of the released X-ViT (TA head) for `video` (B, 3, T, H, W): backbone
     LayerNorms with eps 1e-6, the head's (nn.LayerNorm default) 1e-5."""
     sd = {k: v.double() for k, v in state.items()}
@@ -233,17 +259,19 @@ def test_released_reference_is_sensitive_to_the_quirks() -> None:
     assert (base - released_forward(shuffled, x, 8, 8)).abs().max() > 1e-2
 
 
-@pytest.mark.parametrize(("segments", "div", "classes"), [(8, 8, 12), (16, 4, 7)],
-                         ids=["k600-like", "ssv2-like"])
-def test_convert_matches_released_forward(tmp_path: Path, segments: int, div: int,
-                                          classes: int) -> None:
+@pytest.mark.parametrize(
+    ("segments", "div", "classes"), [(8, 8, 12), (16, 4, 7)], ids=["k600-like", "ssv2-like"]
+)
+def test_convert_matches_released_forward(tmp_path: Path, segments: int, div: int, classes: int) -> None:
     state = released_state(classes)
     ckpt = save_released(tmp_path / "xvit.pth", state, released_cfg(classes, segments, div))
     labels = tmp_path / "classes.txt"
     labels.write_text("".join(f"class {i}\n" for i in range(classes)))
     out = tmp_path / "converted"
-    assert run_convert(str(ckpt), "--out", str(out), "--num-heads", str(HEADS),
-                       "--class-names", str(labels)) == 0
+    assert (
+        run_convert(str(ckpt), "--out", str(out), "--num-heads", str(HEADS), "--class-names", str(labels))
+        == 0
+    )
     assert (out / "model.safetensors").is_file() and (out / "config.json").is_file()
 
     model = load_model(out)
@@ -262,17 +290,29 @@ def test_convert_without_cfg_uses_preset(tmp_path: Path) -> None:
     # (not the preset's 12) and 5 classes (not 600): both given on the command line.
     state = released_state(5)
     ckpt = save_released(tmp_path / "nocfg.pth", state, cfg=None)
-    assert run_convert(str(ckpt), "--out", str(tmp_path / "b"), "--preset", "k600",
-                       "--num-heads", str(HEADS), "--head-num-heads", str(HEAD_HEADS),
-                       "--num-classes", "5") == 0
+    assert (
+        run_convert(
+            str(ckpt),
+            "--out",
+            str(tmp_path / "b"),
+            "--preset",
+            "k600",
+            "--num-heads",
+            str(HEADS),
+            "--head-num-heads",
+            str(HEAD_HEADS),
+            "--num-classes",
+            "5",
+        )
+        == 0
+    )
     model = load_model(tmp_path / "b")
     cfg = model.config
     assert (cfg.num_frames, cfg.segment_len, cfg.shift_div, cfg.temp_embed_frames) == (16, 8, 8, 8)
     x = video(3, batch=1)
     with torch.no_grad():
         logits = model(x)
-    torch.testing.assert_close(logits.double(), released_forward(state, x, 8, 8), atol=1e-4,
-                               rtol=0)
+    torch.testing.assert_close(logits.double(), released_forward(state, x, 8, 8), atol=1e-4, rtol=0)
 
 
 def test_convert_without_cfg_or_preset_fails_clearly(
@@ -290,8 +330,7 @@ def test_convert_without_cfg_or_preset_fails_clearly(
 def test_convert_num_classes_must_fit_weights(tmp_path: Path) -> None:
     ckpt = save_released(tmp_path / "x.pth", released_state(5), cfg=None)
     with pytest.raises(CheckpointError, match="600 classes.*has 5"):
-        convert_official(ckpt, tmp_path / "o", preset="k600", num_heads=HEADS,
-                         head_num_heads=HEAD_HEADS)
+        convert_official(ckpt, tmp_path / "o", preset="k600", num_heads=HEADS, head_num_heads=HEAD_HEADS)
 
 
 def test_convert_avg_consensus_uses_new_fc(tmp_path: Path) -> None:
@@ -309,13 +348,13 @@ def test_convert_avg_consensus_uses_new_fc(tmp_path: Path) -> None:
     # the released backbone (mixing in one segment of 16, div 4), new_fc on every frame,
     # the mean over the frames (TSM's ConsensusModule('avg'))
     per_frame = _released_features(state, x, 16, 4)
-    expected = F.linear(per_frame, state["new_fc.weight"].double(),
-                        state["new_fc.bias"].double()).mean(dim=1)
+    expected = F.linear(per_frame, state["new_fc.weight"].double(), state["new_fc.bias"].double()).mean(dim=1)
     torch.testing.assert_close(logits.double(), expected, atol=1e-4, rtol=0)
 
 
-@pytest.mark.parametrize(("use_xvit", "locations"), [(True, [1, 5, 12]), (False, [0, 1])],
-                         ids=["some-blocks", "use-xvit-off"])
+@pytest.mark.parametrize(
+    ("use_xvit", "locations"), [(True, [1, 5, 12]), (False, [0, 1])], ids=["some-blocks", "use-xvit-off"]
+)
 def test_convert_mixing_layers(tmp_path: Path, use_xvit: bool, locations: list[int]) -> None:
     """XVIT.LOCATIONS_LIST picks the blocks that mix (indices past the depth ignored, as in
     the released code); XVIT.USE_XVIT False turns mixing off."""
@@ -329,20 +368,21 @@ def test_convert_mixing_layers(tmp_path: Path, use_xvit: bool, locations: list[i
     with torch.no_grad():
         logits = model(x)
     mixing = [i for i in locations if i < DEPTH] if use_xvit else []
-    torch.testing.assert_close(logits.double(), released_forward(state, x, 8, 8, mix=mixing),
-                               atol=1e-4, rtol=0)
+    torch.testing.assert_close(
+        logits.double(), released_forward(state, x, 8, 8, mix=mixing), atol=1e-4, rtol=0
+    )
 
 
 def test_convert_strips_ddp_prefix(tmp_path: Path) -> None:
     state = released_state(6)
-    ckpt = save_released(tmp_path / "ddp.pth", {f"module.{k}": v for k, v in state.items()},
-                         released_cfg(6, 8, 8))
+    ckpt = save_released(
+        tmp_path / "ddp.pth", {f"module.{k}": v for k, v in state.items()}, released_cfg(6, 8, 8)
+    )
     assert run_convert(str(ckpt), "--out", str(tmp_path / "o"), "--num-heads", str(HEADS)) == 0
     x = video(4, batch=1)
     with torch.no_grad():
         logits = load_model(tmp_path / "o")(x)
-    torch.testing.assert_close(logits.double(), released_forward(state, x, 8, 8), atol=1e-4,
-                               rtol=0)
+    torch.testing.assert_close(logits.double(), released_forward(state, x, 8, 8), atol=1e-4, rtol=0)
 
 
 def test_convert_lists_unexpected_and_missing_keys(tmp_path: Path) -> None:
@@ -364,7 +404,9 @@ def test_convert_rejects_wrong_shapes(tmp_path: Path) -> None:
     state = released_state(6)
     state["consensus.temporal_encoder.0.mlp.fc1.weight"] = torch.zeros(4 * D, D + 1)
     ckpt = save_released(tmp_path / "shape.pth", state, released_cfg(6, 8, 8))
-    with pytest.raises(CheckpointError, match=r"temporal_encoder\.0\.mlp\.fc1\.weight: checkpoint \(256, 65\)"):
+    with pytest.raises(
+        CheckpointError, match=r"temporal_encoder\.0\.mlp\.fc1\.weight: checkpoint \(256, 65\)"
+    ):
         convert_official(ckpt, tmp_path / "o", num_heads=HEADS)
 
 
@@ -382,8 +424,10 @@ def test_convert_truncated_or_missing_file(tmp_path: Path) -> None:
 def test_convert_refuses_pickled_objects(tmp_path: Path) -> None:
     """Only tensors and plain containers: torch.load(weights_only=True) refuses the rest."""
     ckpt = tmp_path / "evil.pth"
-    torch.save({"model_state": released_state(6), "cfg": released_cfg(6, 8, 8),
-                "args": argparse.Namespace(lr=0.1)}, ckpt)
+    torch.save(
+        {"model_state": released_state(6), "cfg": released_cfg(6, 8, 8), "args": argparse.Namespace(lr=0.1)},
+        ckpt,
+    )
     with pytest.raises(CheckpointError, match=r"evil\.pth.*weights_only"):
         convert_official(ckpt, tmp_path / "o", num_heads=HEADS)
 

@@ -26,9 +26,20 @@ def _touch(path, data=b"x"):
 @pytest.fixture
 def tree(tmp_path):
     root = tmp_path / "data"
-    for rel in ["walking/b.mp4", "walking/a.AVI", "walking/sub/c.mkv", "walking/.hidden.mp4",
-                "walking/notes.txt", "walking/.cache/d.mp4", "running/x.webm", "running/y.MoV",
-                "jumping jacks/z.m4v", ".git/e.mp4", "loose.mp4", "readme.md"]:
+    for rel in [
+        "walking/b.mp4",
+        "walking/a.AVI",
+        "walking/sub/c.mkv",
+        "walking/.hidden.mp4",
+        "walking/notes.txt",
+        "walking/.cache/d.mp4",
+        "running/x.webm",
+        "running/y.MoV",
+        "jumping jacks/z.m4v",
+        ".git/e.mp4",
+        "loose.mp4",
+        "readme.md",
+    ]:
         _touch(root / rel)
     return root
 
@@ -38,8 +49,14 @@ def test_classes_sorted_videos_sorted_and_filtered(tree, caplog):
         ann = read_class_folders(tree)
     assert ann.class_names == ["jumping jacks", "running", "walking"]
     got = [(s.id, s.label) for s in ann.samples]
-    assert got == [("jumping jacks/z.m4v", 0), ("running/x.webm", 1), ("running/y.MoV", 1),
-                   ("walking/a.AVI", 2), ("walking/b.mp4", 2), ("walking/sub/c.mkv", 2)]
+    assert got == [
+        ("jumping jacks/z.m4v", 0),
+        ("running/x.webm", 1),
+        ("running/y.MoV", 1),
+        ("walking/a.AVI", 2),
+        ("walking/b.mp4", 2),
+        ("walking/sub/c.mkv", 2),
+    ]
     assert ann.samples[0].path == str(tree / "jumping jacks" / "z.m4v")
     assert "loose.mp4" in caplog.text  # a video outside any class folder is reported
 
@@ -49,7 +66,10 @@ def test_given_class_list_indexes_labels(tree):
     ann = read_class_folders(tree, class_names=names)
     assert ann.class_names == names
     assert {s.id.split("/")[0]: s.label for s in ann.samples} == {
-        "walking": 0, "running": 2, "jumping jacks": 3}
+        "walking": 0,
+        "running": 2,
+        "jumping jacks": 3,
+    }
 
 
 def test_unknown_class_folder_is_named(tree):
@@ -57,15 +77,18 @@ def test_unknown_class_folder_is_named(tree):
         read_class_folders(tree, class_names=["running", "jumping jacks"])
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda p: None, "directory not found"),
-    (lambda p: _touch(p), "not a directory"),
-    (lambda p: p.mkdir(), "is empty"),
-    (lambda p: _touch(p / "readme.txt"), "has no class folders"),
-    (lambda p: _touch(p / "v.mp4"), r"1 videos lie directly in it"),
-    (lambda p: _touch(p / "cats" / "notes.txt"), r"cats: class folder holds no video files"),
-    (lambda p: _touch(p / ".hidden" / "v.mp4"), "has no class folders"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: None, "directory not found"),
+        (lambda p: _touch(p), "not a directory"),
+        (lambda p: p.mkdir(), "is empty"),
+        (lambda p: _touch(p / "readme.txt"), "has no class folders"),
+        (lambda p: _touch(p / "v.mp4"), r"1 videos lie directly in it"),
+        (lambda p: _touch(p / "cats" / "notes.txt"), r"cats: class folder holds no video files"),
+        (lambda p: _touch(p / ".hidden" / "v.mp4"), "has no class folders"),
+    ],
+)
 def test_bad_trees_raise_naming_the_directory(tmp_path, make, message):
     root = tmp_path / "d"
     make(root)
@@ -84,17 +107,32 @@ def test_is_class_folder_dir_and_video_names(tree):
 # ----------------------------------------------------------------------------- split
 
 
-@pytest.mark.parametrize("n, fraction, expected", [
-    (1, 0.1, 0), (2, 0.1, 1), (2, 0.9, 1), (10, 0.1, 1), (14, 0.1, 1), (15, 0.1, 2),
-    (25, 0.1, 3), (5, 0.5, 3), (10, 0.0, 0), (100, 0.25, 25), (3, 0.99, 2),
-])
+@pytest.mark.parametrize(
+    "n, fraction, expected",
+    [
+        (1, 0.1, 0),
+        (2, 0.1, 1),
+        (2, 0.9, 1),
+        (10, 0.1, 1),
+        (14, 0.1, 1),
+        (15, 0.1, 2),
+        (25, 0.1, 3),
+        (5, 0.5, 3),
+        (10, 0.0, 0),
+        (100, 0.25, 25),
+        (3, 0.99, 2),
+    ],
+)
 def test_split_counts_rounding(n, fraction, expected):
     assert split_counts(n, fraction) == expected
 
 
 def _samples(counts, seed=0):
-    out = [Sample(path=f"/d/c{label}/v{i:03d}.mp4", label=label)
-           for label, n in enumerate(counts) for i in range(n)]
+    out = [
+        Sample(path=f"/d/c{label}/v{i:03d}.mp4", label=label)
+        for label, n in enumerate(counts)
+        for i in range(n)
+    ]
     random.Random(seed).shuffle(out)
     return out
 

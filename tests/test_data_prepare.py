@@ -56,9 +56,15 @@ def _make_tree(root: Path) -> Path:
 
 
 def _snapshot(root: Path) -> dict[str, tuple[int, int, str]]:
-    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns,
-                                       hashlib.sha1(p.read_bytes()).hexdigest())
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): (
+            p.stat().st_size,
+            p.stat().st_mtime_ns,
+            hashlib.sha1(p.read_bytes()).hexdigest(),
+        )
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _outputs(out: Path) -> dict[str, int]:
@@ -80,8 +86,22 @@ def prepared(tmp_path_factory):
     src = _make_tree(base / "src")
     before = _snapshot(src)
     out = base / "out"
-    code = main(["data", "prepare", str(src), str(out), "--short-side", "32", "--gop", "8",
-                 "--workers", "2", "--val-split", "0.3"])
+    code = main(
+        [
+            "data",
+            "prepare",
+            str(src),
+            str(out),
+            "--short-side",
+            "32",
+            "--gop",
+            "8",
+            "--workers",
+            "2",
+            "--val-split",
+            "0.3",
+        ]
+    )
     assert _snapshot(src) == before  # the sources are never changed
     return src, out, code
 
@@ -94,8 +114,11 @@ def test_prepare_writes_lists_classes_and_failures(prepared):
     val = read_annotations(out / "val.txt")
     assert train.class_names == sorted(TREE)
     got = sorted((Path(s.path).relative_to(out).as_posix(), s.label) for s in train.samples + val.samples)
-    want = sorted((f"videos/{cls}/{Path(name).stem}.mp4", sorted(TREE).index(cls))
-                  for cls, videos in TREE.items() for name, _, _ in videos)
+    want = sorted(
+        (f"videos/{cls}/{Path(name).stem}.mp4", sorted(TREE).index(cls))
+        for cls, videos in TREE.items()
+        for name, _, _ in videos
+    )
     assert got == want
     # 0.3 of 3 -> 1, of 2 -> 1 (each class keeps a training video); the broken file is out
     assert len(val.samples) == 3 and {s.label for s in val.samples} == {0, 1, 2}
@@ -126,8 +149,23 @@ def test_frames_match_the_source_in_order(tmp_path):
     src = tmp_path / "src"
     write_test_video(src / "a" / "v.mp4", "mp4", num_frames=30)
     write_test_video(src / "b" / "v.avi", "avi", num_frames=20)
-    assert main(["data", "prepare", str(src), str(tmp_path / "out"), "--short-side", "0",
-                 "--val-split", "0", "--workers", "1"]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "prepare",
+                str(src),
+                str(tmp_path / "out"),
+                "--short-side",
+                "0",
+                "--val-split",
+                "0",
+                "--workers",
+                "1",
+            ]
+        )
+        == 0
+    )
     for rel, n in (("a/v.mp4", 30), ("b/v.avi", 20)):
         a = read_frames(src / rel, range(n)).float()
         b = read_frames(tmp_path / "out" / "videos" / Path(rel).with_suffix(".mp4"), range(n)).float()
@@ -141,8 +179,27 @@ def test_rotation_applied_and_fps_resampled(tmp_path):
     write_video(src / "a" / "rot.mp4", num_frames=25, rotation=90)
     write_video(src / "a" / "plain.mp4", num_frames=40, fps=25)
     out = tmp_path / "out"
-    assert main(["data", "prepare", str(src), str(out), "--short-side", "0", "--val-split", "0",
-                 "--fps", "12.5", "--gop", "4", "--workers", "1"]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "prepare",
+                str(src),
+                str(out),
+                "--short-side",
+                "0",
+                "--val-split",
+                "0",
+                "--fps",
+                "12.5",
+                "--gop",
+                "4",
+                "--workers",
+                "1",
+            ]
+        )
+        == 0
+    )
     with VideoReader(out / "videos/a/plain.mp4") as r:
         assert r.num_frames == 20 and r.fps == pytest.approx(12.5, rel=1e-3)
     ref = read_frames(src / "a" / "rot.mp4", list(range(0, 25, 2)))  # rotation applied: 48x64
@@ -194,8 +251,23 @@ def test_kill_9_then_rerun_completes(tmp_path):
     for i in range(6):
         write_video(src / f"c{i % 2}" / f"v{i}.mp4", num_frames=60, height=120, width=160, gop=60)
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "xvit.cli.main", "data", "prepare", str(src), str(out),
-           "--short-side", "120", "--gop", "8", "--workers", "1", "--preset", "veryslow"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "xvit.cli.main",
+        "data",
+        "prepare",
+        str(src),
+        str(out),
+        "--short-side",
+        "120",
+        "--gop",
+        "8",
+        "--workers",
+        "1",
+        "--preset",
+        "veryslow",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     manifest = out / "prepared.jsonl"
     deadline = time.monotonic() + 60
@@ -229,15 +301,33 @@ def test_list_file_source_with_names_root_and_separate_val(tmp_path):
     (lists / "train.txt").write_text("x/a.mp4, pour water\ny/a.mkv, stir\ngone.mp4, stir\n")
     (lists / "val.txt").write_text("y/b.webm 1\n")
     out = tmp_path / "out"
-    assert main(["data", "prepare", str(lists / "train.txt"), str(out), "--root", str(data),
-                 "--val", str(lists / "val.txt"), "--workers", "1"]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "prepare",
+                str(lists / "train.txt"),
+                str(out),
+                "--root",
+                str(data),
+                "--val",
+                str(lists / "val.txt"),
+                "--workers",
+                "1",
+            ]
+        )
+        == 0
+    )
     train = read_annotations(out / "train.txt")
     val = read_annotations(out / "val.txt")
     assert train.class_names == ["pour water", "stir"]
     assert [(Path(s.path).relative_to(out).as_posix(), s.label) for s in train.samples] == [
-        ("videos/pour water/a.mp4", 0), ("videos/stir/a.mp4", 1)]
+        ("videos/pour water/a.mp4", 0),
+        ("videos/stir/a.mp4", 1),
+    ]
     assert [(Path(s.path).relative_to(out).as_posix(), s.label) for s in val.samples] == [
-        ("videos/stir/b.mp4", 1)]
+        ("videos/stir/b.mp4", 1)
+    ]
     assert "gone.mp4\tfile not found" in (out / "failed.txt").read_text()
 
 
@@ -252,10 +342,17 @@ def test_colliding_names_get_distinct_outputs(tmp_path):
     assert all(v.startswith("videos/k/a-") for k, v in plan.items() if "/a." in k)
 
 
-@pytest.mark.parametrize("size, short, expected", [
-    ((1280, 720), 320, (568, 320)), ((720, 1280), 256, (256, 456)), ((64, 48), 256, (64, 48)),
-    ((63, 47), 0, (62, 46)), ((1920, 1080), 1080, (1920, 1080)), ((641, 481), 240, (320, 240)),
-])
+@pytest.mark.parametrize(
+    "size, short, expected",
+    [
+        ((1280, 720), 320, (568, 320)),
+        ((720, 1280), 256, (256, 456)),
+        ((64, 48), 256, (64, 48)),
+        ((63, 47), 0, (62, 46)),
+        ((1920, 1080), 1080, (1920, 1080)),
+        ((641, 481), 240, (320, 240)),
+    ],
+)
 def test_output_size(size, short, expected):
     assert output_size(*size, short) == expected
 
@@ -293,12 +390,17 @@ def test_bad_source_and_output_are_one_line_errors(tmp_path, capsys):
     assert not (src / "prepared").exists()
     lst = tmp_path / "train.txt"
     lst.write_text("src/a/v.mp4 0\n")
-    _one_line_error(capsys, main(["data", "prepare", str(lst), str(tmp_path)]),
-                    2, "a source file would be overwritten")
+    _one_line_error(
+        capsys, main(["data", "prepare", str(lst), str(tmp_path)]), 2, "a source file would be overwritten"
+    )
     val_tree = tmp_path / "val"
     write_test_video(val_tree / "zzz" / "v.mp4", "mp4", num_frames=5)
-    _one_line_error(capsys, main(["data", "prepare", str(src), str(tmp_path / "o8"), "--val", str(val_tree)]),
-                    2, "'zzz' not in the model's 1 classes")
+    _one_line_error(
+        capsys,
+        main(["data", "prepare", str(src), str(tmp_path / "o8"), "--val", str(val_tree)]),
+        2,
+        "'zzz' not in the model's 1 classes",
+    )
 
 
 def test_every_video_failing_exits_1(tmp_path, capsys):

@@ -24,7 +24,7 @@ def frame_numbers(frames: torch.Tensor) -> list[int]:
     out = []
     for f in frames:
         top = f[:, : h // 3].float().mean(0)
-        out.append(sum(1 << b for b in range(8) if top[:, b * block + 2:(b + 1) * block - 2].mean() > 128))
+        out.append(sum(1 << b for b in range(8) if top[:, b * block + 2 : (b + 1) * block - 2].mean() > 128))
     return out
 
 
@@ -50,8 +50,16 @@ def videos(tmp_path_factory):
     frames = write_frame_folder(root / "P01" / "rgb_frames" / "P01_01", 30, template="frame_{:010d}.jpg")
     gap = write_frame_folder(root / "gap", 12)
     (gap / "img_00007.jpg").unlink()  # inside every 8-frame window
-    return {"good": good, "short": short, "zero": zero, "garbage": garbage, "truncated": truncated,
-            "missing": root / "missing.mp4", "frames": frames, "gap": gap}
+    return {
+        "good": good,
+        "short": short,
+        "zero": zero,
+        "garbage": garbage,
+        "truncated": truncated,
+        "missing": root / "missing.mp4",
+        "frames": frames,
+        "gap": gap,
+    }
 
 
 def test_training_clip_follows_dense_sampler(videos):
@@ -65,8 +73,12 @@ def test_training_clip_follows_dense_sampler(videos):
 
 
 def test_short_video_loops_and_segment_range(videos):
-    ds = VideoDataset([Sample(str(videos["short"]), 0)], sampler=DenseSampler(8, 1, pad="loop"),
-                      mode="eval", transform=eval_identity)
+    ds = VideoDataset(
+        [Sample(str(videos["short"]), 0)],
+        sampler=DenseSampler(8, 1, pad="loop"),
+        mode="eval",
+        transform=eval_identity,
+    )
     assert frame_numbers(ds[0]["video"].transpose(0, 1)) == [0, 1, 2, 3, 4, 0, 1, 2]
     # A segment [10, 26) of the longer video, uniform sampling: centres of 4 segments of 4.
     seg = Sample(str(videos["good"]), 1, start_frame=10, end_frame=26)
@@ -77,8 +89,9 @@ def test_short_video_loops_and_segment_range(videos):
 def test_epic_style_frame_folder_segment(videos):
     # EPIC start_frame=5, stop_frame=12 (1-based, inclusive) -> reader indices 4..11.
     sample = Sample(str(videos["frames"]), {"verb": 2, "noun": 7, "action": 0}, start_frame=4, end_frame=12)
-    ds = VideoDataset([sample], sampler=UniformSampler(4), mode="eval", transform=eval_identity,
-                      label_key="verb")
+    ds = VideoDataset(
+        [sample], sampler=UniformSampler(4), mode="eval", transform=eval_identity, label_key="verb"
+    )
     item = ds[0]
     assert item["label"] == 2
     assert frame_numbers(item["video"].transpose(0, 1)) == [5, 7, 9, 11]
@@ -98,8 +111,9 @@ def test_multiview_decodes_once_in_temporal_major_order(videos, monkeypatch):
     monkeypatch.setattr(dataset_module, "open_video", counting_open)
     sampler = DenseSampler(4, 2)
     transform = EvalTransform(crop_size=32, resize=40, num_crops=3, mean=(0, 0, 0), std=(1, 1, 1))
-    ds = VideoDataset([Sample(str(videos["good"]), 0)], sampler=sampler, mode="eval", views=(3, 3),
-                      transform=transform)
+    ds = VideoDataset(
+        [Sample(str(videos["good"]), 0)], sampler=sampler, mode="eval", views=(3, 3), transform=transform
+    )
     video = ds[0]["video"]
     assert video.shape == (9, 3, 4, 32, 32)
     assert len(opened) == 1 and len(reads) == 1  # one open, one read for all 9 views
@@ -114,8 +128,7 @@ def test_multiview_decodes_once_in_temporal_major_order(videos, monkeypatch):
 @pytest.mark.parametrize("bad", ["missing", "zero", "garbage", "truncated", "gap"])
 def test_training_replaces_broken_samples(videos, bad, caplog):
     samples = [Sample(str(videos[bad]), 1), Sample(str(videos["good"]), 2)]
-    ds = VideoDataset(samples, num_frames=8, sampling_rate=1,
-                      transform=TrainTransform(16, scale=(16, 20)))
+    ds = VideoDataset(samples, num_frames=8, sampling_rate=1, transform=TrainTransform(16, scale=(16, 20)))
     torch.manual_seed(0)
     with caplog.at_level(logging.WARNING):
         item = ds[0]
@@ -125,17 +138,25 @@ def test_training_replaces_broken_samples(videos, bad, caplog):
 
 
 def test_training_gives_up_after_bounded_retries(videos):
-    ds = VideoDataset([Sample(str(videos["zero"]), 0), Sample(str(videos["garbage"]), 1)],
-                      transform=TrainTransform(16, scale=(16, 20)), max_retries=4)
+    ds = VideoDataset(
+        [Sample(str(videos["zero"]), 0), Sample(str(videos["garbage"]), 1)],
+        transform=TrainTransform(16, scale=(16, 20)),
+        max_retries=4,
+    )
     with pytest.raises(RuntimeError, match=r"4 random replacements failed to decode"):
         ds[0]
 
 
 def test_eval_failures_reported_and_collated(videos):
-    samples = [Sample(str(videos["good"]), 3), Sample(str(videos["truncated"]), 5),
-               Sample(str(videos["missing"]), 6), Sample(str(videos["good"]), 7)]
-    ds = VideoDataset(samples, num_frames=4, sampling_rate=2, mode="eval", views=(2, 1),
-                      transform=EvalTransform(16))
+    samples = [
+        Sample(str(videos["good"]), 3),
+        Sample(str(videos["truncated"]), 5),
+        Sample(str(videos["missing"]), 6),
+        Sample(str(videos["good"]), 7),
+    ]
+    ds = VideoDataset(
+        samples, num_frames=4, sampling_rate=2, mode="eval", views=(2, 1), transform=EvalTransform(16)
+    )
     items = [ds[i] for i in range(4)]
     assert items[1]["video"] is None and str(videos["truncated"]) in items[1]["error"]
     assert items[2]["error"].startswith(str(videos["missing"]))
@@ -147,7 +168,9 @@ def test_eval_failures_reported_and_collated(videos):
 
 
 def test_loader_workers_match_single_process(videos):
-    samples = [Sample(str(videos[k]), i) for i, k in enumerate(["good", "short", "missing", "good", "frames"])]
+    samples = [
+        Sample(str(videos[k]), i) for i, k in enumerate(["good", "short", "missing", "good", "frames"])
+    ]
     ds = VideoDataset(samples, num_frames=4, sampling_rate=2, mode="eval", transform=EvalTransform(16))
     serial = list(build_loader(ds, batch_size=2, workers=0))
     loader = build_loader(ds, batch_size=2, workers=2)

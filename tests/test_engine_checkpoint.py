@@ -30,10 +30,15 @@ def test_rng_round_trip_through_a_checkpoint(tmp_path):
 
 def test_atomic_save_list_and_prune(tmp_path):
     for step in (3, 12, 7):
-        ckpt.atomic_save({"format": "xvit-train-checkpoint", "step": step}, ckpt.checkpoint_path(tmp_path, step))
+        ckpt.atomic_save(
+            {"format": "xvit-train-checkpoint", "step": step}, ckpt.checkpoint_path(tmp_path, step)
+        )
     (tmp_path / ".step_00000099.pt.tmp123").write_bytes(b"partial")  # a crash mid-write
     assert [p.name for p in ckpt.list_checkpoints(tmp_path)] == [
-        "step_00000003.pt", "step_00000007.pt", "step_00000012.pt"]
+        "step_00000003.pt",
+        "step_00000007.pt",
+        "step_00000012.pt",
+    ]
     ckpt.prune_checkpoints(tmp_path, keep=2)
     assert [p.name for p in ckpt.list_checkpoints(tmp_path)] == ["step_00000007.pt", "step_00000012.pt"]
     assert not any(p.name.endswith(".tmp") for p in tmp_path.iterdir() if p.name.startswith("step"))
@@ -63,7 +68,9 @@ def test_load_rejects_foreign_and_truncated_files(tmp_path):
     torch.save({"model": {}}, tmp_path / "step_00000001.pt")
     with pytest.raises(RuntimeError, match="not an xvit training checkpoint"):
         ckpt.load_checkpoint(tmp_path / "step_00000001.pt")
-    ckpt.atomic_save({"format": "xvit-train-checkpoint", "w": torch.ones(1000)}, tmp_path / "step_00000002.pt")
+    ckpt.atomic_save(
+        {"format": "xvit-train-checkpoint", "w": torch.ones(1000)}, tmp_path / "step_00000002.pt"
+    )
     data = (tmp_path / "step_00000002.pt").read_bytes()
     (tmp_path / "step_00000002.pt").write_bytes(data[: len(data) // 2])
     with pytest.raises(RuntimeError, match="step_00000002.pt: truncated") as err:

@@ -28,15 +28,28 @@ def test_defaults_without_file():
     # the dataclass defaults are the released recipe that YAML files build on
     recipe = Config()
     assert (recipe.optim.name, recipe.optim.base_lr, recipe.optim.base_batch_size) == ("sgd", 0.03, 64)
-    assert recipe.optim.momentum == 0.9 and recipe.optim.warmup_epochs == 5 and recipe.model.head_drop_rate == 0.5
+    assert (
+        recipe.optim.momentum == 0.9
+        and recipe.optim.warmup_epochs == 5
+        and recipe.model.head_drop_rate == 0.5
+    )
 
 
 def test_yaml_values_and_overrides(tmp_path):
     path = tmp_path / "run.yaml"
     path.write_text("optim:\n  name: sgd\n  weight_decay: 1e-4\ntrain:\n  epochs: 3\n")
-    cfg = load_config(path, ["optim.lr=2e-3", "data.hflip=false", "data.mean=[0.5, 0.5, 0.5]",
-                             "model.pretrained=none", "data.std=0.2,0.3,0.4",
-                             "model.overrides.depth=6", "train.out=007"])
+    cfg = load_config(
+        path,
+        [
+            "optim.lr=2e-3",
+            "data.hflip=false",
+            "data.mean=[0.5, 0.5, 0.5]",
+            "model.pretrained=none",
+            "data.std=0.2,0.3,0.4",
+            "model.overrides.depth=6",
+            "train.out=007",
+        ],
+    )
     assert cfg.optim.name == "sgd"
     assert cfg.optim.weight_decay == pytest.approx(1e-4)  # YAML 1.1 reads 1e-4 as a string
     assert cfg.train.epochs == 3
@@ -95,8 +108,13 @@ def test_saved_config_round_trips(tmp_path):
 def test_shipped_configs_load():
     files = sorted(CONFIGS.glob("*.yaml"))
     names = {p.stem for p in files}
-    for needed in ("synthetic", "kinetics400_xvit_b16_16x16", "kinetics600_xvit_b16_16x16",
-                   "ssv2_xvit_b16_16", "epic100_xvit_b16_16"):
+    for needed in (
+        "synthetic",
+        "kinetics400_xvit_b16_16x16",
+        "kinetics600_xvit_b16_16x16",
+        "ssv2_xvit_b16_16",
+        "epic100_xvit_b16_16",
+    ):
         assert needed in names
     for p in files:
         load_config(p)

@@ -20,8 +20,13 @@ def _free_port() -> int:
 
 
 def _worker(rank: int, world: int, port: int, overrides: list[str], val_list: str, results: str) -> None:
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    os.environ.update(
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_RANK=str(rank),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )
     torch.set_num_threads(1)
     from xvit.engine.config import load_config
     from xvit.engine.distributed import cleanup
@@ -32,8 +37,12 @@ def _worker(rank: int, world: int, port: int, overrides: list[str], val_list: st
     res = train(cfg, echo=False)
     state = {k: v.detach().contiguous().clone() for k, v in res.model.state_dict().items()}
     save_file(state, os.path.join(results, f"rank{rank}.safetensors"))
-    evaluate_checkpoint(cfg.train.out, val_list, overrides=["eval.views=2x3", "data.workers=0"],
-                        out=os.path.join(results, "ddp_eval"))
+    evaluate_checkpoint(
+        cfg.train.out,
+        val_list,
+        overrides=["eval.views=2x3", "data.workers=0"],
+        out=os.path.join(results, "ddp_eval"),
+    )
     cleanup()
 
 
@@ -42,9 +51,17 @@ def test_two_process_training_and_evaluation(tmp_path):
 
     lists = make_dataset(tmp_path / "data", n_train=12, n_val=4, broken_val=1)  # 5 videos: 3 + 2
     out = tmp_path / "run"
-    overrides = [*TINY_MODEL, f"data.train_list={lists['train']}", f"data.val_list={lists['val']}",
-                 "train.epochs=2", "data.batch_size=2", "data.workers=0", "train.tensorboard=false",
-                 "train.device=cpu", f"train.out={out}"]
+    overrides = [
+        *TINY_MODEL,
+        f"data.train_list={lists['train']}",
+        f"data.val_list={lists['val']}",
+        "train.epochs=2",
+        "data.batch_size=2",
+        "data.workers=0",
+        "train.tensorboard=false",
+        "train.device=cpu",
+        f"train.out={out}",
+    ]
     mp.spawn(_worker, args=(2, _free_port(), overrides, str(lists["val"]), str(tmp_path)), nprocs=2)
 
     # both ranks hold the same weights, and they are the saved model's
@@ -58,8 +75,9 @@ def test_two_process_training_and_evaluation(tmp_path):
     assert train_metrics["num_videos"] == 5 and train_metrics["num_failed"] == 1
 
     # distributed evaluation == single-process evaluation of the same checkpoint
-    single = evaluate_checkpoint(out, lists["val"], overrides=["eval.views=2x3", "data.workers=0"],
-                                 out=tmp_path / "single_eval")
+    single = evaluate_checkpoint(
+        out, lists["val"], overrides=["eval.views=2x3", "data.workers=0"], out=tmp_path / "single_eval"
+    )
     ddp = json.loads((tmp_path / "ddp_eval" / "metrics.json").read_text())
     for key in ("top1", "top5", "mean_class_accuracy", "clip_top1", "num_videos", "num_failed"):
         assert ddp[key] == single[key], key

@@ -34,11 +34,13 @@ def test_fuse_prob_and_logits_differ_as_by_hand():
 
 
 def test_metrics_count_failures_in_the_denominator():
-    scores = torch.tensor([
-        [0.9, 0.05, 0.05],   # label 0: right
-        [0.6, 0.3, 0.1],     # label 1: wrong at top1, right at top2
-        [0.1, 0.2, 0.7],     # label 2: right
-    ])
+    scores = torch.tensor(
+        [
+            [0.9, 0.05, 0.05],  # label 0: right
+            [0.6, 0.3, 0.1],  # label 1: wrong at top1, right at top2
+            [0.1, 0.2, 0.7],  # label 2: right
+        ]
+    )
     labels = torch.tensor([0, 1, 2])
     m = classification_metrics(scores, labels, failed_labels=[0])  # a 4th video, class 0, failed
     assert m["num_videos"] == 4 and m["num_failed"] == 1
@@ -66,10 +68,12 @@ def test_subset_indices():
 
 def test_views_curve_reuses_view_scores(tmp_path):
     # 2 videos, t=2 temporal x s=1 spatial; label 0. Video A: clip 0 wrong, clip 1 right.
-    logits = torch.tensor([
-        [[0.0, 1.0], [3.0, 0.0]],
-        [[2.0, 0.0], [2.0, 0.0]],
-    ])
+    logits = torch.tensor(
+        [
+            [[0.0, 1.0], [3.0, 0.0]],
+            [[2.0, 0.0], [2.0, 0.0]],
+        ]
+    )
     scores = ScoreSet([0, 1], torch.tensor([0, 0]), logits, [{"index": 2, "label": 1, "error": "x"}])
     rows = views_curve(scores, (2, 1), gflops_per_view=1.5)
     assert [r["temporal_clips"] for r in rows] == [1, 2]
@@ -120,7 +124,8 @@ def test_average_precision_matches_sklearn_with_ties():
 def test_average_precision_by_hand():
     # ranking (desc): 0.9 pos, 0.8 neg, 0.7 pos -> (1/2)(1/1) + (1/2)(2/3)
     assert average_precision(torch.tensor([0.9, 0.8, 0.7]), torch.tensor([1, 0, 1])) == pytest.approx(
-        0.5 + 1 / 3)
+        0.5 + 1 / 3
+    )
     # a tie of a positive and a negative at the top is one threshold: precision 1/2 there
     assert average_precision(torch.tensor([0.5, 0.5]), torch.tensor([1, 0])) == pytest.approx(0.5)
     # two more positives that were never ranked (failed videos) halve the recall gains
@@ -147,10 +152,12 @@ def test_multilabel_map_macro_and_micro_match_sklearn():
     expected_macro = np.mean([average_precision_score(targets[:, k], scores[:, k]) for k in present])
     assert m["mAP"] == pytest.approx(100 * expected_macro, abs=1e-9)
     assert m["micro_mAP"] == pytest.approx(
-        100 * average_precision_score(targets, scores, average="micro"), abs=1e-9)
+        100 * average_precision_score(targets, scores, average="micro"), abs=1e-9
+    )
     assert m["num_classes_with_positives"] == c - 1 and "e" not in m["per_class_ap"]
     assert m["per_class_ap"]["a"] == pytest.approx(
-        100 * average_precision_score(targets[:, 0], scores[:, 0]), abs=1e-3)
+        100 * average_precision_score(targets[:, 0], scores[:, 0]), abs=1e-3
+    )
     assert (m["num_videos"], m["num_failed"]) == (n, 0)
 
 
@@ -187,8 +194,9 @@ def test_fuse_views_multi_label_uses_the_sigmoid():
     expected = (torch.sigmoid(logits[0, 0]) + torch.sigmoid(logits[0, 1])) / 2
     assert torch.allclose(fuse_views(logits, "prob", multi_label=True)[0], expected)
     fused = fuse_views(logits, "logits", multi_label=True)
-    assert torch.allclose(scores_to_probs(fused, "logits", multi_label=True)[0],
-                          torch.sigmoid(torch.tensor([2.0, 0.0])))
+    assert torch.allclose(
+        scores_to_probs(fused, "logits", multi_label=True)[0], torch.sigmoid(torch.tensor([2.0, 0.0]))
+    )
 
 
 def test_evaluate_scores_multi_label_records_and_failures():

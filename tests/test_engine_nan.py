@@ -49,10 +49,19 @@ class PoisonEvery(nn.Module):
 @pytest.mark.parametrize("value", [float("nan"), float("inf")])
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, value):
     lists = make_dataset(tmp_path / "data", n_train=12, n_val=2)
-    cfg = load_config(None, [*TINY_MODEL, f"data.train_list={lists['train']}",
-                             "train.epochs=2", "data.batch_size=2", "data.workers=0",
-                             "train.checkpoint_every=2", "train.tensorboard=false",
-                             f"train.out={tmp_path / 'run'}"])
+    cfg = load_config(
+        None,
+        [
+            *TINY_MODEL,
+            f"data.train_list={lists['train']}",
+            "train.epochs=2",
+            "data.batch_size=2",
+            "data.workers=0",
+            "train.checkpoint_every=2",
+            "train.tensorboard=false",
+            f"train.out={tmp_path / 'run'}",
+        ],
+    )
     data = build_datasets(cfg, (1, 1))
     model = PoisonAt(build_model(cfg, len(data.class_names)), at=5, value=value)
     trainer = Trainer(cfg, data=data, model=model, echo=False)
@@ -85,27 +94,51 @@ def _strict_json(text: str):
 def _broken_model(directory, where: str, value: float):
     import xvit
 
-    model = xvit.create_model("xvit_tiny_patch16", num_classes=3, num_frames=4, img_size=32,
-                              head="avg", embed_dim=64, depth=2, num_heads=2,
-                              class_names=["class_0", "class_1", "class_2"])
+    model = xvit.create_model(
+        "xvit_tiny_patch16",
+        num_classes=3,
+        num_frames=4,
+        img_size=32,
+        head="avg",
+        embed_dim=64,
+        depth=2,
+        num_heads=2,
+        class_names=["class_0", "class_1", "class_2"],
+    )
     with torch.no_grad():
         dict(model.named_parameters())[where].view(-1)[0] = value
     model.save_pretrained(directory)
     return directory
 
 
-@pytest.mark.parametrize("where, value", [
-    ("patch_embed.proj.weight", float("nan")),  # every logit NaN
-    ("head.fc.bias", float("inf")),  # one class +inf: the softmax is NaN
-])
+@pytest.mark.parametrize(
+    "where, value",
+    [
+        ("patch_embed.proj.weight", float("nan")),  # every logit NaN
+        ("head.fc.bias", float("inf")),  # one class +inf: the softmax is NaN
+    ],
+)
 def test_eval_counts_non_finite_logits_as_failed(tmp_path, capsys, where, value):
     from xvit.cli.main import main
 
     lists = make_dataset(tmp_path / "data", n_train=1, n_val=3)
     ckpt_dir = _broken_model(tmp_path / "model", where, value)
     out = tmp_path / "eval"
-    rc = main(["eval", "--checkpoint", str(ckpt_dir), "--list", str(lists["val"]), "--views", "1x1",
-               "--workers", "0", "--out", str(out)])
+    rc = main(
+        [
+            "eval",
+            "--checkpoint",
+            str(ckpt_dir),
+            "--list",
+            str(lists["val"]),
+            "--views",
+            "1x1",
+            "--workers",
+            "0",
+            "--out",
+            str(out),
+        ]
+    )
     captured = capsys.readouterr()
     assert rc == 1
     summary = captured.out.splitlines()[0]
@@ -130,14 +163,25 @@ def test_eval_mixes_good_and_non_finite_videos(tmp_path):
     cfg = load_config(None, [*TINY_MODEL, "data.workers=0"])
     samples, _, _ = read_split(cfg, str(lists["val"]))
     dataset = build_eval_dataset(cfg, samples, (1, 1))
-    model = xvit.create_model("xvit_tiny_patch16", num_classes=3, num_frames=4, img_size=32,
-                              head="avg", embed_dim=64, depth=2, num_heads=2)
+    model = xvit.create_model(
+        "xvit_tiny_patch16",
+        num_classes=3,
+        num_frames=4,
+        img_size=32,
+        head="avg",
+        embed_dim=64,
+        depth=2,
+        num_heads=2,
+    )
     poisoned = PoisonEvery(model, every=2, value=float("nan"))  # the 2nd and 4th video
     scores = score_dataset(poisoned, dataset, batch_size=1)
     assert scores.indices == [0, 2]
     assert [f["index"] for f in scores.failures] == [1, 3] and scores.num_non_finite == 2
-    assert all(f["error"].endswith("non-finite logits (NaN or infinity in the model output)")
-               and samples[f["index"]].path in f["error"] for f in scores.failures)
+    assert all(
+        f["error"].endswith("non-finite logits (NaN or infinity in the model output)")
+        and samples[f["index"]].path in f["error"]
+        for f in scores.failures
+    )
     assert [f["label"] for f in scores.failures] == [samples[1].label, samples[3].label]
     assert torch.isfinite(scores.view_logits).all() and scores.labels.tolist() == [0, 2]
     expected = model.eval()(dataset[0]["video"][None])

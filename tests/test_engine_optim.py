@@ -33,7 +33,13 @@ def test_param_groups_exclude_norms_biases_embeddings():
     assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0
     assert {names[id(p)] for p in decay["params"]} == {"fc.weight"}
     assert {names[id(p)] for p in no_decay["params"]} == {
-        "cls_token", "pos_embed", "norm.weight", "norm.bias", "fc.bias", "gate"}
+        "cls_token",
+        "pos_embed",
+        "norm.weight",
+        "norm.bias",
+        "fc.bias",
+        "gate",
+    }
 
 
 def test_build_optimizer_kinds():
@@ -64,7 +70,9 @@ def test_scheduler_sets_lr_each_step():
         opt.step()
         sched.step()
     ratio = 0.1
-    expected = [0.1, 0.2] + [0.2 * (ratio + (1 - ratio) * 0.5 * (1 + math.cos(math.pi * k / 4))) for k in range(4)]
+    expected = [0.1, 0.2] + [
+        0.2 * (ratio + (1 - ratio) * 0.5 * (1 + math.cos(math.pi * k / 4))) for k in range(4)
+    ]
     assert seen == pytest.approx(expected)
 
 

@@ -25,9 +25,18 @@ def lists(tmp_path_factory):
 
 def _trainer(lists, out, *overrides):
     # the synthetic recipe as a file (given lists, the built-in recipe no longer applies)
-    cfg = load_config(CONFIGS / "synthetic.yaml", [*TINY_MODEL, f"data.train_list={lists['train']}", "train.epochs=1",
-                             "data.workers=0", "train.tensorboard=false", f"train.out={out}",
-                             *overrides])
+    cfg = load_config(
+        CONFIGS / "synthetic.yaml",
+        [
+            *TINY_MODEL,
+            f"data.train_list={lists['train']}",
+            "train.epochs=1",
+            "data.workers=0",
+            "train.tensorboard=false",
+            f"train.out={out}",
+            *overrides,
+        ],
+    )
     return Trainer(cfg, echo=False)
 
 
@@ -43,8 +52,16 @@ def test_accumulation_equals_the_larger_batch(lists, tmp_path):
 
 
 def test_lr_scales_with_the_total_batch(lists, tmp_path):
-    t = _trainer(lists, tmp_path / "lr", "optim.lr=null", "optim.name=sgd", "data.batch_size=2",
-                 "optim.accum_steps=2", "optim.base_lr=0.03", "optim.base_batch_size=64")
+    t = _trainer(
+        lists,
+        tmp_path / "lr",
+        "optim.lr=null",
+        "optim.name=sgd",
+        "data.batch_size=2",
+        "optim.accum_steps=2",
+        "optim.base_lr=0.03",
+        "optim.base_batch_size=64",
+    )
     assert t.lr == pytest.approx(0.03 * 4 / 64)
     assert isinstance(t.optimizer, torch.optim.SGD)
     # warm-up (1 epoch = 2 steps in the synthetic recipe's optim.warmup_epochs) then cosine
@@ -52,8 +69,14 @@ def test_lr_scales_with_the_total_batch(lists, tmp_path):
 
 
 def test_bf16_autocast_and_activation_checkpointing_train(lists, tmp_path):
-    t = _trainer(lists, tmp_path / "bf16", "train.amp=bf16", "model.grad_checkpointing=true",
-                 "data.batch_size=4", "optim.ema=true")
+    t = _trainer(
+        lists,
+        tmp_path / "bf16",
+        "train.amp=bf16",
+        "model.grad_checkpointing=true",
+        "data.batch_size=4",
+        "optim.ema=true",
+    )
     assert t.amp_dtype == torch.bfloat16 and t.model.grad_checkpointing
     before = {k: v.clone() for k, v in t.model.state_dict().items()}
     res = t.run()

@@ -21,14 +21,26 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _args(lists, out):
-    return ["train", *TINY_MODEL,
-            f"data.train_list={lists['train']}", f"data.val_list={lists['val']}",
-            "train.epochs=3", "data.batch_size=4", "data.workers=1",
-            "train.checkpoint_every=3", "train.keep_checkpoints=0", "train.tensorboard=false",
-            # exercise every source of randomness and every piece of state
-            "optim.mixup=0.4", "optim.label_smoothing=0.1", "model.drop_path_rate=0.1",
-            "optim.ema=true", "optim.ema_decay=0.9", "data.train_scale=[32,40]",
-            f"--out={out}"]
+    return [
+        "train",
+        *TINY_MODEL,
+        f"data.train_list={lists['train']}",
+        f"data.val_list={lists['val']}",
+        "train.epochs=3",
+        "data.batch_size=4",
+        "data.workers=1",
+        "train.checkpoint_every=3",
+        "train.keep_checkpoints=0",
+        "train.tensorboard=false",
+        # exercise every source of randomness and every piece of state
+        "optim.mixup=0.4",
+        "optim.label_smoothing=0.1",
+        "model.drop_path_rate=0.1",
+        "optim.ema=true",
+        "optim.ema_decay=0.9",
+        "data.train_scale=[32,40]",
+        f"--out={out}",
+    ]
 
 
 def test_sigkill_then_same_command_matches_uninterrupted_run(tmp_path, capsys):
@@ -41,8 +53,12 @@ def test_sigkill_then_same_command_matches_uninterrupted_run(tmp_path, capsys):
 
     # 4 steps per epoch, 12 in all; checkpoints every 3 steps and at each epoch end.
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "xvit.cli.main", *_args(lists, killed)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "xvit.cli.main", *_args(lists, killed)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
     deadline = time.time() + 120
     target = killed / "checkpoints" / "step_00000006.pt"  # in the middle of epoch 2
     while not target.exists() and proc.poll() is None and time.time() < deadline:
@@ -70,10 +86,19 @@ def test_resume_from_every_checkpoint_in_process(tmp_path):
     from xvit.engine.train import train
 
     lists = make_dataset(tmp_path / "data", n_train=12, n_val=3)
-    base = [*TINY_MODEL, f"data.train_list={lists['train']}", f"data.val_list={lists['val']}",
-            "train.epochs=2", "data.batch_size=4", "data.workers=0", "train.checkpoint_every=2",
-            "train.keep_checkpoints=0", "train.tensorboard=false", "model.drop_path_rate=0.2",
-            "optim.accum_steps=1"]
+    base = [
+        *TINY_MODEL,
+        f"data.train_list={lists['train']}",
+        f"data.val_list={lists['val']}",
+        "train.epochs=2",
+        "data.batch_size=4",
+        "data.workers=0",
+        "train.checkpoint_every=2",
+        "train.keep_checkpoints=0",
+        "train.tensorboard=false",
+        "model.drop_path_rate=0.2",
+        "optim.accum_steps=1",
+    ]
     ref = train(load_config(None, base + [f"train.out={tmp_path / 'ref'}"]), echo=False)
     saved = ckpt.list_checkpoints(tmp_path / "ref" / "checkpoints")
     assert [p.name for p in saved] == [f"step_{s:08d}.pt" for s in (2, 3, 4, 6)]
@@ -91,9 +116,18 @@ def test_fresh_starts_over(tmp_path):
     from xvit.engine.train import Trainer
 
     lists = make_dataset(tmp_path / "data", n_train=8, n_val=2)
-    cfg = load_config(None, [*TINY_MODEL, f"data.train_list={lists['train']}", "train.epochs=1",
-                             "data.batch_size=4", "data.workers=0", "train.tensorboard=false",
-                             f"train.out={tmp_path / 'run'}"])
+    cfg = load_config(
+        None,
+        [
+            *TINY_MODEL,
+            f"data.train_list={lists['train']}",
+            "train.epochs=1",
+            "data.batch_size=4",
+            "data.workers=0",
+            "train.tensorboard=false",
+            f"train.out={tmp_path / 'run'}",
+        ],
+    )
     Trainer(cfg, echo=False).run()
     again = Trainer(cfg, echo=False)
     assert again.global_step == 2  # resumes at the end

@@ -40,8 +40,15 @@ def write_video(path: Path, frames: np.ndarray, fps: int = 8) -> None:
             out.mux(packet)
 
 
-def make_dataset(root: Path, n_train: int = 12, n_val: int = 6, classes: int = 3,
-                 frames: int = 8, size: int = 32, broken_val: int = 0) -> dict[str, Path]:
+def make_dataset(
+    root: Path,
+    n_train: int = 12,
+    n_val: int = 6,
+    classes: int = 3,
+    frames: int = 8,
+    size: int = 32,
+    broken_val: int = 0,
+) -> dict[str, Path]:
     """Videos of a bright square moving in a class-specific direction, with list files
     ``train.txt`` / ``val.txt`` and ``classnames.txt``; ``broken_val`` garbage files are
     appended to the validation list."""
@@ -56,7 +63,7 @@ def make_dataset(root: Path, n_train: int = 12, n_val: int = 6, classes: int = 3
         dy, dx = moves[label % 4]
         for t in range(frames):
             yy, xx = y0 + 2 * dy * t, x0 + 2 * dx * t
-            x[t, max(yy, 0):yy + 8, max(xx, 0):xx + 8] = 230
+            x[t, max(yy, 0) : yy + 8, max(xx, 0) : xx + 8] = 230
         return x
 
     lists = {}
@@ -82,8 +89,13 @@ def make_dataset(root: Path, n_train: int = 12, n_val: int = 6, classes: int = 3
 def run_xvit(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run the `xvit` command in a subprocess (1 thread, no TensorBoard import cost)."""
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "xvit.cli.main", *args], capture_output=True,
-                          text=True, env=full_env, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "xvit.cli.main", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture

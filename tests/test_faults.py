@@ -45,15 +45,33 @@ def strict_load(path: Path):
 
 
 def _train_args(lists, out, *extra):
-    return ["train", *TINY_MODEL, "--train-list", str(lists["train"]), "--val-list", str(lists["val"]),
-            "--batch-size", "4", "--workers", "0", "train.tensorboard=false", "train.log_every=1",
-            "train.keep_checkpoints=0", "--out", str(out), *extra]
+    return [
+        "train",
+        *TINY_MODEL,
+        "--train-list",
+        str(lists["train"]),
+        "--val-list",
+        str(lists["val"]),
+        "--batch-size",
+        "4",
+        "--workers",
+        "0",
+        "train.tensorboard=false",
+        "train.log_every=1",
+        "train.keep_checkpoints=0",
+        "--out",
+        str(out),
+        *extra,
+    ]
 
 
 def _snapshot(out: Path) -> dict[str, bytes]:
     """Every file of a run directory (but the lock) and its bytes."""
-    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*"))
-            if p.is_file() and p.name != ".lock"}
+    return {
+        str(p.relative_to(out)): p.read_bytes()
+        for p in sorted(out.rglob("*"))
+        if p.is_file() and p.name != ".lock"
+    }
 
 
 @pytest.fixture(scope="module")
@@ -82,9 +100,12 @@ def test_second_run_on_the_same_directory_fails_at_once_naming_the_first(finishe
     lists, _ = finished
     out = tmp_path / "busy"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    first = subprocess.Popen([sys.executable, "-m", "xvit.cli.main",
-                              *_train_args(lists, out, "--epochs", "1000")],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    first = subprocess.Popen(
+        [sys.executable, "-m", "xvit.cli.main", *_train_args(lists, out, "--epochs", "1000")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
     try:
         deadline = time.time() + 60
         holder = {}
@@ -169,10 +190,22 @@ def test_fresh_killed_before_its_first_checkpoint_is_undone_by_the_next_run(run_
     (out / "config.yaml").write_text("partial: new run\n")  # and what it had started writing
     (out / ".metrics.json.x1y2.tmp").write_text("{")  # a write cut short by the kill
     assert not (out / "checkpoints").exists()
-    cfg = load_config(None, [*TINY_MODEL, f"data.train_list={lists['train']}",
-                             f"data.val_list={lists['val']}", "data.batch_size=4", "data.workers=0",
-                             "train.epochs=1", "optim.mixup=0.2", "train.tensorboard=false",
-                             "train.log_every=1", "train.keep_checkpoints=0", f"train.out={out}"])
+    cfg = load_config(
+        None,
+        [
+            *TINY_MODEL,
+            f"data.train_list={lists['train']}",
+            f"data.val_list={lists['val']}",
+            "data.batch_size=4",
+            "data.workers=0",
+            "train.epochs=1",
+            "optim.mixup=0.2",
+            "train.tensorboard=false",
+            "train.log_every=1",
+            "train.keep_checkpoints=0",
+            f"train.out={out}",
+        ],
+    )
     t = Trainer(cfg, echo=True)
     try:
         assert "restored the previous run" in capsys.readouterr().out
@@ -252,6 +285,7 @@ def _limit_file_size(limit: int):
     def apply():
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit raises EFBIG
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
     return apply
 
 
@@ -261,10 +295,15 @@ def test_disk_full_while_checkpointing(run_copy):
     good = ckpt_file.read_bytes()
     limit = len(good) // 2  # log lines fit, a checkpoint does not
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "xvit.cli.main",
-                           *_train_args(lists, out, "--epochs", "2", "optim.mixup=0.2")],
-                          check=False, capture_output=True, text=True, env=env, timeout=120,
-                          preexec_fn=_limit_file_size(limit))
+    proc = subprocess.run(
+        [sys.executable, "-m", "xvit.cli.main", *_train_args(lists, out, "--epochs", "2", "optim.mixup=0.2")],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        preexec_fn=_limit_file_size(limit),
+    )
     assert proc.returncode == 1, proc.stderr
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
     assert "cannot write checkpoint" in proc.stderr and "File too large" in proc.stderr
@@ -300,13 +339,13 @@ def test_changed_lr_on_resume_applies_and_is_recorded(run_copy, tmp_path, capsys
     assert sorted(resumed) == [1, 2, 3, 4]
     assert [resumed[s] for s in (3, 4)] == [expected[s] for s in (3, 4)]
     assert load_config(out / "config.yaml").optim.lr == 0.004
-    resume = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()
-              if '"resume"' in line]
+    resume = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines() if '"resume"' in line]
     assert resume[-1]["changed"]["optim.lr"] == [old, 0.004] and resume[-1]["lr"] == 0.004
 
 
-@pytest.mark.parametrize("change", [["--batch-size", "2"], ["--seed", "3"], ["data.sampling=dense"],
-                                    ["optim.weight_decay=0.5"]])
+@pytest.mark.parametrize(
+    "change", [["--batch-size", "2"], ["--seed", "3"], ["data.sampling=dense"], ["optim.weight_decay=0.5"]]
+)
 def test_changed_identity_on_resume_is_refused(run_copy, capsys, change):
     lists, out = run_copy
     before = _snapshot(out)
@@ -357,21 +396,25 @@ def test_json_files_are_strict(finished, tmp_path):
     for line in (out / "log.jsonl").read_text().splitlines():
         json.loads(line, parse_constant=_no_constants)
 
-    path = write_metrics(tmp_path / "m" / "metrics.json", {"top1": float("nan"), "top5": float("inf"),
-                                                           "num_videos": 3})
+    path = write_metrics(
+        tmp_path / "m" / "metrics.json", {"top1": float("nan"), "top5": float("inf"), "num_videos": 3}
+    )
     doc = strict_load(path)
     assert doc["top1"] is None and doc["top5"] is None and doc["num_videos"] == 3
     assert doc["non_finite"]["keys"] == ["top1", "top5"] and "NaN or infinite" in doc["non_finite"]["reason"]
     assert [p.name for p in path.parent.iterdir()] == ["metrics.json"]  # no temporary file left
 
 
-@pytest.mark.parametrize("args, key", [
-    (["--num-train", "-1"], "num_train"),
-    (["--size", "17"], "size must be even"),
-    (["--size", "8"], "size must be >= 16"),
-    (["--num-frames", "1"], "num_frames"),
-    (["--workers", "0"], "--workers"),
-])
+@pytest.mark.parametrize(
+    "args, key",
+    [
+        (["--num-train", "-1"], "num_train"),
+        (["--size", "17"], "size must be even"),
+        (["--size", "8"], "size must be >= 16"),
+        (["--num-frames", "1"], "num_frames"),
+        (["--workers", "0"], "--workers"),
+    ],
+)
 def test_data_synth_refuses_bad_sizes_before_writing(tmp_path, capsys, args, key):
     out = tmp_path / "synth"
     assert main(["data", "synth", str(out), *args]) == 2
@@ -380,11 +423,17 @@ def test_data_synth_refuses_bad_sizes_before_writing(tmp_path, capsys, args, key
     assert not out.exists()
 
 
-@pytest.mark.parametrize("error, code, text", [
-    (KeyboardInterrupt(), 130, "xvit data: interrupted"),
-    (OSError(28, "No space left on device", "/full/x.mp4"), 1,
-     "xvit data: error: /full/x.mp4: No space left on device"),
-])
+@pytest.mark.parametrize(
+    "error, code, text",
+    [
+        (KeyboardInterrupt(), 130, "xvit data: interrupted"),
+        (
+            OSError(28, "No space left on device", "/full/x.mp4"),
+            1,
+            "xvit data: error: /full/x.mp4: No space left on device",
+        ),
+    ],
+)
 def test_unhandled_interrupt_and_os_errors_end_in_one_line(monkeypatch, capsys, error, code, text):
     """Any command: Ctrl-C is 130 and an I/O error is 1, each one line, never a traceback."""
     import xvit.cli.data as data_cli

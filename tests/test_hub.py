@@ -28,8 +28,16 @@ D, DEPTH, HEADS = 64, 2, 4
 
 def tiny_config(**kw: object) -> VideoViTConfig:
     base: dict[str, object] = dict(
-        name="test_vit", img_size=32, patch_size=8, embed_dim=D, depth=DEPTH, num_heads=HEADS,
-        num_frames=2, num_classes=5, attention="spatial", head="avg",
+        name="test_vit",
+        img_size=32,
+        patch_size=8,
+        embed_dim=D,
+        depth=DEPTH,
+        num_heads=HEADS,
+        num_frames=2,
+        num_classes=5,
+        attention="spatial",
+        head="avg",
     )
     base.update(kw)
     return VideoViTConfig(**base)
@@ -51,9 +59,15 @@ def randomise(module: nn.Module, seed: int = 0) -> nn.Module:
 def hf_vit(image: int = 32, patch: int = 8, dim: int = D, pooler: bool = True, seed: int = 0):
     """A random Hugging Face ViTModel with timm's conventions (LayerNorm eps 1e-6)."""
     cfg = transformers.ViTConfig(
-        hidden_size=dim, num_hidden_layers=DEPTH, num_attention_heads=HEADS,
-        intermediate_size=4 * dim, image_size=image, patch_size=patch, layer_norm_eps=1e-6,
-        hidden_act="gelu", qkv_bias=True,
+        hidden_size=dim,
+        num_hidden_layers=DEPTH,
+        num_attention_heads=HEADS,
+        intermediate_size=4 * dim,
+        image_size=image,
+        patch_size=patch,
+        layer_norm_eps=1e-6,
+        hidden_act="gelu",
+        qkv_bias=True,
     )
     return randomise(transformers.ViTModel(cfg, add_pooling_layer=pooler), seed).eval()
 
@@ -161,8 +175,14 @@ def jax_arrays(hf_sd: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
 def test_save_load_round_trip(tmp_path: Path) -> None:
     import xvit
 
-    config = tiny_config(attention="mixing", segment_len=2, head="ta", head_num_heads=2,
-                         representation_size=D, class_names=[f"c{i}" for i in range(5)])
+    config = tiny_config(
+        attention="mixing",
+        segment_len=2,
+        head="ta",
+        head_num_heads=2,
+        representation_size=D,
+        class_names=[f"c{i}" for i in range(5)],
+    )
     model = randomise(VideoViT(config)).eval()
     out = model.save_pretrained(tmp_path / "run")
     assert sorted(p.name for p in Path(out).iterdir()) == ["config.json", "model.safetensors"]
@@ -263,8 +283,7 @@ def _check_against_hf(model: VideoViT, hf, pooler: bool = True) -> None:
     x = clip()
     feats = frames_features(model, x)  # (B, T, D): each frame through the image ViT
     for t in range(x.shape[2]):
-        torch.testing.assert_close(feats[:, t], hf_features(hf, x[:, :, t], pooler),
-                                   atol=2e-5, rtol=1e-4)
+        torch.testing.assert_close(feats[:, t], hf_features(hf, x[:, :, t], pooler), atol=2e-5, rtol=1e-4)
 
 
 def test_load_pretrained_hf_directory_and_file(tmp_path: Path) -> None:
@@ -376,8 +395,9 @@ def _timm_old_resample(kernel: np.ndarray, new: tuple[int, int]) -> np.ndarray:
     for i in range(int(np.prod(old))):
         basis = np.zeros(old)
         basis[np.unravel_index(i, old)] = 1.0
-        up = F.interpolate(torch.tensor(basis)[None, None], size=new, mode="bicubic",
-                           antialias=True)[0, 0].numpy()
+        up = F.interpolate(torch.tensor(basis)[None, None], size=new, mode="bicubic", antialias=True)[
+            0, 0
+        ].numpy()
         mat.append(up.reshape(-1))
     resize_mat = np.stack(mat).T  # (new, old)
     pinv = np.linalg.pinv(resize_mat.T)  # (new, old)
@@ -389,15 +409,15 @@ def test_resample_patch_embed() -> None:
     g = torch.Generator().manual_seed(0)
     w = torch.randn(6, 3, 4, 4, generator=g)
     new = resample_patch_embed(w, (8, 8))
-    np.testing.assert_allclose(new.numpy(), _timm_old_resample(w.double().numpy(), (8, 8)),
-                               atol=1e-5)
+    np.testing.assert_allclose(new.numpy(), _timm_old_resample(w.double().numpy(), (8, 8)), atol=1e-5)
     # upsampling is exact: the new kernel on a resized patch gives the old kernel's output
     patches = torch.randn(10, 3, 4, 4, generator=g)
     resized = F.interpolate(patches, size=(8, 8), mode="bicubic", antialias=True)
     torch.testing.assert_close(F.conv2d(resized, new), F.conv2d(patches, w), atol=1e-4, rtol=1e-4)
     # downsampling matches timm (least squares)
-    np.testing.assert_allclose(resample_patch_embed(w, (2, 2)).numpy(),
-                               _timm_old_resample(w.double().numpy(), (2, 2)), atol=1e-5)
+    np.testing.assert_allclose(
+        resample_patch_embed(w, (2, 2)).numpy(), _timm_old_resample(w.double().numpy(), (2, 2)), atol=1e-5
+    )
 
 
 def test_load_pretrained_resamples_patch_size(tmp_path: Path) -> None:
@@ -407,8 +427,11 @@ def test_load_pretrained_resamples_patch_size(tmp_path: Path) -> None:
     model = VideoViT(tiny_config(img_size=64, patch_size=16, representation_size=D))
     report = load_pretrained(model, tmp_path / "hf", strict=True)
     assert any("patch (8, 8) -> (16, 16)" in a for a in report.adapted)
-    expected = torch.tensor(_timm_old_resample(
-        hf.embeddings.patch_embeddings.projection.weight.detach().double().numpy(), (16, 16)))
+    expected = torch.tensor(
+        _timm_old_resample(
+            hf.embeddings.patch_embeddings.projection.weight.detach().double().numpy(), (16, 16)
+        )
+    )
     torch.testing.assert_close(model.patch_embed.proj.weight.double(), expected, atol=1e-5, rtol=0)
     torch.testing.assert_close(model.pos_embed, hf.embeddings.position_embeddings)
 
@@ -430,7 +453,9 @@ def test_load_pretrained_strict_missing_backbone_key(tmp_path: Path) -> None:
     sd = timm_state(_hf_saved(hf_vit()))
     del sd["blocks.1.norm2.bias"]
     torch.save(sd, tmp_path / "partial.pth")
-    with pytest.raises(CheckpointError, match=r"partial\.pth[\s\S]*missing keys \(1\): blocks\.1\.norm2\.bias"):
+    with pytest.raises(
+        CheckpointError, match=r"partial\.pth[\s\S]*missing keys \(1\): blocks\.1\.norm2\.bias"
+    ):
         load_pretrained(VideoViT(tiny_config()), tmp_path / "partial.pth", strict=True)
     report = load_pretrained(VideoViT(tiny_config()), tmp_path / "partial.pth")
     assert "blocks.1.norm2.bias" in report.missing
@@ -457,8 +482,9 @@ def test_load_pretrained_video_params_stay_initialised(tmp_path: Path) -> None:
         assert torch.equal(blk.temporal_norm1.weight, blk.norm1.weight)
         assert torch.count_nonzero(blk.temporal_fc.weight) == 0
     assert any("temporal_attn.qkv.weight <- blocks.0.attn.qkv.weight" in a for a in report.adapted)
-    torch.testing.assert_close(ts.blocks[0].attn.qkv.weight,
-                               timm_state(_hf_saved(hf))["blocks.0.attn.qkv.weight"])
+    torch.testing.assert_close(
+        ts.blocks[0].attn.qkv.weight, timm_state(_hf_saved(hf))["blocks.0.attn.qkv.weight"]
+    )
 
 
 def test_load_pretrained_refuses_a_checkpoint_that_fits_nothing(tmp_path: Path) -> None:

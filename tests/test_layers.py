@@ -126,25 +126,52 @@ def _tree(tmp_path: Path, files: dict[str, str]) -> Path:
     return tmp_path / "src"
 
 
-@pytest.mark.parametrize("files, expected", [
-    # a cycle hidden in a function-level import
-    ({"xvit/__init__.py": "", "xvit/models/__init__.py": "",
-      "xvit/models/a.py": "from xvit.models.b import f\n",
-      "xvit/models/b.py": "def f():\n    from xvit.models import a\n"},
-     "import cycle: xvit.models.a <-> xvit.models.b"),
-    # a lower layer reaching up
-    ({"xvit/__init__.py": "", "xvit/models/__init__.py": "", "xvit/engine/__init__.py": "",
-      "xvit/engine/train.py": "", "xvit/models/m.py": "import xvit.engine.train\n"},
-     "xvit.models.m imports xvit.engine.train: models may not depend on engine"),
-    # data and models are siblings, not layers of each other
-    ({"xvit/__init__.py": "", "xvit/models/__init__.py": "", "xvit/data/__init__.py": "",
-      "xvit/data/v.py": "", "xvit/models/m.py": "from ..data.v import x\n"},
-     "xvit.models.m imports xvit.data.v: models may not depend on data"),
-    # a module importing its own package's re-exports
-    ({"xvit/__init__.py": "", "xvit/models/__init__.py": "from xvit.models.m import g\n",
-      "xvit/models/m.py": "def g():\n    from xvit.models import h\n"},
-     "imports its own package's __init__"),
-])
+@pytest.mark.parametrize(
+    "files, expected",
+    [
+        # a cycle hidden in a function-level import
+        (
+            {
+                "xvit/__init__.py": "",
+                "xvit/models/__init__.py": "",
+                "xvit/models/a.py": "from xvit.models.b import f\n",
+                "xvit/models/b.py": "def f():\n    from xvit.models import a\n",
+            },
+            "import cycle: xvit.models.a <-> xvit.models.b",
+        ),
+        # a lower layer reaching up
+        (
+            {
+                "xvit/__init__.py": "",
+                "xvit/models/__init__.py": "",
+                "xvit/engine/__init__.py": "",
+                "xvit/engine/train.py": "",
+                "xvit/models/m.py": "import xvit.engine.train\n",
+            },
+            "xvit.models.m imports xvit.engine.train: models may not depend on engine",
+        ),
+        # data and models are siblings, not layers of each other
+        (
+            {
+                "xvit/__init__.py": "",
+                "xvit/models/__init__.py": "",
+                "xvit/data/__init__.py": "",
+                "xvit/data/v.py": "",
+                "xvit/models/m.py": "from ..data.v import x\n",
+            },
+            "xvit.models.m imports xvit.data.v: models may not depend on data",
+        ),
+        # a module importing its own package's re-exports
+        (
+            {
+                "xvit/__init__.py": "",
+                "xvit/models/__init__.py": "from xvit.models.m import g\n",
+                "xvit/models/m.py": "def g():\n    from xvit.models import h\n",
+            },
+            "imports its own package's __init__",
+        ),
+    ],
+)
 def test_the_contract_catches_violations(tmp_path, files, expected):
     found = problems(import_graph(_tree(tmp_path, files)))
     assert any(expected in p for p in found), found

@@ -17,16 +17,23 @@ pytestmark = pytest.mark.skipif(ruff is None, reason="ruff is a test extra: pip 
 def check(tmp_path: Path, text: str, *args: str) -> subprocess.CompletedProcess:
     path = tmp_path / "sample.py"
     path.write_text(text)
-    return subprocess.run([ruff, *args, "--config", str(ROOT / "pyproject.toml"), str(path)],
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [ruff, *args, "--config", str(ROOT / "pyproject.toml"), str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
-@pytest.mark.parametrize("text, code", [
-    ("import os\n", "F401"),  # unused import
-    ("import sys\nimport os\n\nprint(os, sys)\n", "I001"),  # unsorted imports
-    ("def f(x=[]):\n    return x\n", "B006"),  # mutable default
-    ("fs = [lambda: i for i in range(3)]\n", "B023"),  # late-binding closure
-])
+@pytest.mark.parametrize(
+    "text, code",
+    [
+        ("import os\n", "F401"),  # unused import
+        ("import sys\nimport os\n\nprint(os, sys)\n", "I001"),  # unsorted imports
+        ("def f(x=[]):\n    return x\n", "B006"),  # mutable default
+        ("fs = [lambda: i for i in range(3)]\n", "B023"),  # late-binding closure
+    ],
+)
 def test_lint_catches_a_deliberate_violation(tmp_path, text, code):
     res = check(tmp_path, text, "check", "--no-cache")
     assert res.returncode == 1 and code in res.stdout

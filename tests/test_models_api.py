@@ -19,7 +19,9 @@ TINY = dict(embed_dim=32, depth=1, num_heads=2, patch_size=8)
 
 
 def tiny(name: str, frames: int = 4, img: int = 16, classes: int = 5, **kw) -> VideoViT:
-    return xvit.create_model(name, num_classes=classes, num_frames=frames, img_size=img, **{**TINY, **kw}).eval()
+    return xvit.create_model(
+        name, num_classes=classes, num_frames=frames, img_size=img, **{**TINY, **kw}
+    ).eval()
 
 
 def meta_model(name: str, **kw) -> VideoViT:
@@ -47,7 +49,9 @@ def test_xvit_has_exactly_the_parameters_and_flops_of_spatial_vit(head):
     for name in ("xvit_base_patch16", "xvit_st_base_patch16", "tsm_vit_base_patch16"):
         other = meta_model(name, num_frames=8, head=head)
         assert xvit.count_params(other) == xvit.count_params(vit)
-        assert {k: v.shape for k, v in other.state_dict().items()} == {k: v.shape for k, v in vit.state_dict().items()}
+        assert {k: v.shape for k, v in other.state_dict().items()} == {
+            k: v.shape for k, v in vit.state_dict().items()
+        }
     vit_flops = xvit.count_flops(vit, (1, 3, 8, 224, 224))
     assert xvit.count_flops(meta_model("xvit_base_patch16", num_frames=8, head=head)) == vit_flops
     # the summary token adds T keys/values per frame: well under 1%
@@ -74,11 +78,14 @@ def backbone_flops(kind: str, t: int, img: int, d: int, depth: int, p: int = 16)
     return patch + depth * layer + 2 * d * 400
 
 
-@pytest.mark.parametrize("name,kind", [
-    ("vit_base_patch16", "spatial"),
-    ("timesformer_base_patch16", "divided"),
-    ("joint_vit_base_patch16", "joint"),
-])
+@pytest.mark.parametrize(
+    "name,kind",
+    [
+        ("vit_base_patch16", "spatial"),
+        ("timesformer_base_patch16", "divided"),
+        ("joint_vit_base_patch16", "joint"),
+    ],
+)
 def test_flops_match_formulas_at_vit_base_8x224(name, kind):
     model = meta_model(name, num_frames=8, head="linear")
     assert xvit.count_flops(model) == backbone_flops(kind, 8, 224, 768, 12)
@@ -150,7 +157,13 @@ def test_vivit_factorised_encoder_head():
     keys = set(model.state_dict())
     assert {"head.pos_embed", "head.norm.weight", "head.fc.weight"} <= keys
     assert not any(k.startswith("head.mlp_head") for k in keys)
-    assert model.no_weight_decay() == {"pos_embed", "cls_token", "temp_embed", "head.cls_token", "head.pos_embed"}
+    assert model.no_weight_decay() == {
+        "pos_embed",
+        "cls_token",
+        "temp_embed",
+        "head.cls_token",
+        "head.pos_embed",
+    }
     with pytest.raises(ValueError, match="vivit_fe_tiny_patch16 supports head 'ta'"):
         xvit.create_model("vivit_fe_tiny_patch16", head="avg")
 
@@ -160,7 +173,9 @@ def test_vivit_factorised_encoder_head():
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("family", ["vit", "xvit", "xvit_st", "tsm_vit", "timesformer", "joint_vit", "vivit_fe"])
+@pytest.mark.parametrize(
+    "family", ["vit", "xvit", "xvit_st", "tsm_vit", "timesformer", "joint_vit", "vivit_fe"]
+)
 def test_every_family_forward_backward(family):
     model = tiny(f"{family}_tiny_patch16", frames=4, drop_path_rate=0.1, head_drop_rate=0.5)
     model.train()
@@ -208,7 +223,9 @@ def test_list_models_and_names():
     families = ["vit", "xvit", "xvit_st", "tsm_vit", "timesformer", "joint_vit", "vivit_fe"]
     expected = {f"{f}_{s}_patch16" for f in families for s in ("tiny", "small", "base", "large")}
     assert set(names) == expected
-    assert xvit.list_models("xvit_st_*") == [f"xvit_st_{s}_patch16" for s in ("base", "large", "small", "tiny")]
+    assert xvit.list_models("xvit_st_*") == [
+        f"xvit_st_{s}_patch16" for s in ("base", "large", "small", "tiny")
+    ]
     model = meta_model("xvit_large_patch16")
     c = model.config
     assert (c.embed_dim, c.depth, c.num_heads, c.attention, c.head) == (1024, 24, 16, "mixing", "ta")
@@ -251,11 +268,14 @@ def test_from_dict_rejects_unknown_keys_and_bad_values():
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("shape,message", [
-    ((3, 4, 16, 16), "got a tensor of shape \\(3, 4, 16, 16\\)"),
-    ((1, 4, 4, 16, 16), "input \\(1, 4, 4, 16, 16\\) has 4 channels"),
-    ((1, 3, 4, 18, 16), "H=18 and W=16 must be multiples of the patch size 8"),
-])
+@pytest.mark.parametrize(
+    "shape,message",
+    [
+        ((3, 4, 16, 16), "got a tensor of shape \\(3, 4, 16, 16\\)"),
+        ((1, 4, 4, 16, 16), "input \\(1, 4, 4, 16, 16\\) has 4 channels"),
+        ((1, 3, 4, 18, 16), "H=18 and W=16 must be multiples of the patch size 8"),
+    ],
+)
 def test_bad_input_shapes(shape, message):
     model = tiny("vit_tiny_patch16")
     with pytest.raises(ValueError, match=message):

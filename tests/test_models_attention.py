@@ -67,7 +67,9 @@ def mix_by_hand(x: torch.Tensor, offsets: list[int], segment_len: int | None) ->
     return out
 
 
-def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, mask: torch.Tensor | None = None) -> torch.Tensor:
+def attend(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """Explicit multi-head softmax attention of (..., Lq, C) queries on (..., Lk, C)."""
     hd = q.shape[-1] // heads
     outs = []
@@ -81,19 +83,37 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, mask: 
 
 
 def mixing_attention_by_hand(
-    x: torch.Tensor, attn: Attention, window: int, split: str, shift_div: int,
-    segment_len: int | None, mix_queries: bool, summary: bool = False,
+    x: torch.Tensor,
+    attn: Attention,
+    window: int,
+    split: str,
+    shift_div: int,
+    segment_len: int | None,
+    mix_queries: bool,
+    summary: bool = False,
 ) -> torch.Tensor:
     c = x.shape[-1]
     w, b = attn.qkv.weight, attn.qkv.bias
-    q, k, v = (x @ w[i * c:(i + 1) * c].T + b[i * c:(i + 1) * c] for i in range(3))
+    q, k, v = (x @ w[i * c : (i + 1) * c].T + b[i * c : (i + 1) * c] for i in range(3))
     offsets = offsets_by_channel(c, window, split, shift_div)
     km, vm = mix_by_hand(k, offsets, segment_len), mix_by_hand(v, offsets, segment_len)
     qm = mix_by_hand(q, offsets, segment_len) if mix_queries else q
     if summary:  # per frame: mean over the S patch tokens of the projected input
         t_len, n = x.shape[1], x.shape[2]
-        sk = torch.stack([sum(x[:, t, s] @ w[c:2 * c].T + b[c:2 * c] for s in range(1, n)) / (n - 1) for t in range(t_len)], 1)
-        sv = torch.stack([sum(x[:, t, s] @ w[2 * c:].T + b[2 * c:] for s in range(1, n)) / (n - 1) for t in range(t_len)], 1)
+        sk = torch.stack(
+            [
+                sum(x[:, t, s] @ w[c : 2 * c].T + b[c : 2 * c] for s in range(1, n)) / (n - 1)
+                for t in range(t_len)
+            ],
+            1,
+        )
+        sv = torch.stack(
+            [
+                sum(x[:, t, s] @ w[2 * c :].T + b[2 * c :] for s in range(1, n)) / (n - 1)
+                for t in range(t_len)
+            ],
+            1,
+        )
     out = torch.zeros_like(x)
     for t in range(x.shape[1]):
         keys, values = km[:, t], vm[:, t]
@@ -127,7 +147,9 @@ def test_channel_groups_released_split_matches_the_released_code():
         (1, "released", 8, None, True),
     ],
 )
-def test_mixing_attention_equals_channel_by_channel_reference(window, split, shift_div, segment_len, mix_queries):
+def test_mixing_attention_equals_channel_by_channel_reference(
+    window, split, shift_div, segment_len, mix_queries
+):
     torch.manual_seed(0)
     shift = ChannelShift(window, split, shift_div, segment_len, mix_queries)
     attn = Attention(DIM, HEADS, shift=shift).eval()
@@ -176,7 +198,9 @@ def test_tsm_shift_equals_hand_built_tensor(segment_len):
     for t in range(T):
         nxt, prv = t + 1, t - 1
         ref[:, t, :, :fold] = x[:, nxt, :, :fold] if nxt < T and nxt // seg == t // seg else 0
-        ref[:, t, :, fold:2 * fold] = x[:, prv, :, fold:2 * fold] if prv >= 0 and prv // seg == t // seg else 0
+        ref[:, t, :, fold : 2 * fold] = (
+            x[:, prv, :, fold : 2 * fold] if prv >= 0 and prv // seg == t // seg else 0
+        )
     before = x.clone()
     out = temporal_shift(x, 8, segment_len)
     assert torch.equal(out, ref)
@@ -247,7 +271,9 @@ def test_divided_block_equals_masked_attention_reference():
         q, k, v = project(block.norm1(tokens), block.attn.qkv)
         own_frame = (frame[:, None] == frame[None, :]) | (frame[None, :] == -1)
         spatial = attend(q, k, v, HEADS, own_frame)
-        cls = torch.stack([attend(q[:, :1], k, v, HEADS, (frame == -1) | (frame == t)) for t in range(T)]).mean(0)
+        cls = torch.stack(
+            [attend(q[:, :1], k, v, HEADS, (frame == -1) | (frame == t)) for t in range(T)]
+        ).mean(0)
         spatial = block.attn.proj(torch.cat([cls, spatial[:, 1:]], dim=1))
         tokens = tokens + spatial
         ref = tokens + block.mlp(block.norm2(tokens))
@@ -269,9 +295,18 @@ def test_mixing_locality(depth, window, mix_layers, segment_len, reach):
     torch.manual_seed(6)
     t_len, j = 8, 3
     config = VideoViTConfig(
-        embed_dim=32, depth=depth, num_heads=2, img_size=16, patch_size=8, num_frames=t_len,
-        num_classes=3, attention="mixing", mix_window=window, mix_layers=mix_layers,
-        segment_len=segment_len, head="avg",
+        embed_dim=32,
+        depth=depth,
+        num_heads=2,
+        img_size=16,
+        patch_size=8,
+        num_frames=t_len,
+        num_classes=3,
+        attention="mixing",
+        mix_window=window,
+        mix_layers=mix_layers,
+        segment_len=segment_len,
+        head="avg",
     )
     model = VideoViT(config).eval()
     randomise(model, seed=6)
@@ -320,12 +355,14 @@ def test_fp32_dropout_and_long_sequences_keep_the_fused_kernel(monkeypatch):
 
     gen = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(2, 3, 5, 8, generator=gen) for _ in range(3))
-    torch.testing.assert_close(attn.attention(q, k, v).double(), _reference_attention(q, k, v),
-                               atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        attn.attention(q, k, v).double(), _reference_attention(q, k, v), atol=1e-5, rtol=1e-5
+    )
     seen = []
     real = attn.F.scaled_dot_product_attention
-    monkeypatch.setattr(attn.F, "scaled_dot_product_attention",
-                        lambda *a, **kw: seen.append(a[0].dtype) or real(*a, **kw))
+    monkeypatch.setattr(
+        attn.F, "scaled_dot_product_attention", lambda *a, **kw: seen.append(a[0].dtype) or real(*a, **kw)
+    )
     attn.attention(q, k, v)  # fp32
     attn.attention(q.bfloat16(), k.bfloat16(), v.bfloat16(), dropout_p=0.5)  # dropout
     long_k = torch.randn(1, 1, attn.MATH_MAX_KEYS + 1, 8, dtype=torch.bfloat16)
@@ -342,8 +379,9 @@ def _spy_sdpa(monkeypatch, attn) -> list[torch.dtype]:
     """Record every SDPA call (its dtype) and still compute it."""
     seen: list[torch.dtype] = []
     real = attn.F.scaled_dot_product_attention
-    monkeypatch.setattr(attn.F, "scaled_dot_product_attention",
-                        lambda *a, **kw: seen.append(a[0].dtype) or real(*a, **kw))
+    monkeypatch.setattr(
+        attn.F, "scaled_dot_product_attention", lambda *a, **kw: seen.append(a[0].dtype) or real(*a, **kw)
+    )
     return seen
 
 
@@ -361,8 +399,7 @@ def _spy_sdpa(monkeypatch, attn) -> list[torch.dtype]:
         ("auto", torch.bfloat16, 11, 0.5, True),
     ],
 )
-def test_attention_kernel_picks_the_expected_product(monkeypatch, kernel, dtype, keys, dropout,
-                                                     uses_sdpa):
+def test_attention_kernel_picks_the_expected_product(monkeypatch, kernel, dtype, keys, dropout, uses_sdpa):
     import xvit.models.attention as attn
 
     gen = torch.Generator().manual_seed(0)
@@ -394,8 +431,17 @@ def test_whole_model_agrees_across_attention_kernels():
     import xvit.models.attention as attn
 
     for attention in ("mixing", "joint"):
-        cfg = VideoViTConfig(img_size=32, patch_size=8, num_frames=4, embed_dim=48, depth=2,
-                             num_heads=4, num_classes=5, attention=attention, head="ta")
+        cfg = VideoViTConfig(
+            img_size=32,
+            patch_size=8,
+            num_frames=4,
+            embed_dim=48,
+            depth=2,
+            num_heads=4,
+            num_classes=5,
+            attention=attention,
+            head="ta",
+        )
         torch.manual_seed(0)
         model = VideoViT(cfg).eval()
         randomise(model)
@@ -434,15 +480,18 @@ def test_attention_kernel_environment_variable(tmp_path):
     import subprocess
     import sys
 
-    code = ("import torch, xvit.models.attention as a; q = torch.ones(1, 1, 2, 4); "
-            "print(a.get_attention_kernel(), a.uses_chunked_product(q, q))")
+    code = (
+        "import torch, xvit.models.attention as a; q = torch.ones(1, 1, 2, 4); "
+        "print(a.get_attention_kernel(), a.uses_chunked_product(q, q))"
+    )
 
     def run(value: str | None) -> subprocess.CompletedProcess:
         env = {k: v for k, v in os.environ.items() if k != "XVIT_ATTENTION_KERNEL"}
         if value is not None:
             env["XVIT_ATTENTION_KERNEL"] = value
-        return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                              text=True, cwd=tmp_path, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=tmp_path, timeout=120
+        )
 
     assert run(None).stdout.split() == ["auto", "False"]  # fp32: SDPA
     assert run("math").stdout.split() == ["math", "True"]
@@ -455,8 +504,17 @@ def test_attention_kernel_environment_variable(tmp_path):
 
 def test_bf16_mixing_model_agrees_with_fp32():
     """The whole X-ViT in bf16 (chunked product) stays close to the fp32 model (SDPA)."""
-    cfg = VideoViTConfig(img_size=32, patch_size=8, num_frames=4, embed_dim=48, depth=2,
-                         num_heads=4, num_classes=5, attention="mixing", head="ta")
+    cfg = VideoViTConfig(
+        img_size=32,
+        patch_size=8,
+        num_frames=4,
+        embed_dim=48,
+        depth=2,
+        num_heads=4,
+        num_classes=5,
+        attention="mixing",
+        head="ta",
+    )
     torch.manual_seed(0)
     model = VideoViT(cfg).eval()
     x = torch.randn(2, 3, 4, 32, 32)
@@ -474,5 +532,7 @@ def test_bad_attention_kernel_variable_is_a_one_line_cli_error(monkeypatch, caps
     monkeypatch.setattr(attn, "_kernel", None)  # as in a new process: the variable is read once
     assert main(["models"]) == 2
     err = capsys.readouterr().err
-    assert err == ("xvit models: error: XVIT_ATTENTION_KERNEL='fast' is not an attention kernel; "
-                   "choose one of auto, sdpa, math\n")
+    assert err == (
+        "xvit models: error: XVIT_ATTENTION_KERNEL='fast' is not an attention kernel; "
+        "choose one of auto, sdpa, math\n"
+    )

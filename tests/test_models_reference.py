@@ -18,8 +18,14 @@ DIM, DEPTH, HEADS, IMG, PATCH = 64, 2, 4, 32, 8
 
 def tiny_config(**kw) -> VideoViTConfig:
     base = dict(
-        embed_dim=DIM, depth=DEPTH, num_heads=HEADS, img_size=IMG, patch_size=PATCH,
-        num_frames=4, num_classes=5, norm_eps=1e-6,
+        embed_dim=DIM,
+        depth=DEPTH,
+        num_heads=HEADS,
+        img_size=IMG,
+        patch_size=PATCH,
+        num_frames=4,
+        num_classes=5,
+        norm_eps=1e-6,
     )
     base.update(kw)
     return VideoViTConfig(**base)
@@ -27,9 +33,17 @@ def tiny_config(**kw) -> VideoViTConfig:
 
 def hf_vit(pooler: bool):
     cfg = transformers.ViTConfig(
-        hidden_size=DIM, num_hidden_layers=DEPTH, num_attention_heads=HEADS,
-        intermediate_size=4 * DIM, image_size=IMG, patch_size=PATCH, layer_norm_eps=1e-6,
-        qkv_bias=True, hidden_act="gelu", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+        hidden_size=DIM,
+        num_hidden_layers=DEPTH,
+        num_attention_heads=HEADS,
+        intermediate_size=4 * DIM,
+        image_size=IMG,
+        patch_size=PATCH,
+        layer_norm_eps=1e-6,
+        qkv_bias=True,
+        hidden_act="gelu",
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
     )
     return transformers.ViTModel(cfg, add_pooling_layer=pooler).eval()
 
@@ -51,13 +65,24 @@ def vit_to_hf(ours: dict[str, torch.Tensor], hf_keys: set[str]) -> dict[str, tor
         qb, kb, vb = ours[b + "attn.qkv.bias"].chunk(3)
         if new:
             h = f"layers.{i}."
-            names = dict(q=h + "attention.q_proj", k=h + "attention.k_proj", v=h + "attention.v_proj",
-                         o=h + "attention.o_proj", fc1=h + "mlp.fc1", fc2=h + "mlp.fc2")
+            names = dict(
+                q=h + "attention.q_proj",
+                k=h + "attention.k_proj",
+                v=h + "attention.v_proj",
+                o=h + "attention.o_proj",
+                fc1=h + "mlp.fc1",
+                fc2=h + "mlp.fc2",
+            )
         else:
             h = f"encoder.layer.{i}."
-            names = dict(q=h + "attention.attention.query", k=h + "attention.attention.key",
-                         v=h + "attention.attention.value", o=h + "attention.output.dense",
-                         fc1=h + "intermediate.dense", fc2=h + "output.dense")
+            names = dict(
+                q=h + "attention.attention.query",
+                k=h + "attention.attention.key",
+                v=h + "attention.attention.value",
+                o=h + "attention.output.dense",
+                fc1=h + "intermediate.dense",
+                fc2=h + "output.dense",
+            )
         for key, w, bias in (("q", qw, qb), ("k", kw, kb), ("v", vw, vb)):
             out[names[key] + ".weight"], out[names[key] + ".bias"] = w, bias
         out[names["o"] + ".weight"] = ours[b + "attn.proj.weight"]
@@ -87,11 +112,14 @@ def frames_through_hf(hf, video: torch.Tensor, **kw) -> torch.Tensor:
     return out
 
 
-@pytest.mark.parametrize("attention,kw", [
-    ("spatial", {}),
-    ("mixing", {"mix_layers": []}),  # X-ViT with mixing switched off in every layer
-    ("tsm", {"mix_layers": []}),
-])
+@pytest.mark.parametrize(
+    "attention,kw",
+    [
+        ("spatial", {}),
+        ("mixing", {"mix_layers": []}),  # X-ViT with mixing switched off in every layer
+        ("tsm", {"mix_layers": []}),
+    ],
+)
 def test_spatial_backbone_equals_hf_vit(attention, kw):
     torch.manual_seed(0)
     model = VideoViT(tiny_config(attention=attention, **kw)).eval()
@@ -111,7 +139,9 @@ def test_xvit_single_frame_with_temporal_embedding_and_representation_layer_equa
     """T=1, mixing off: the temporal embedding is a constant added to every token, i.e. part
     of the position embedding; the representation layer is HF's pooler (Linear + tanh)."""
     torch.manual_seed(1)
-    model = VideoViT(tiny_config(attention="mixing", mix_layers=[], num_frames=1, representation_size=DIM)).eval()
+    model = VideoViT(
+        tiny_config(attention="mixing", mix_layers=[], num_frames=1, representation_size=DIM)
+    ).eval()
     randomise(model, seed=1)
     hf = hf_vit(pooler=True)
     state = vit_to_hf(model.state_dict(), set(hf.state_dict()))
@@ -151,11 +181,16 @@ def timesformer_to_hf(ours: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         "layernorm.bias": ours["norm.bias"],
     }
     names = {
-        "norm1": "layernorm_before", "norm2": "layernorm_after",
-        "attn.qkv": "attention.attention.qkv", "attn.proj": "attention.output.dense",
-        "temporal_norm1": "temporal_layernorm", "temporal_attn.qkv": "temporal_attention.attention.qkv",
-        "temporal_attn.proj": "temporal_attention.output.dense", "temporal_fc": "temporal_dense",
-        "mlp.fc1": "intermediate.dense", "mlp.fc2": "output.dense",
+        "norm1": "layernorm_before",
+        "norm2": "layernorm_after",
+        "attn.qkv": "attention.attention.qkv",
+        "attn.proj": "attention.output.dense",
+        "temporal_norm1": "temporal_layernorm",
+        "temporal_attn.qkv": "temporal_attention.attention.qkv",
+        "temporal_attn.proj": "temporal_attention.output.dense",
+        "temporal_fc": "temporal_dense",
+        "mlp.fc1": "intermediate.dense",
+        "mlp.fc2": "output.dense",
     }
     for i in range(DEPTH):
         for ours_name, hf_name in names.items():
@@ -167,14 +202,28 @@ def timesformer_to_hf(ours: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def test_divided_attention_equals_hf_timesformer():
     torch.manual_seed(3)
     model = xvit.create_model(
-        "timesformer_tiny_patch16", num_classes=5, num_frames=4, img_size=IMG,
-        embed_dim=DIM, depth=DEPTH, num_heads=HEADS, patch_size=PATCH,
+        "timesformer_tiny_patch16",
+        num_classes=5,
+        num_frames=4,
+        img_size=IMG,
+        embed_dim=DIM,
+        depth=DEPTH,
+        num_heads=HEADS,
+        patch_size=PATCH,
     ).eval()
     randomise(model, seed=3)
     cfg = transformers.TimesformerConfig(
-        hidden_size=DIM, num_hidden_layers=DEPTH, num_attention_heads=HEADS, intermediate_size=4 * DIM,
-        image_size=IMG, patch_size=PATCH, num_frames=4, layer_norm_eps=1e-6, qkv_bias=True,
-        attention_type="divided_space_time", hidden_act="gelu",
+        hidden_size=DIM,
+        num_hidden_layers=DEPTH,
+        num_attention_heads=HEADS,
+        intermediate_size=4 * DIM,
+        image_size=IMG,
+        patch_size=PATCH,
+        num_frames=4,
+        layer_norm_eps=1e-6,
+        qkv_bias=True,
+        attention_type="divided_space_time",
+        hidden_act="gelu",
     )
     hf = transformers.TimesformerModel(cfg).eval()
     load_hf(hf, timesformer_to_hf(model.state_dict()))

@@ -48,10 +48,15 @@ def test_multi_label_list_file(tmp_path):
         "b/v2.mp4 walk, air drumming\n"  # class names, one with a space
         "frames/v4 120 3,1,3\n"  # rawframes dir num_frames labels; a repeated label counts once
     )
-    ann = read_list_file(tmp_path / "list.txt", root="/data", class_names=tmp_path / "classes.txt",
-                         multi_label=True)
+    ann = read_list_file(
+        tmp_path / "list.txt", root="/data", class_names=tmp_path / "classes.txt", multi_label=True
+    )
     assert [s.path for s in ann.samples] == [
-        "/data/a/v1.mp4", "/data/my videos/v 3.mp4", "/data/b/v2.mp4", "/data/frames/v4"]
+        "/data/a/v1.mp4",
+        "/data/my videos/v 3.mp4",
+        "/data/b/v2.mp4",
+        "/data/frames/v4",
+    ]
     assert [s.label for s in ann.samples] == [(0, 2), (1,), (0, 2), (1, 3)]
     # written back and read again
     write_list_file(tmp_path / "again.txt", ann.samples, root="/data")
@@ -59,12 +64,15 @@ def test_multi_label_list_file(tmp_path):
     assert [s.label for s in again.samples] == [s.label for s in ann.samples]
 
 
-@pytest.mark.parametrize("line, message", [
-    ("v.mp4 0,9", ":2: label 9 is outside the class list [0, 4)"),
-    ("v.mp4 0,", ":2: empty label in 'v.mp4 0,'"),
-    ("v.mp4 dance", ":2: label 'dance' is not in the class list"),
-    ("justapath", ":2: expected 'path label1,label2,...'"),
-])
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("v.mp4 0,9", ":2: label 9 is outside the class list [0, 4)"),
+        ("v.mp4 0,", ":2: empty label in 'v.mp4 0,'"),
+        ("v.mp4 dance", ":2: label 'dance' is not in the class list"),
+        ("justapath", ":2: expected 'path label1,label2,...'"),
+    ],
+)
 def test_multi_label_list_errors_name_file_and_line(tmp_path, line, message):
     (tmp_path / "list.txt").write_text(f"ok.mp4 0,1\n{line}\n")
     with pytest.raises(AnnotationError) as err:
@@ -138,11 +146,23 @@ def test_training_loss_is_binary_cross_entropy(tmp_path):
     from xvit.engine.train import Trainer
 
     lists = _multi_label_lists(tmp_path, n_train=4, n_val=0)
-    cfg = load_config(None, [*TINY_MODEL, f"data.train_list={lists['train']}", "data.multi_label=true",
-                             f"data.class_names={lists['classnames']}", "optim.mixup=0.4",
-                             "optim.label_smoothing=0.1", "train.epochs=1", "data.batch_size=2",
-                             "data.workers=0", "train.log_every=1", "train.tensorboard=false",
-                             f"train.out={tmp_path / 'run'}"])
+    cfg = load_config(
+        None,
+        [
+            *TINY_MODEL,
+            f"data.train_list={lists['train']}",
+            "data.multi_label=true",
+            f"data.class_names={lists['classnames']}",
+            "optim.mixup=0.4",
+            "optim.label_smoothing=0.1",
+            "train.epochs=1",
+            "data.batch_size=2",
+            "data.workers=0",
+            "train.log_every=1",
+            "train.tensorboard=false",
+            f"train.out={tmp_path / 'run'}",
+        ],
+    )
     data = build_datasets(cfg, (1, 1))
     model = build_model(cfg, len(data.class_names), data.class_names)
     with torch.no_grad():
@@ -209,9 +229,27 @@ def run(tmp_path_factory):
 
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        rc = main(["train", *TINY_MODEL, "--train-list", str(lists["train"]), "--val-list", str(lists["val"]),
-                   "--epochs", "1", "--batch-size", "4", "--workers", "0", "--out", str(out),
-                   "data.multi_label=true", "optim.cutmix=1.0", "train.tensorboard=false"])
+        rc = main(
+            [
+                "train",
+                *TINY_MODEL,
+                "--train-list",
+                str(lists["train"]),
+                "--val-list",
+                str(lists["val"]),
+                "--epochs",
+                "1",
+                "--batch-size",
+                "4",
+                "--workers",
+                "0",
+                "--out",
+                str(out),
+                "data.multi_label=true",
+                "optim.cutmix=1.0",
+                "train.tensorboard=false",
+            ]
+        )
     torch.set_num_threads(threads)
     assert rc == 0
     return root, lists, out, printed.getvalue()
@@ -246,8 +284,22 @@ def test_eval_reports_map_over_views(run, capsys):
     pytest.importorskip("sklearn")
     root, lists, out, _ = run
     eval_dir = root / "eval21"
-    rc = main(["eval", "--checkpoint", str(out), "--list", str(lists["val"]), "--views", "2x1",
-               "--views-curve", "--workers", "0", "--out", str(eval_dir)])
+    rc = main(
+        [
+            "eval",
+            "--checkpoint",
+            str(out),
+            "--list",
+            str(lists["val"]),
+            "--views",
+            "2x1",
+            "--views-curve",
+            "--workers",
+            "0",
+            "--out",
+            str(eval_dir),
+        ]
+    )
     printed = capsys.readouterr().out
     assert rc == 1  # the broken video
     assert "mean of sigmoid over views: mAP " in printed and "failed 1" in printed
@@ -275,8 +327,9 @@ def test_predict_multi_label(run, capsys, tmp_path):
     result = json.loads(capsys.readouterr().out)[0]
     assert rc == 0 and result["threshold"] == 0
     assert [e["class"] for e in result["labels"]] == [CLASSES[i] for i in expected.argsort(descending=True)]
-    assert [e["prob"] for e in result["labels"]] == pytest.approx(expected.sort(descending=True).values.tolist(),
-                                                                  abs=1e-5)
+    assert [e["prob"] for e in result["labels"]] == pytest.approx(
+        expected.sort(descending=True).values.tolist(), abs=1e-5
+    )
     assert result["predictions"] == result["labels"][:2]
 
     # default threshold 0.5, text mode; the same model from a save_pretrained copy (no run config)
@@ -284,8 +337,14 @@ def test_predict_multi_label(run, capsys, tmp_path):
     xvit.load_model(out).save_pretrained(copy)
     rc = main(["predict", video, "--checkpoint", str(copy)])
     line = capsys.readouterr().out.strip()
-    above = ", ".join(f"{CLASSES[i]} {float(expected[i]):.3f}" for i in expected.argsort(descending=True)
-                      if expected[i] >= 0.5) or "none"
+    above = (
+        ", ".join(
+            f"{CLASSES[i]} {float(expected[i]):.3f}"
+            for i in expected.argsort(descending=True)
+            if expected[i] >= 0.5
+        )
+        or "none"
+    )
     assert rc == 0 and line.startswith(f"{video}: labels (p >= 0.5): {above}; top 4: ")
 
     rc = main(["predict", video, "--checkpoint", str(out), "--json", "--threshold", "1"])

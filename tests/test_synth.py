@@ -69,8 +69,13 @@ def test_generate_cache_and_regenerate(tmp_path, capsys):
     assert not torch.equal(again, frames)
 
     # The lists feed VideoDataset directly.
-    ds = VideoDataset(read_annotations(root / "val.txt").samples, num_frames=8, sampler="uniform",
-                      mode="eval", transform=EvalTransform(32))
+    ds = VideoDataset(
+        read_annotations(root / "val.txt").samples,
+        num_frames=8,
+        sampler="uniform",
+        mode="eval",
+        transform=EvalTransform(32),
+    )
     assert ds[0]["video"].shape == (3, 8, 32, 32)
 
 

@@ -23,7 +23,9 @@ from xvit.data.transforms import (
 
 
 def _clip(t=3, h=20, w=24, seed=0):
-    return torch.randint(0, 256, (t, 3, h, w), generator=torch.Generator().manual_seed(seed), dtype=torch.uint8)
+    return torch.randint(
+        0, 256, (t, 3, h, w), generator=torch.Generator().manual_seed(seed), dtype=torch.uint8
+    )
 
 
 def _pil(frame: torch.Tensor) -> Image.Image:
@@ -34,13 +36,16 @@ def _from_pil(img: Image.Image) -> torch.Tensor:
     return torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1).float()
 
 
-@pytest.mark.parametrize("name, magnitude, reference", [
-    ("Equalize", 0, ImageOps.equalize),
-    ("Posterize", 3, lambda im: ImageOps.posterize(im, 3)),
-    ("Solarize", 100.0, lambda im: ImageOps.solarize(im, 100)),
-    ("Invert", 0, ImageOps.invert),
-    ("AutoContrast", 0, ImageOps.autocontrast),
-])
+@pytest.mark.parametrize(
+    "name, magnitude, reference",
+    [
+        ("Equalize", 0, ImageOps.equalize),
+        ("Posterize", 3, lambda im: ImageOps.posterize(im, 3)),
+        ("Solarize", 100.0, lambda im: ImageOps.solarize(im, 100)),
+        ("Invert", 0, ImageOps.invert),
+        ("AutoContrast", 0, ImageOps.autocontrast),
+    ],
+)
 def test_colour_ops_match_pil_on_every_frame(name, magnitude, reference):
     clip = _clip()
     clip[1, :, :5] = 7  # a constant block so equalize/autocontrast see repeated values
@@ -99,8 +104,10 @@ def test_train_transform_deterministic_and_flip_off():
     for seed in range(8):
         out = TrainTransform(32, scale=(32, 40), flip=False)(grad, torch.Generator().manual_seed(seed))
         assert (out[..., -1] > out[..., 0]).all()
-    flipped = [TrainTransform(32, scale=(32, 40), flip=True)(grad, torch.Generator().manual_seed(s))
-               for s in range(16)]
+    flipped = [
+        TrainTransform(32, scale=(32, 40), flip=True)(grad, torch.Generator().manual_seed(s))
+        for s in range(16)
+    ]
     assert any((o[..., -1] < o[..., 0]).all() for o in flipped)
 
 
@@ -112,8 +119,11 @@ def test_scale_jitter_crop_matches_resize_then_crop():
     out = TrainTransform(48, scale=(72, 72), flip=False, mean=(0, 0, 0), std=(1, 1, 1))(img, g)
     g = torch.Generator().manual_seed(0)
     torch.randint(72, 73, (), generator=g)  # the scale draw
-    top, left = int(torch.randint(0, 72 - 48 + 1, (), generator=g)), int(torch.randint(0, 108 - 48 + 1, (), generator=g))
-    ref = resize_short_side(img, 72)[..., top:top + 48, left:left + 48] / 255
+    top, left = (
+        int(torch.randint(0, 72 - 48 + 1, (), generator=g)),
+        int(torch.randint(0, 108 - 48 + 1, (), generator=g)),
+    )
+    ref = resize_short_side(img, 72)[..., top : top + 48, left : left + 48] / 255
     assert (out.transpose(0, 1) - ref).abs().max() < 0.03
 
 
@@ -127,7 +137,8 @@ def test_eval_crops_left_centre_right_and_normalisation():
     tall = clip.transpose(-1, -2)  # portrait: top / middle / bottom
     assert spatial_crops(tall, 6, 3)[2, 0, 0, :, 0].tolist() == [8, 8, 8, 9, 9, 9]
     out = EvalTransform(crop_size=8, num_crops=3, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))(
-        torch.full((2, 3, 8, 40), 255, dtype=torch.uint8))
+        torch.full((2, 3, 8, 40), 255, dtype=torch.uint8)
+    )
     assert out.shape == (3, 3, 2, 8, 8) and torch.allclose(out, torch.ones_like(out))
     x = torch.tensor([0.0, 51.0, 255.0]).view(1, 3, 1, 1)
     n = normalize(x, (0.0, 0.1, 0.5), (1.0, 0.2, 0.25))
@@ -147,14 +158,17 @@ def test_mixup_and_cutmix_targets():
     videos = torch.stack([torch.full((3, 2, 8, 8), float(i)) for i in range(4)])
     labels = torch.tensor([0, 1, 2, 3])
     assert torch.allclose(one_hot(labels, 4, 0.1)[0], torch.tensor([0.925, 0.025, 0.025, 0.025]))
-    mixed, targets = Mixup(4, mixup_alpha=0.4, label_smoothing=0.0)(videos, labels, torch.Generator().manual_seed(1))
+    mixed, targets = Mixup(4, mixup_alpha=0.4, label_smoothing=0.0)(
+        videos, labels, torch.Generator().manual_seed(1)
+    )
     # sample 0 mixes with sample 3: value = 0 * lam + 3 * (1 - lam)
     lam = 1 - float(mixed[0].mean()) / 3
     assert torch.allclose(mixed[1], torch.full_like(mixed[1], 1 * lam + 2 * (1 - lam)))
     assert torch.allclose(targets[0], torch.tensor([lam, 0, 0, 1 - lam]), atol=1e-6)
     assert torch.allclose(targets.sum(1), torch.ones(4))
     mixed, targets = Mixup(4, mixup_alpha=0.0, cutmix_alpha=1.0, label_smoothing=0.1)(
-        videos, labels, torch.Generator().manual_seed(2))
+        videos, labels, torch.Generator().manual_seed(2)
+    )
     pasted = (mixed[0] == 3).float().mean().item()  # fraction of sample 0 replaced by sample 3
     assert (mixed[0] == mixed[0][:, :1]).all()  # same box in every frame
     expected = (1 - pasted) * one_hot(labels[:1], 4, 0.1)[0] + pasted * one_hot(labels[3:], 4, 0.1)[0]

@@ -31,18 +31,21 @@ MATRIX = {
     "mkv-h264-bf2": (".mkv", "libx264", "yuv420p", {"bf": "2"}, {}),
     "avi-h264-bf2": (".avi", "libx264", "yuv420p", {"bf": "2"}, {}),
     "avi-h264-nob": (".avi", "libx264", "yuv420p", {"bf": "0"}, {}),
-    "mp4-hevc-bf2": (".mp4", "libx265", "yuv420p",
-                     {"x265-params": "bframes=2:log-level=none"}, {}),
+    "mp4-hevc-bf2": (".mp4", "libx265", "yuv420p", {"x265-params": "bframes=2:log-level=none"}, {}),
     "mp4-mpeg4-bf2": (".mp4", "mpeg4", "yuv420p", {"bf": "2"}, {}),
     "mkv-mpeg4-bf2": (".mkv", "mpeg4", "yuv420p", {"bf": "2"}, {}),
     "avi-mpeg4-bf2": (".avi", "mpeg4", "yuv420p", {"bf": "2"}, {}),
-    "avi-mpeg4-bf1-closedgop": (".avi", "mpeg4", "yuv420p", {"bf": "1", "flags": "+cgop",
-                                                       "sc_threshold": "1000000000"}, {}),
+    "avi-mpeg4-bf1-closedgop": (
+        ".avi",
+        "mpeg4",
+        "yuv420p",
+        {"bf": "1", "flags": "+cgop", "sc_threshold": "1000000000"},
+        {},
+    ),
     "ts-mpeg2-bf2": (".ts", "mpeg2video", "yuv420p", {"bf": "2"}, {}),
     "avi-mjpeg": (".avi", "mjpeg", "yuvj420p", {}, {}),
     "mkv-mjpeg": (".mkv", "mjpeg", "yuvj420p", {}, {}),
-    "webm-vp9": (".webm", "libvpx-vp9", "yuv420p", {"deadline": "realtime", "cpu-used": "8"},
-                 {}),
+    "webm-vp9": (".webm", "libvpx-vp9", "yuv420p", {"deadline": "realtime", "cpu-used": "8"}, {}),
     "webm-vp8": (".webm", "libvpx", "yuv420p", {"deadline": "realtime", "cpu-used": "8"}, {}),
     "mkv-vfr-h264-bf2": (".mkv", "libx264", "yuv420p", {"bf": "2"}, {"frame_ms": VFR_MS}),
     "mp4-vfr-h264-bf2": (".mp4", "libx264", "yuv420p", {"bf": "2"}, {"frame_ms": VFR_MS}),
@@ -99,8 +102,7 @@ def _n_vop(b_vop: bytes, nbits: int) -> bytes:
     return VOP + int(bits, 2).to_bytes(len(bits) // 8, "big")
 
 
-def write_packed_bframes_avi(path, num_frames: int = N, height: int = H, width: int = W,
-                             gop: int = 12):
+def write_packed_bframes_avi(path, num_frames: int = N, height: int = H, width: int = W, gop: int = 12):
     """An AVI as XviD writes it with packed bitstream: chunk = P-VOP + the B-VOP after it, then
     an N-VOP chunk, so that every chunk is one display slot."""
     ctx = av.CodecContext.create("mpeg4", "w")
@@ -114,7 +116,7 @@ def write_packed_bframes_avi(path, num_frames: int = N, height: int = H, width: 
         packets += [(bytes(p), p.is_keyframe, p.pts) for p in ctx.encode(frame)]
     packets += [(bytes(p), p.is_keyframe, p.pts) for p in ctx.encode(None)]
     first = packets[0][0]
-    nbits = _time_increment_bits(first[first.find(VOL):])
+    nbits = _time_increment_bits(first[first.find(VOL) :])
     chunks, k = [], 0
     while k < len(packets):
         data, key, pts = packets[k]
@@ -140,6 +142,7 @@ def write_packed_bframes_avi(path, num_frames: int = N, height: int = H, width: 
 
 # -- fixtures ------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     root = tmp_path_factory.mktemp("codecs")
@@ -147,8 +150,17 @@ def files(tmp_path_factory):
     for name, (suffix, codec, pix_fmt, options, extra) in MATRIX.items():
         if codec not in av.codecs_available:
             continue
-        out[name] = write_video(root / f"{name}{suffix}", codec, num_frames=N, height=H,
-                                width=W, gop=12, pix_fmt=pix_fmt, options=options, **extra)
+        out[name] = write_video(
+            root / f"{name}{suffix}",
+            codec,
+            num_frames=N,
+            height=H,
+            width=W,
+            gop=12,
+            pix_fmt=pix_fmt,
+            options=options,
+            **extra,
+        )
     out["avi-mpeg4-packed"] = write_packed_bframes_avi(root / "packed.avi")
     return out
 

@@ -125,8 +125,15 @@ class CountingContainer:
 
 def test_decodes_only_the_needed_gops(tmp_path):
     """8 frames of a 300-frame video (GOP 25) decode about one GOP per needed keyframe."""
-    path = write_video(tmp_path / "long.mp4", "libx264", num_frames=300, height=32, width=32,
-                       gop=25, options={"bf": "2", "sc_threshold": "0"})
+    path = write_video(
+        tmp_path / "long.mp4",
+        "libx264",
+        num_frames=300,
+        height=32,
+        width=32,
+        gop=25,
+        options={"bf": "2", "sc_threshold": "0"},
+    )
     ref = full_decode(path)
     with VideoReader(path, backend="pyav") as reader:
         counter = CountingContainer(reader._impl._container)
@@ -146,8 +153,8 @@ def test_wrong_stated_frame_count(tmp_path):
     path = write_test_video(tmp_path / "lying.avi", "avi", num_frames=30)
     data = bytearray(path.read_bytes())
     avih, strh = data.find(b"avih"), data.find(b"strh")
-    data[avih + 24:avih + 28] = (60).to_bytes(4, "little")  # avih.dwTotalFrames
-    data[strh + 40:strh + 44] = (60).to_bytes(4, "little")  # strh.dwLength
+    data[avih + 24 : avih + 28] = (60).to_bytes(4, "little")  # avih.dwTotalFrames
+    data[strh + 40 : strh + 44] = (60).to_bytes(4, "little")  # strh.dwLength
     path.write_bytes(bytes(data))
     with av.open(str(path)) as c:
         assert c.streams.video[0].frames == 60  # the lie is what PyAV states
@@ -156,18 +163,21 @@ def test_wrong_stated_frame_count(tmp_path):
     with VideoReader(path) as r:
         assert r.num_frames == 30 and r._impl.stated_frames == 60
         assert np.array_equal(as_hwc(r.read([29, 0])), ref[[29, 0]])
-        with pytest.raises(VideoDecodeError,
-                           match=r"lying\.avi.*index 45.*video \(its header claims 60\) has 30 "):
+        with pytest.raises(
+            VideoDecodeError, match=r"lying\.avi.*index 45.*video \(its header claims 60\) has 30 "
+        ):
             r.read([10, 45])
 
 
 # -- rotation -----------------------------------------------------------------------------------
 
+
 def libavfilter(img: np.ndarray, name: str, arg: str | None = None) -> np.ndarray:
     """Apply one libavfilter filter to an RGB image with PyAV's filter graph (the reference)."""
     graph = av.filter.Graph()
-    src = graph.add_buffer(width=img.shape[1], height=img.shape[0], format="rgb24",
-                           time_base=fractions.Fraction(1, 25))
+    src = graph.add_buffer(
+        width=img.shape[1], height=img.shape[0], format="rgb24", time_base=fractions.Fraction(1, 25)
+    )
     filt = graph.add(name, arg) if arg else graph.add(name)
     sink = graph.add("buffersink")
     src.link_to(filt)
@@ -179,10 +189,17 @@ def libavfilter(img: np.ndarray, name: str, arg: str | None = None) -> np.ndarra
     return graph.pull().to_ndarray(format="rgb24")
 
 
-@pytest.mark.parametrize("op,filt,arg", [
-    ("clock", "transpose", "clock"), ("cclock", "transpose", "cclock"),
-    ("transpose", "transpose", "cclock_flip"), ("clock_flip", "transpose", "clock_flip"),
-    ("hflip", "hflip", None), ("vflip", "vflip", None)])
+@pytest.mark.parametrize(
+    "op,filt,arg",
+    [
+        ("clock", "transpose", "clock"),
+        ("cclock", "transpose", "cclock"),
+        ("transpose", "transpose", "cclock_flip"),
+        ("clock_flip", "transpose", "clock_flip"),
+        ("hflip", "hflip", None),
+        ("vflip", "vflip", None),
+    ],
+)
 def test_rotation_ops_match_libavfilter(op, filt, arg):
     img = np.random.default_rng(1).integers(0, 256, size=(6, 10, 3), dtype=np.uint8)
     ours = apply_rotation(torch.from_numpy(img).permute(2, 0, 1), [op]).permute(1, 2, 0)
@@ -191,6 +208,7 @@ def test_rotation_ops_match_libavfilter(op, filt, arg):
 
 def test_rotation_ops_from_display_matrix():
     one = 1 << 16
+
     def m(a, b, c, d):
         return np.array([a, b, 0, c, d, 0, 0, 0, 1 << 30], dtype=np.int32)
 
@@ -219,6 +237,7 @@ def test_rotated_file_equals_full_decode_then_rotate(tmp_path, ccw, k):
 
 
 # -- frame folders and HDF5 packs ---------------------------------------------------------------
+
 
 def test_png_frame_folder_is_lossless(tmp_path):
     folder = write_frame_folder(tmp_path / "vid", 12, template="img_{:05d}.png")
@@ -250,8 +269,7 @@ def test_frame_folder_template_and_start_index(tmp_path):
     folder = write_frame_folder(tmp_path / "v", 5, template="{:04d}.png", start_index=0)
     with FrameFolderReader(folder, template="{:04d}.png", start_index=0) as r:
         assert r.num_frames == 5
-        assert np.array_equal(as_hwc(r.read([0, 4])), np.stack([frame_pattern(0),
-                                                                frame_pattern(4)]))
+        assert np.array_equal(as_hwc(r.read([0, 4])), np.stack([frame_pattern(0), frame_pattern(4)]))
 
 
 def _write_h5(path, frames, codec="png", key="video", opaque=False):
@@ -260,8 +278,7 @@ def _write_h5(path, frames, codec="png", key="video", opaque=False):
     with h5py.File(path, "w") as f:
         if opaque:  # fixed-size opaque elements, zero-padded after the image's end marker
             size = max(map(len, blobs))
-            f.create_dataset(key, data=np.array([b.ljust(size, b"\0") for b in blobs],
-                                                dtype=f"V{size}"))
+            f.create_dataset(key, data=np.array([b.ljust(size, b"\0") for b in blobs], dtype=f"V{size}"))
         else:
             ds = f.create_dataset(key, (len(blobs),), dtype=h5py.vlen_dtype(np.uint8))
             for i, b in enumerate(blobs):
@@ -290,6 +307,7 @@ def test_hdf5_pack_opaque_and_jpeg(tmp_path):
 
 # -- torchcodec (optional) ----------------------------------------------------------------------
 
+
 def test_torchcodec_absent_is_detected():
     if importlib.util.find_spec("torchcodec") is not None:
         pytest.skip("torchcodec is installed")
@@ -303,8 +321,10 @@ def test_torchcodec_backend_agrees_with_pyav(videos):
     if not torchcodec_available():
         pytest.skip("torchcodec installed but cannot decode here")
     idx = [40, 3, 3, 59]
-    with VideoReader(videos["mp4"], backend="torchcodec") as tc, \
-            VideoReader(videos["mp4"], backend="pyav") as pa:
+    with (
+        VideoReader(videos["mp4"], backend="torchcodec") as tc,
+        VideoReader(videos["mp4"], backend="pyav") as pa,
+    ):
         assert tc.backend == "torchcodec" and tc.num_frames == pa.num_frames == 60
         a, b = tc.read(idx).int(), pa.read(idx).int()
         assert a.shape == b.shape
@@ -326,8 +346,7 @@ class LateSeekContainer(CountingContainer):
 
     def seek(self, offset, *args, **kwargs):
         self.seeks += 1
-        return self.container.seek(offset + (self.late if self.seeks == 1 else 0), *args,
-                                   **kwargs)
+        return self.container.seek(offset + (self.late if self.seeks == 1 else 0), *args, **kwargs)
 
 
 def test_seek_past_the_frame_falls_back_earlier(videos):

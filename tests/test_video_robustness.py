@@ -59,8 +59,9 @@ def test_truncated_mp4_without_index(tmp_path, good_mp4):
 
 def test_truncated_faststart_mp4(tmp_path):
     """moov first (faststart): the index lists every frame but the data stops half way."""
-    full = write_test_video(tmp_path / "fs.mp4", "mp4", num_frames=60,
-                            container_options={"movflags": "faststart"})
+    full = write_test_video(
+        tmp_path / "fs.mp4", "mp4", num_frames=60, container_options={"movflags": "faststart"}
+    )
     with av.open(str(full)) as c:
         assert c.streams.video[0].frames == 60
     ref = full_decode(full)
@@ -80,8 +81,7 @@ def test_no_video_stream(tmp_path):
     path = tmp_path / "audio.wav"
     with av.open(str(path), "w") as out:
         stream = out.add_stream("pcm_s16le", rate=8000, layout="mono")
-        frame = av.AudioFrame.from_ndarray(np.zeros((1, 800), np.int16), format="s16",
-                                           layout="mono")
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 800), np.int16), format="s16", layout="mono")
         frame.rate = 8000
         for packet in stream.encode(frame):
             out.mux(packet)
@@ -92,9 +92,11 @@ def test_no_video_stream(tmp_path):
 
 
 def test_index_past_end(good_mp4):
-    with pytest.raises(VideoDecodeError,
-                       match=r"good\.mp4: frame index 30 is out of range: the video has 30 "
-                             r"frames.*shorter than the clip"):
+    with pytest.raises(
+        VideoDecodeError,
+        match=r"good\.mp4: frame index 30 is out of range: the video has 30 "
+        r"frames.*shorter than the clip",
+    ):
         read_frames(good_mp4, [0, 8, 16, 24, 30])
     with pytest.raises(VideoDecodeError, match=r"good\.mp4: frame index -1"):
         read_frames(good_mp4, [-1])
@@ -106,15 +108,15 @@ def test_frame_folder_gap(tmp_path):
     folder = write_frame_folder(tmp_path / "vid", 8, template="img_{:05d}.png")
     (folder / "img_00004.png").unlink()
     assert read_frames(folder, [0, 1, 7]).shape == (3, 3, 48, 64)
-    with pytest.raises(VideoDecodeError,
-                       match=r"img_00004\.png: frame file is missing: a gap in the frame folder"):
+    with pytest.raises(
+        VideoDecodeError, match=r"img_00004\.png: frame file is missing: a gap in the frame folder"
+    ):
         read_frames(folder, [0, 3, 6])
 
 
 def test_frame_folder_past_end_and_empty(tmp_path):
     folder = write_frame_folder(tmp_path / "vid", 5, template="img_{:05d}.png")
-    with pytest.raises(VideoDecodeError,
-                       match=r"vid: frame index 7 is out of range: the frame folder has 5"):
+    with pytest.raises(VideoDecodeError, match=r"vid: frame index 7 is out of range: the frame folder has 5"):
         read_frames(folder, [1, 7])
     (tmp_path / "empty").mkdir()
     with pytest.raises(VideoDecodeError, match=r"empty: cannot detect the frame file pattern"):
@@ -150,12 +152,15 @@ def test_hdf5_errors(tmp_path, monkeypatch):
         open_video(path)
 
 
-@pytest.mark.parametrize("name,content,problem", [
-    ("notes.mp4", b"hello, this is a text file and not a video\n", "cannot open as a video"),
-    ("subs.mp4", b"1\n00:00:01,000 --> 00:00:02,000\nhello\n", "the file has no video stream"),
-    ("data.avi", json.dumps({"a": [1, 2, 3]}).encode(), "cannot open as a video"),
-    ("head.mkv", b"\x1aE\xdf\xa3" + b"\x00" * 40, "cannot open as a video"),
-])
+@pytest.mark.parametrize(
+    "name,content,problem",
+    [
+        ("notes.mp4", b"hello, this is a text file and not a video\n", "cannot open as a video"),
+        ("subs.mp4", b"1\n00:00:01,000 --> 00:00:02,000\nhello\n", "the file has no video stream"),
+        ("data.avi", json.dumps({"a": [1, 2, 3]}).encode(), "cannot open as a video"),
+        ("head.mkv", b"\x1aE\xdf\xa3" + b"\x00" * 40, "cannot open as a video"),
+    ],
+)
 def test_non_video_files_give_one_line_error(tmp_path, name, content, problem):
     path = tmp_path / name
     path.write_bytes(content)
@@ -168,17 +173,22 @@ def test_non_video_files_give_one_line_error(tmp_path, name, content, problem):
 
 # -- bounded decoding ----------------------------------------------------------------------------
 
+
 def png_bomb(width: int, height: int) -> bytes:
     """A valid 1-bit greyscale PNG of one colour: ``width x height`` pixels in a few kB."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     row = b"\0" * (1 + (width + 7) // 8)  # filter byte + packed bits
     z = zlib.compressobj(9)
     idat = b"".join(z.compress(row) for _ in range(height)) + z.flush()
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0,
-                                                            0, 0, 0))
-            + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
+        + chunk(b"IDAT", idat)
+        + chunk(b"IEND", b"")
+    )
 
 
 BOMB_CHECK = """
@@ -201,11 +211,13 @@ def test_image_bomb_fails_fast_without_memory(tmp_path):
     path = tmp_path / "bomb.mp4"
     path.write_bytes(png_bomb(16000, 16000))
     assert path.stat().st_size < 100_000
-    out = subprocess.run([sys.executable, "-c", BOMB_CHECK, str(path)], capture_output=True,
-                         text=True, timeout=120, check=True).stdout.splitlines()
+    out = subprocess.run(
+        [sys.executable, "-c", BOMB_CHECK, str(path)], capture_output=True, text=True, timeout=120, check=True
+    ).stdout.splitlines()
     message, seconds, grown_mb = out[0], float(out[1]), float(out[2])
-    assert message == (f"{path}: frame size 16000x16000 (256.0 MP) exceeds the limit of "
-                       "33.2 MP (data.max_frame_pixels)")
+    assert message == (
+        f"{path}: frame size 16000x16000 (256.0 MP) exceeds the limit of 33.2 MP (data.max_frame_pixels)"
+    )
     assert seconds < 0.5 and grown_mb < 100, (seconds, grown_mb)
 
 
@@ -213,8 +225,11 @@ def test_image_bomb_in_frame_folder(tmp_path):
     folder = write_frame_folder(tmp_path / "vid", 3, template="img_{:05d}.png")
     (folder / "img_00002.png").write_bytes(png_bomb(16000, 16000))
     start = time.perf_counter()
-    with pytest.raises(VideoDecodeError, match=r"img_00002\.png: frame size 16000x16000 "
-                                               r"\(256\.0 MP\) exceeds the limit of 33\.2 MP"):
+    with pytest.raises(
+        VideoDecodeError,
+        match=r"img_00002\.png: frame size 16000x16000 "
+        r"\(256\.0 MP\) exceeds the limit of 33\.2 MP",
+    ):
         read_frames(folder, [0, 1])
     assert time.perf_counter() - start < 0.5
     assert read_frames(folder, [0, 2]).shape == (2, 3, 48, 64)
@@ -222,26 +237,32 @@ def test_image_bomb_in_frame_folder(tmp_path):
 
 def test_frame_size_limit_from_the_header(tmp_path, good_mp4):
     """The limit is checked when the file is opened, before any frame is decoded."""
-    with pytest.raises(VideoDecodeError, match=r"good\.mp4: frame size 64x48 \(0\.0031 MP\) "
-                                               r"exceeds the limit of 0\.003 MP "
-                                               r"\(data\.max_frame_pixels\)"):
+    with pytest.raises(
+        VideoDecodeError,
+        match=r"good\.mp4: frame size 64x48 \(0\.0031 MP\) "
+        r"exceeds the limit of 0\.003 MP "
+        r"\(data\.max_frame_pixels\)",
+    ):
         VideoReader(good_mp4, backend="pyav", max_frame_pixels=3000)
     with VideoReader(good_mp4, backend="pyav", max_frame_pixels=64 * 48) as r:
         assert r.read([5]).shape == (1, 3, 48, 64)
 
 
 def test_decode_budget_refuses_before_decoding(tmp_path):
-    path = write_video(tmp_path / "gop30.mp4", num_frames=60, height=240, width=320, gop=30,
-                       options={"sc_threshold": "0"})
+    path = write_video(
+        tmp_path / "gop30.mp4", num_frames=60, height=240, width=320, gop=30, options={"sc_threshold": "0"}
+    )
     ref = full_decode(path)
     frame_mb = 320 * 240 * 3 / 2**20  # 0.22 MiB: 1 MiB allows 4 frames from a keyframe
     with VideoReader(path, backend="pyav", max_decode_mb=1) as reader:
         counter = CountingContainer(reader._impl._container)
         reader._impl._container = counter
-        with pytest.raises(VideoDecodeError,
-                           match=r"gop30\.mp4: reading frames \[20\] needs 21 frames of 320x240 "
-                                 r"decoded \(4\.6 MiB of decoded frames\) exceeds the limit of 1 "
-                                 r"MiB \(data\.max_decode_mb\)"):
+        with pytest.raises(
+            VideoDecodeError,
+            match=r"gop30\.mp4: reading frames \[20\] needs 21 frames of 320x240 "
+            r"decoded \(4\.6 MiB of decoded frames\) exceeds the limit of 1 "
+            r"MiB \(data\.max_decode_mb\)",
+        ):
             reader.read([20])
         assert counter.decoded == 0
         assert np.array_equal(reader.read([30, 1]).permute(0, 2, 3, 1).numpy(), ref[[30, 1]])
@@ -253,13 +274,15 @@ def test_decode_budget_refuses_before_decoding(tmp_path):
 def test_avi_index_pass_is_not_a_read_but_reads_stay_bounded(tmp_path):
     """Indexing a B-frame AVI decodes the whole file once (nothing kept); the per-read budget
     must not refuse a long AVI for that, but still bounds what one read decodes."""
-    path = write_video(tmp_path / "x264.avi", num_frames=30, height=240, width=320,
-                       options={"bf": "2"})
+    path = write_video(tmp_path / "x264.avi", num_frames=30, height=240, width=320, options={"bf": "2"})
     with VideoReader(path, backend="pyav", max_decode_mb=1) as reader:  # 30 frames: 6.6 MiB
         assert reader.num_frames == 30
         assert reader.read([0]).shape == (1, 3, 240, 320)
-        with pytest.raises(VideoDecodeError, match=r"x264\.avi: .*exceeds the limit of 1 MiB "
-                                                   r"\(data\.max_decode_mb\)"):
+        with pytest.raises(
+            VideoDecodeError,
+            match=r"x264\.avi: .*exceeds the limit of 1 MiB "
+            r"\(data\.max_decode_mb\)",
+        ):
             reader.read([29])
 
 

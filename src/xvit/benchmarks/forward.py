@@ -41,8 +41,7 @@ def input_dtype(dtype_mode: str) -> torch.dtype:
     return torch.bfloat16 if dtype_mode == "bf16-model" else torch.float32
 
 
-def make_call(model: nn.Module, x: torch.Tensor, dtype_mode: str,
-              device: torch.device) -> Callable[[], Any]:
+def make_call(model: nn.Module, x: torch.Tensor, dtype_mode: str, device: torch.device) -> Callable[[], Any]:
     """A no-argument forward of ``model`` on ``x`` in inference mode (under bfloat16 autocast
     for ``bf16-autocast``) that waits for the device before returning."""
     autocast = dtype_mode == "bf16-autocast"

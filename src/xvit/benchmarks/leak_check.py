@@ -42,8 +42,18 @@ def frame_descriptors(videos: torch.Tensor, threshold: float = 0.25) -> torch.Te
     cxx, cyy = (wgt * dx * dx).sum((1, 2)) / mass, (wgt * dy * dy).sum((1, 2)) / mass
     cxy = (wgt * dx * dy).sum((1, 2)) / mass
     phi = 0.5 * torch.atan2(2 * cxy, cxx - cyy)
-    feats = [mass / (h * w), fg.mean((1, 2)), cx, cy, cxx, cyy, cxy,
-             torch.cos(2 * phi), torch.sin(2 * phi), dev.mean((1, 2))]
+    feats = [
+        mass / (h * w),
+        fg.mean((1, 2)),
+        cx,
+        cy,
+        cxx,
+        cyy,
+        cxy,
+        torch.cos(2 * phi),
+        torch.sin(2 * phi),
+        dev.mean((1, 2)),
+    ]
     return torch.stack(feats, 1).view(n, t, -1)
 
 
@@ -57,20 +67,32 @@ class _FrameClassifier(nn.Module):
         self.diff = diff
         self.time_embed = nn.Embedding(num_frames - 1 if diff else num_frames, 8)
         self.pair_embed = nn.Embedding(len(CLASS_NAMES) // 2, 8)
-        self.mlp = nn.Sequential(nn.Linear(dim * (2 if diff else 1) + 16, hidden), nn.ReLU(),
-                                 nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 2))
+        self.mlp = nn.Sequential(
+            nn.Linear(dim * (2 if diff else 1) + 16, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, 2),
+        )
 
     def frame_logits(self, d: torch.Tensor, pair: torch.Tensor) -> torch.Tensor:
         if self.diff:
             d = torch.cat([d[:, :-1], d[:, 1:] - d[:, :-1]], dim=-1)
         b, t = d.shape[:2]
-        extra = [self.time_embed.weight[None].expand(b, -1, -1), self.pair_embed(pair)[:, None].expand(-1, t, -1)]
+        extra = [
+            self.time_embed.weight[None].expand(b, -1, -1),
+            self.pair_embed(pair)[:, None].expand(-1, t, -1),
+        ]
         return self.mlp(torch.cat([d, *extra], dim=-1))
 
 
-def leak_check(train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor],
-               steps: int = 300, seed: int = 0,
-               models: tuple[str, ...] = ("per_frame", "temporal")) -> dict[str, float]:
+def leak_check(
+    train: tuple[torch.Tensor, torch.Tensor],
+    test: tuple[torch.Tensor, torch.Tensor],
+    steps: int = 300,
+    seed: int = 0,
+    models: tuple[str, ...] = ("per_frame", "temporal"),
+) -> dict[str, float]:
     """Held-out accuracy of telling a video from its time-reversed twin, per-frame vs temporal.
 
     ``train``/``test``: ``(videos uint8 (N, T, H, W, 3), labels (N,))``. Both models get the
@@ -88,8 +110,13 @@ def leak_check(train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tenso
         torch.set_num_threads(threads)
 
 
-def _leak_check(train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor],
-                steps: int, seed: int, models: tuple[str, ...]) -> dict[str, float]:
+def _leak_check(
+    train: tuple[torch.Tensor, torch.Tensor],
+    test: tuple[torch.Tensor, torch.Tensor],
+    steps: int,
+    seed: int,
+    models: tuple[str, ...],
+) -> dict[str, float]:
     d_train, d_test = frame_descriptors(train[0]), frame_descriptors(test[0])
     flat = d_train.flatten(0, 1)
     mean, std = flat.mean(0), flat.std(0) + 1e-3

@@ -62,7 +62,10 @@ def git_commit() -> str | None:
 
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10,
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
             cwd=os.path.dirname(os.path.abspath(__file__)),
         )
     except (OSError, subprocess.SubprocessError):

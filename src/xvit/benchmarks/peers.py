@@ -49,15 +49,30 @@ class PeerInfo:
 
 PEERS: dict[str, PeerInfo] = {
     "hf_timesformer": PeerInfo(
-        "hf_timesformer", "TimesformerConfig", "TimesformerModel", 8, 1, False,
+        "hf_timesformer",
+        "TimesformerConfig",
+        "TimesformerModel",
+        8,
+        1,
+        False,
         "TimeSformer, divided space-time attention (transformers has no SDPA path: eager)",
     ),
     "hf_vivit": PeerInfo(
-        "hf_vivit", "VivitConfig", "VivitModel", 32, 2, True,
+        "hf_vivit",
+        "VivitConfig",
+        "VivitModel",
+        32,
+        2,
+        True,
         "ViViT model 1, joint space-time attention over 2x16x16 tubelets (SDPA)",
     ),
     "hf_videomae": PeerInfo(
-        "hf_videomae", "VideoMAEConfig", "VideoMAEModel", 16, 2, True,
+        "hf_videomae",
+        "VideoMAEConfig",
+        "VideoMAEModel",
+        16,
+        2,
+        True,
         "VideoMAE encoder, joint space-time attention over 2x16x16 tubelets (SDPA)",
     ),
 }

@@ -39,9 +39,9 @@ def frame_scaling(
     """
     out: dict[str, dict[str, Any]] = {}
     rows = [
-        r for r in payload["results"]
-        if r["batch"] == batch and r["dtype"] == dtype and r["compiled"] == compiled
-        and r.get("median_s")
+        r
+        for r in payload["results"]
+        if r["batch"] == batch and r["dtype"] == dtype and r["compiled"] == compiled and r.get("median_s")
     ]
     for fam in sorted({model_family(r["model"]) for r in rows}):
         pts = sorted((r["frames"], r) for r in rows if model_family(r["model"]) == fam)
@@ -52,9 +52,7 @@ def frame_scaling(
         lx, ly = [math.log(t) for t in ts], [math.log(s) for s in secs]
         mx, my = sum(lx) / len(lx), sum(ly) / len(ly)
         k = sum((a - mx) * (b - my) for a, b in zip(lx, ly)) / sum((a - mx) ** 2 for a in lx)
-        local = [
-            math.log(secs[i + 1] / secs[i]) / math.log(ts[i + 1] / ts[i]) for i in range(len(ts) - 1)
-        ]
+        local = [math.log(secs[i + 1] / secs[i]) / math.log(ts[i + 1] / ts[i]) for i in range(len(ts) - 1)]
         out[fam] = {
             **_quadratic_fit(ts, secs),
             "frames": ts,
@@ -119,12 +117,10 @@ def machine_summary(meta: dict[str, Any]) -> str:
     parts = [
         f"CPU: {meta.get('cpu')} ({meta.get('logical_cpus')} logical CPUs; "
         f"flags {', '.join(meta.get('cpu_flags') or []) or 'n/a'})",
-        f"torch {meta.get('torch')}, transformers {meta.get('transformers')}, "
-        f"Python {meta.get('python')}",
+        f"torch {meta.get('torch')}, transformers {meta.get('transformers')}, Python {meta.get('python')}",
         f"threads {meta.get('torch_threads')}, device {meta.get('device')}, "
         f"{meta.get('date_utc')} UTC, xvit commit {meta.get('git_commit')}",
-        f"load average before {meta.get('load_average_before')}, "
-        f"after {meta.get('load_average_after')}",
+        f"load average before {meta.get('load_average_before')}, after {meta.get('load_average_after')}",
         f"{meta.get('warmup')} warm-up call(s), {meta.get('repeats')} interleaved repeats",
     ]
     if meta.get("gpu"):
@@ -157,8 +153,7 @@ def results_table(results: Sequence[dict[str, Any]]) -> str:
             continue
         b = r["batch"]
         lines.append(
-            head
-            + f"| {r['clips_per_s']:.3f} | {r['ms_per_clip']:.1f} "
+            head + f"| {r['clips_per_s']:.3f} | {r['ms_per_clip']:.1f} "
             f"| {1000 * r['q1_s'] / b:.1f}-{1000 * r['q3_s'] / b:.1f} "
             f"| {1000 * r['min_s'] / b:.1f}-{1000 * r['max_s'] / b:.1f} "
             f"| {r['achieved_gflops']:.0f} | {_fmt(r.get('peak_mem_mib'), '.0f')} "
@@ -204,7 +199,9 @@ def plot_speed(payload: dict[str, Any], path: str | Path) -> Path:
     variants = sorted({(r["dtype"], r["compiled"]) for r in res})
     models = list(dict.fromkeys(r["display"] for r in res))
     fig, axes = plt.subplots(
-        1, len(batches), figsize=(6 * len(batches), 0.45 * len(models) * len(variants) + 1.5),
+        1,
+        len(batches),
+        figsize=(6 * len(batches), 0.45 * len(models) * len(variants) + 1.5),
         squeeze=False,
     )
     h = 0.8 / max(len(variants), 1)
@@ -212,8 +209,17 @@ def plot_speed(payload: dict[str, Any], path: str | Path) -> Path:
         for j, (dtype, comp) in enumerate(variants):
             vals = []
             for m in models:
-                r = next((r for r in res if r["display"] == m and r["batch"] == b
-                          and r["dtype"] == dtype and r["compiled"] == comp), None)
+                r = next(
+                    (
+                        r
+                        for r in res
+                        if r["display"] == m
+                        and r["batch"] == b
+                        and r["dtype"] == dtype
+                        and r["compiled"] == comp
+                    ),
+                    None,
+                )
                 vals.append(r["clips_per_s"] if r else 0.0)
             ys = [i + j * h for i in range(len(models))]
             ax.barh(ys, vals, height=h, label=f"{dtype}{' +compile' if comp else ''}")
@@ -240,8 +246,9 @@ def plot_frame_scaling(
     plt = _pyplot()
     fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(11, 4.2))
     for fam, s in scaling.items():
-        ax_t.plot(s["frames"], [1000 * v for v in s["median_s"]], "o-",
-                  label=f"{fam} (k={s['exponent']:.2f})")
+        ax_t.plot(
+            s["frames"], [1000 * v for v in s["median_s"]], "o-", label=f"{fam} (k={s['exponent']:.2f})"
+        )
         mem = s["activation_mib"]
         if all(v is not None for v in mem):
             ax_m.plot(s["frames"], mem, "o-", label=fam)
@@ -272,8 +279,12 @@ def plot_frame_scaling(
 # --------------------------------------------------------------------------------------
 
 
-def write_report(payload: dict[str, Any], out_dir: str | Path, name: str = "benchmark",
-                 goals: Mapping[str, float] | None = None) -> dict[str, Path]:
+def write_report(
+    payload: dict[str, Any],
+    out_dir: str | Path,
+    name: str = "benchmark",
+    goals: Mapping[str, float] | None = None,
+) -> dict[str, Path]:
     """Write ``{name}.json``, ``{name}.md`` and the plots into ``out_dir``; return the paths.
 
     With ``goals`` (target key -> number, :func:`~xvit.benchmarks.targets.load_goals`) the

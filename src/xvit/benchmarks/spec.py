@@ -38,9 +38,7 @@ class ModelSpec:
     def build(self) -> nn.Module:
         """The model in eval mode with random weights, on the CPU in fp32."""
         if self.source == "hf":
-            model = build_peer(
-                self.name, self.num_frames, self.img_size, size=self.size, **self.overrides
-            )
+            model = build_peer(self.name, self.num_frames, self.img_size, size=self.size, **self.overrides)
         else:
             model = create_model(
                 self.name, num_frames=self.num_frames, img_size=self.img_size, **self.overrides

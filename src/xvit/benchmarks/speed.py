@@ -283,8 +283,9 @@ def _compiled_items(
         try:
             if key not in compiled_models:
                 compiled_models[key] = torch.compile(variants[key], dynamic=False)
-            fn = make_call(compiled_models[key], inputs[(e.spec_index, e.batch, e.dtype_mode)],
-                            e.dtype_mode, dev)
+            fn = make_call(
+                compiled_models[key], inputs[(e.spec_index, e.batch, e.dtype_mode)], e.dtype_mode, dev
+            )
             it.compile_s = time_once(fn)
             it.fn = fn
         except Exception as exc:  # any compiler failure is reported, not raised

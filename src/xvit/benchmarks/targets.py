@@ -48,24 +48,59 @@ def _clips(a: Row, b: Row) -> str:
 
 
 CHECKS: tuple[Check, ...] = (
-    Check("xvit_vs_vit", "X-ViT vs spatial ViT clips/s, {a[frames]}x{a[img_size]} {dtype}{tag}",
-          ("xvit", None, None), ("vit", None, None), "clips_per_s", "clips_per_s", False, _clips),
-    Check("xvit_vs_timesformer",
-          "X-ViT / HF TimeSformer clips/s, {a[frames]}x{a[img_size]} {dtype}{tag}",
-          ("xvit", None, None), ("hf_timesformer", None, None), "clips_per_s", "clips_per_s", False,
-          lambda a, b: f"{_clips(a, b)}; FLOP ratio {b['gflops_per_clip'] / a['gflops_per_clip']:.2f}"),
-    Check("frames_32_over_8", "X-ViT time(T=32) / time(T=8), {dtype}{tag}",
-          ("xvit", 32, None), ("xvit", 8, None), "median_s", "median_s", True,
-          lambda a, b: f"{1000 * a['median_s']:.0f} ms vs {1000 * b['median_s']:.0f} ms"),
-    Check("matmul_fraction",
-          "X-ViT achieved GFLOP/s / fp32 matmul GFLOP/s, {a[frames]}x{a[img_size]}{tag}",
-          ("xvit", None, "fp32"), ("matmul", None, "fp32"), "achieved_gflops", "gflops_median",
-          False, lambda a, b: f"{a['achieved_gflops']:.0f} of {b['gflops_median']:.0f} GFLOP/s",
-          dtypes=("fp32",), first_frames_only=True),
-    Check("bf16_speedup", "X-ViT bf16 / fp32 clips/s, {a[frames]}x{b[img_size]}{tag}",
-          ("xvit", None, "bf16"), ("xvit", None, "fp32"), "clips_per_s", "clips_per_s", False,
-          lambda a, b: f"{a['clips_per_s']:.3f} ({a['dtype_mode']}) vs {b['clips_per_s']:.3f} clips/s",
-          dtypes=("fp32",)),
+    Check(
+        "xvit_vs_vit",
+        "X-ViT vs spatial ViT clips/s, {a[frames]}x{a[img_size]} {dtype}{tag}",
+        ("xvit", None, None),
+        ("vit", None, None),
+        "clips_per_s",
+        "clips_per_s",
+        False,
+        _clips,
+    ),
+    Check(
+        "xvit_vs_timesformer",
+        "X-ViT / HF TimeSformer clips/s, {a[frames]}x{a[img_size]} {dtype}{tag}",
+        ("xvit", None, None),
+        ("hf_timesformer", None, None),
+        "clips_per_s",
+        "clips_per_s",
+        False,
+        lambda a, b: f"{_clips(a, b)}; FLOP ratio {b['gflops_per_clip'] / a['gflops_per_clip']:.2f}",
+    ),
+    Check(
+        "frames_32_over_8",
+        "X-ViT time(T=32) / time(T=8), {dtype}{tag}",
+        ("xvit", 32, None),
+        ("xvit", 8, None),
+        "median_s",
+        "median_s",
+        True,
+        lambda a, b: f"{1000 * a['median_s']:.0f} ms vs {1000 * b['median_s']:.0f} ms",
+    ),
+    Check(
+        "matmul_fraction",
+        "X-ViT achieved GFLOP/s / fp32 matmul GFLOP/s, {a[frames]}x{a[img_size]}{tag}",
+        ("xvit", None, "fp32"),
+        ("matmul", None, "fp32"),
+        "achieved_gflops",
+        "gflops_median",
+        False,
+        lambda a, b: f"{a['achieved_gflops']:.0f} of {b['gflops_median']:.0f} GFLOP/s",
+        dtypes=("fp32",),
+        first_frames_only=True,
+    ),
+    Check(
+        "bf16_speedup",
+        "X-ViT bf16 / fp32 clips/s, {a[frames]}x{b[img_size]}{tag}",
+        ("xvit", None, "bf16"),
+        ("xvit", None, "fp32"),
+        "clips_per_s",
+        "clips_per_s",
+        False,
+        lambda a, b: f"{a['clips_per_s']:.3f} ({a['dtype_mode']}) vs {b['clips_per_s']:.3f} clips/s",
+        dtypes=("fp32",),
+    ),
 )
 
 
@@ -82,8 +117,9 @@ def load_goals(path: str | Path) -> dict[str, float]:
         raise ValueError(f"{path}: expected a mapping of target names to numbers")
     unknown = sorted(set(data) - known)
     if unknown:
-        raise ValueError(f"{path}: unknown target(s) {', '.join(map(str, unknown))}; "
-                         f"known: {', '.join(sorted(known))}")
+        raise ValueError(
+            f"{path}: unknown target(s) {', '.join(map(str, unknown))}; known: {', '.join(sorted(known))}"
+        )
     bad = [k for k, v in data.items() if isinstance(v, bool) or not isinstance(v, (int, float))]
     if bad:
         raise ValueError(f"{path}: the goal of {bad[0]} must be a number, got {data[bad[0]]!r}")
@@ -122,13 +158,15 @@ def evaluate_targets(payload: dict[str, Any], goals: Mapping[str, float]) -> lis
                     value = a[check.metric_a] / b[check.metric_b]
                     goal = goals[check.key]
                     passed = value <= goal if check.at_most else value >= goal
-                    out.append({
-                        "target": check.title.format(a=a, b=b, dtype=dtype, tag=tag),
-                        "goal": f"{'<=' if check.at_most else '>='} {goal:g}",
-                        "value": value,
-                        "status": "PASS" if passed else "MISS",
-                        "detail": check.detail(a, b),
-                    })
+                    out.append(
+                        {
+                            "target": check.title.format(a=a, b=b, dtype=dtype, tag=tag),
+                            "goal": f"{'<=' if check.at_most else '>='} {goal:g}",
+                            "value": value,
+                            "status": "PASS" if passed else "MISS",
+                            "detail": check.detail(a, b),
+                        }
+                    )
     return out
 
 
@@ -136,7 +174,5 @@ def targets_table(targets: Sequence[dict[str, Any]]) -> str:
     """Markdown table of :func:`evaluate_targets`."""
     lines = ["| target | goal | measured | status | detail |", "|---|---|---:|---|---|"]
     for t in targets:
-        lines.append(
-            f"| {t['target']} | {t['goal']} | {t['value']:.3f} | {t['status']} | {t['detail']} |"
-        )
+        lines.append(f"| {t['target']} | {t['goal']} | {t['value']:.3f} | {t['status']} | {t['detail']} |")
     return "\n".join(lines)

@@ -16,8 +16,13 @@ T = TypeVar("T")
 AddArguments = Callable[[argparse.ArgumentParser, bool], None]
 
 
-def add_command(subparsers: argparse._SubParsersAction, name: str, add_arguments: AddArguments,
-                run: Callable[[argparse.Namespace], int], **kwargs: Any) -> argparse.ArgumentParser:
+def add_command(
+    subparsers: argparse._SubParsersAction,
+    name: str,
+    add_arguments: AddArguments,
+    run: Callable[[argparse.Namespace], int],
+    **kwargs: Any,
+) -> argparse.ArgumentParser:
     """Register sub-command ``name`` whose arguments ``add_arguments(parser, intermixed)``
     adds; ``run`` re-reads them with :func:`parse_intermixed`. ``kwargs``: help, description,
     epilog."""
@@ -27,8 +32,9 @@ def add_command(subparsers: argparse._SubParsersAction, name: str, add_arguments
     return p
 
 
-def parse_intermixed(args: argparse.Namespace, add: AddArguments,
-                     prog: str, field: str) -> argparse.Namespace:
+def parse_intermixed(
+    args: argparse.Namespace, add: AddArguments, prog: str, field: str
+) -> argparse.Namespace:
     """Re-read ``args.<field>`` (everything from the first positional on) allowing flags and
     positionals in any order: before Python 3.13, argparse rejects a positional given after a
     flag once a ``*`` positional has matched nothing."""
@@ -48,9 +54,7 @@ def split_items(items: list[str]) -> tuple[str | None, list[str]]:
         elif config is None and not overrides:
             config = item
         else:
-            raise ValueError(
-                f"unexpected argument {item!r}: give one CONFIG first, then key=value overrides"
-            )
+            raise ValueError(f"unexpected argument {item!r}: give one CONFIG first, then key=value overrides")
     return config, overrides
 
 
@@ -76,9 +80,12 @@ def error(prog: str, message: object, code: int) -> int:
     return code
 
 
-def guarded(prog: str, work: Callable[[], T],
-            errors: Sequence[tuple[tuple[type[BaseException], ...], int]],
-            interrupted: str = "interrupted") -> tuple[int, T | None]:
+def guarded(
+    prog: str,
+    work: Callable[[], T],
+    errors: Sequence[tuple[tuple[type[BaseException], ...], int]],
+    interrupted: str = "interrupted",
+) -> tuple[int, T | None]:
     """``(0, work())``, or the exit code of the first ``(exception types, code)`` in ``errors``
     that matches what ``work`` raised, after one line on stderr naming the problem (no
     traceback); 130 for Ctrl-C (``PROG: interrupted``). Anything else propagates."""

@@ -19,7 +19,10 @@ DESCRIPTION = (
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register the `ablate` sub-command."""
     add_command(
-        subparsers, "ablate", add_arguments, run,
+        subparsers,
+        "ablate",
+        add_arguments,
+        run,
         help="shift vs mixing x average vs temporal attention, several seeds (Table 2)",
         description=DESCRIPTION,
         epilog="Example: xvit ablate --seeds 0,1 train.epochs=6 --out runs/ablation",
@@ -30,12 +33,18 @@ def add_arguments(p: argparse.ArgumentParser, intermixed: bool) -> None:
     """The arguments of `xvit ablate` (flags and overrides in any order, as `xvit train`)."""
     from xvit.engine.ablation import VARIANTS
 
-    p.add_argument("items", nargs="*" if intermixed else argparse.REMAINDER,
-                   metavar="[CONFIG] [key=value ...]",
-                   help="a YAML config, then section.key=value overrides applied to every run")
+    p.add_argument(
+        "items",
+        nargs="*" if intermixed else argparse.REMAINDER,
+        metavar="[CONFIG] [key=value ...]",
+        help="a YAML config, then section.key=value overrides applied to every run",
+    )
     p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default: 0,1,2)")
-    p.add_argument("--variants", default=",".join(VARIANTS),
-                   help=f"comma-separated variants (default: all: {','.join(VARIANTS)})")
+    p.add_argument(
+        "--variants",
+        default=",".join(VARIANTS),
+        help=f"comma-separated variants (default: all: {','.join(VARIANTS)})",
+    )
     p.add_argument("--out", default="runs/ablation", help="output directory (default: runs/ablation)")
 
 
@@ -57,11 +66,21 @@ def run(args: argparse.Namespace) -> int:
         config, overrides = split_items(args.items)
         seeds = _int_list(args.seeds, "--seeds")
         variants = [v.strip() for v in args.variants.split(",") if v.strip()]
-        return run_ablation(config, overrides, variants=variants, seeds=seeds, out=args.out,
-                            command=command_line(args, "ablate", "items"))
+        return run_ablation(
+            config,
+            overrides,
+            variants=variants,
+            seeds=seeds,
+            out=args.out,
+            command=command_line(args, "ablate", "items"),
+        )
 
-    code, doc = guarded("xvit ablate", work, [((ValueError, ConfigError, FileNotFoundError), 2)],
-                        interrupted="interrupted; run the same command again to resume")
+    code, doc = guarded(
+        "xvit ablate",
+        work,
+        [((ValueError, ConfigError, FileNotFoundError), 2)],
+        interrupted="interrupted; run the same command again to resume",
+    )
     if code:
         return code
 

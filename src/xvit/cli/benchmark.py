@@ -22,40 +22,68 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "JSON and plots to --out."
         ),
     )
-    p.add_argument("--models", default=",".join(FAMILIES),
-                   help="comma list of model families (xvit, vit, ...), registry names, or "
-                        "peers (hf_timesformer, hf_vivit, hf_videomae), each optionally with "
-                        "its own frame counts (xvit@8+32); default: all of ours")
+    p.add_argument(
+        "--models",
+        default=",".join(FAMILIES),
+        help="comma list of model families (xvit, vit, ...), registry names, or "
+        "peers (hf_timesformer, hf_vivit, hf_videomae), each optionally with "
+        "its own frame counts (xvit@8+32); default: all of ours",
+    )
     p.add_argument("--frames", default="8", help="comma list of clip lengths T (default 8)")
     p.add_argument("--batch", default="1,8", help="comma list of batch sizes (default 1,8)")
     p.add_argument("--img-size", type=int, default=224, help="input height and width")
-    p.add_argument("--size", default="base", choices=("tiny", "small", "base", "large"),
-                   help="model size for families and peers (default base)")
+    p.add_argument(
+        "--size",
+        default="base",
+        choices=("tiny", "small", "base", "large"),
+        help="model size for families and peers (default base)",
+    )
     p.add_argument("--device", default="cpu", help="cpu or cuda[:i]")
-    p.add_argument("--dtype", default="fp32",
-                   help="comma list of fp32, bf16 (the faster of bf16-model and "
-                        "bf16-autocast, per model), bf16-model, bf16-autocast")
-    p.add_argument("--compile", action="store_true",
-                   help="also time torch.compile'd models (compile time reported separately)")
-    p.add_argument("--peers", action="store_true",
-                   help="add Hugging Face TimeSformer, ViViT and VideoMAE at our clip sizes "
-                        "and at their standard ones (needs the bench extra: transformers)")
+    p.add_argument(
+        "--dtype",
+        default="fp32",
+        help="comma list of fp32, bf16 (the faster of bf16-model and "
+        "bf16-autocast, per model), bf16-model, bf16-autocast",
+    )
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="also time torch.compile'd models (compile time reported separately)",
+    )
+    p.add_argument(
+        "--peers",
+        action="store_true",
+        help="add Hugging Face TimeSformer, ViViT and VideoMAE at our clip sizes "
+        "and at their standard ones (needs the bench extra: transformers)",
+    )
     p.add_argument("--repeats", type=int, default=5, help="interleaved timed rounds")
     p.add_argument("--warmup", type=int, default=1, help="untimed calls per item first")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
-    p.add_argument("--min-time", type=float, default=0.0,
-                   help="each timed repeat loops until it lasts this many seconds (tiny models)")
-    p.add_argument("--no-memory", action="store_true",
-                   help="skip the per-model peak-memory subprocesses")
-    p.add_argument("--matmul-n", type=int, default=2048,
-                   help="size of the reference dense matmul (0 skips it)")
-    p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
-                   help="architecture override passed to create_model for our models "
-                        "(repeatable; values parsed as YAML)")
+    p.add_argument(
+        "--min-time",
+        type=float,
+        default=0.0,
+        help="each timed repeat loops until it lasts this many seconds (tiny models)",
+    )
+    p.add_argument("--no-memory", action="store_true", help="skip the per-model peak-memory subprocesses")
+    p.add_argument(
+        "--matmul-n", type=int, default=2048, help="size of the reference dense matmul (0 skips it)"
+    )
+    p.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="architecture override passed to create_model for our models "
+        "(repeatable; values parsed as YAML)",
+    )
     p.add_argument("--name", default="benchmark", help="base name of the output files")
     p.add_argument("--out", default="runs/benchmark", help="output directory")
-    p.add_argument("--targets", metavar="FILE",
-                   help="YAML of speed goals to check in the report (benchmarks/speed_targets.yaml)")
+    p.add_argument(
+        "--targets",
+        metavar="FILE",
+        help="YAML of speed goals to check in the report (benchmarks/speed_targets.yaml)",
+    )
     p.set_defaults(func=run)
 
 

@@ -64,17 +64,33 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("checkpoint", help="the released .pth / .pyth file")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--preset", choices=("k600", "ssv2"), default=None,
-                   help="settings of a released model, for files without a cfg "
-                        "(the file's cfg wins where it has one)")
-    p.add_argument("--num-classes", type=int, default=None,
-                   help="number of classes (default: MODEL.NUM_CLASSES of the cfg / preset)")
-    p.add_argument("--num-heads", type=int, default=None,
-                   help="backbone attention heads (default: from XVIT.BASE_MODEL or the width)")
-    p.add_argument("--head-num-heads", type=int, default=None,
-                   help="temporal-attention head's heads (default: "
-                        "TEMPORAL_HEAD.NUM_ATTENTION_HEADS)")
-    p.add_argument("--class-names", default=None,
-                   help="class names stored in config.json: one per line, or a JSON list / "
-                        "{name: index} map")
+    p.add_argument(
+        "--preset",
+        choices=("k600", "ssv2"),
+        default=None,
+        help="settings of a released model, for files without a cfg (the file's cfg wins where it has one)",
+    )
+    p.add_argument(
+        "--num-classes",
+        type=int,
+        default=None,
+        help="number of classes (default: MODEL.NUM_CLASSES of the cfg / preset)",
+    )
+    p.add_argument(
+        "--num-heads",
+        type=int,
+        default=None,
+        help="backbone attention heads (default: from XVIT.BASE_MODEL or the width)",
+    )
+    p.add_argument(
+        "--head-num-heads",
+        type=int,
+        default=None,
+        help="temporal-attention head's heads (default: TEMPORAL_HEAD.NUM_ATTENTION_HEADS)",
+    )
+    p.add_argument(
+        "--class-names",
+        default=None,
+        help="class names stored in config.json: one per line, or a JSON list / {name: index} map",
+    )
     p.set_defaults(func=run)

@@ -13,8 +13,11 @@ from xvit.cli._common import error
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Add the `data` command and its sub-commands."""
-    parser = subparsers.add_parser("data", help="dataset tools (prepare your videos, the synthetic dataset)",
-                                   description="Dataset tools.")
+    parser = subparsers.add_parser(
+        "data",
+        help="dataset tools (prepare your videos, the synthetic dataset)",
+        description="Dataset tools.",
+    )
     sub = parser.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
     parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
 
@@ -22,9 +25,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
     d = SynthConfig()
     synth = sub.add_parser(
-        "synth", help="write the synthetic temporal-reasoning dataset",
+        "synth",
+        help="write the synthetic temporal-reasoning dataset",
         description="Write the synthetic temporal-reasoning dataset: 8 classes in 4 time-reversed "
-                    "twin pairs, H.264 mp4 files plus train.txt, val.txt and classnames.txt.")
+        "twin pairs, H.264 mp4 files plus train.txt, val.txt and classnames.txt.",
+    )
     synth.add_argument("out", help="output directory")
     synth.add_argument("--seed", type=int, default=d.seed)
     synth.add_argument("--num-train", type=int, default=d.num_train, help="training videos per class")
@@ -37,10 +42,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     synth.set_defaults(func=_synth)
 
     leak = sub.add_parser(
-        "leak-check", help="per-frame vs temporal twin accuracy on a generated dataset",
+        "leak-check",
+        help="per-frame vs temporal twin accuracy on a generated dataset",
         description="Fit a per-frame classifier (with a time-index embedding) and a frame-"
-                    "difference classifier on train.txt and report how well each tells a video "
-                    "from its time-reversed twin on val.txt (chance: 0.5).")
+        "difference classifier on train.txt and report how well each tells a video "
+        "from its time-reversed twin on val.txt (chance: 0.5).",
+    )
     leak.add_argument("root", help="a directory written by `xvit data synth`")
     leak.add_argument("--steps", type=int, default=300)
     leak.add_argument("--seed", type=int, default=0)
@@ -54,30 +61,47 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
 
     d = PrepareSettings()
     p = sub.add_parser(
-        "prepare", help="re-encode a class-folder tree or list file for fast training",
+        "prepare",
+        help="re-encode a class-folder tree or list file for fast training",
         description="Re-encode every video of SRC (a folder SRC/<class name>/<video>, or a list "
-                    "file of 'path label' lines) to H.264 mp4 with a short keyframe interval, "
-                    "scaled down, into OUT/videos/<class>/<name>.mp4, and write OUT/train.txt, "
-                    "OUT/val.txt and OUT/classnames.txt for `xvit train`. Unreadable videos "
-                    "are listed in OUT/failed.txt. Interrupted, the same command continues "
-                    "where it stopped. SRC is only read.")
+        "file of 'path label' lines) to H.264 mp4 with a short keyframe interval, "
+        "scaled down, into OUT/videos/<class>/<name>.mp4, and write OUT/train.txt, "
+        "OUT/val.txt and OUT/classnames.txt for `xvit train`. Unreadable videos "
+        "are listed in OUT/failed.txt. Interrupted, the same command continues "
+        "where it stopped. SRC is only read.",
+    )
     p.add_argument("src", help="class-folder directory or annotation list file")
     p.add_argument("out", help="output directory")
-    p.add_argument("--val", default=None,
-                   help="a separate validation set (folder or list file); no split is made then")
-    p.add_argument("--val-split", type=float, default=None,
-                   help="fraction of each class held out for validation when there is no --val "
-                        "(default 0.1; 0: none)")
-    p.add_argument("--root", default=None,
-                   help="directory that relative paths in list files start from (default: the "
-                        "list file's directory)")
-    p.add_argument("--class-names", default=None,
-                   help="file with one class name per line (for list files whose labels are names)")
-    p.add_argument("--short-side", type=int, default=d.short_side,
-                   help=f"scale the short side down to this many pixels, never up (default "
-                        f"{d.short_side}; 0: keep the size)")
+    p.add_argument(
+        "--val", default=None, help="a separate validation set (folder or list file); no split is made then"
+    )
+    p.add_argument(
+        "--val-split",
+        type=float,
+        default=None,
+        help="fraction of each class held out for validation when there is no --val (default 0.1; 0: none)",
+    )
+    p.add_argument(
+        "--root",
+        default=None,
+        help="directory that relative paths in list files start from (default: the list file's directory)",
+    )
+    p.add_argument(
+        "--class-names",
+        default=None,
+        help="file with one class name per line (for list files whose labels are names)",
+    )
+    p.add_argument(
+        "--short-side",
+        type=int,
+        default=d.short_side,
+        help=f"scale the short side down to this many pixels, never up (default "
+        f"{d.short_side}; 0: keep the size)",
+    )
     p.add_argument("--gop", type=int, default=d.gop, help=f"a keyframe every N frames (default {d.gop})")
-    p.add_argument("--fps", default=None, help="resample to this frame rate (default: keep the source timing)")
+    p.add_argument(
+        "--fps", default=None, help="resample to this frame rate (default: keep the source timing)"
+    )
     p.add_argument("--crf", type=int, default=d.crf, help=f"x264 quality, lower is better (default {d.crf})")
     p.add_argument("--preset", default=d.preset, help=f"x264 preset (default {d.preset})")
     p.add_argument("--workers", type=int, default=None, help="processes (default: min(2, CPUs))")
@@ -110,11 +134,18 @@ def _prepare(args: argparse.Namespace) -> int:
             raise PrepareError(f"--workers must be >= 1, got {args.workers}")
         if args.seed < 0:
             raise PrepareError(f"--seed must be >= 0, got {args.seed}")
-        settings = PrepareSettings(short_side=args.short_side, gop=args.gop, fps=args.fps,
-                                   crf=args.crf, preset=args.preset)
+        settings = PrepareSettings(
+            short_side=args.short_side, gop=args.gop, fps=args.fps, crf=args.crf, preset=args.preset
+        )
         check_output_dir(args.out, create=False)  # before reading a large source
-        source = read_source(args.src, val=args.val, root=args.root, class_names=args.class_names,
-                             val_split=val_split, seed=args.seed)
+        source = read_source(
+            args.src,
+            val=args.val,
+            root=args.root,
+            class_names=args.class_names,
+            val_split=val_split,
+            seed=args.seed,
+        )
     except (PrepareError, AnnotationError) as e:
         return _error("prepare", e)
     except OSError as e:
@@ -124,20 +155,26 @@ def _prepare(args: argparse.Namespace) -> int:
     except PrepareError as e:
         return _error("prepare", e)
     except OSError as e:  # disk full, I/O error while writing: the run failed (finished videos stay)
-        print(f"xvit data prepare: error: {e.filename or ''}: {e.strerror or e}".replace(": : ", ": ")
-              + "; run the same command again to continue", file=sys.stderr)
+        print(
+            f"xvit data prepare: error: {e.filename or ''}: {e.strerror or e}".replace(": : ", ": ")
+            + "; run the same command again to continue",
+            file=sys.stderr,
+        )
         return 1
     except KeyboardInterrupt:
-        print("xvit data prepare: interrupted; run the same command again to continue",
-              file=sys.stderr)
+        print("xvit data prepare: interrupted; run the same command again to continue", file=sys.stderr)
         return 130
     total = result.prepared + len(result.failed)
-    print(f"{result.out}: {result.prepared} of {total} videos prepared ({result.encoded} encoded, "
-          f"{result.skipped} already done), {len(result.failed)} failed "
-          f"({time.perf_counter() - start:.1f} s)")
-    print(f"  train list: {result.train_list} ({result.num_train} videos)\n"
-          f"  val list:   {result.val_list} ({result.num_val} videos)\n"
-          f"  classes:    {result.class_names_file} ({len(source.class_names)})")
+    print(
+        f"{result.out}: {result.prepared} of {total} videos prepared ({result.encoded} encoded, "
+        f"{result.skipped} already done), {len(result.failed)} failed "
+        f"({time.perf_counter() - start:.1f} s)"
+    )
+    print(
+        f"  train list: {result.train_list} ({result.num_train} videos)\n"
+        f"  val list:   {result.val_list} ({result.num_val} videos)\n"
+        f"  classes:    {result.class_names_file} ({len(source.class_names)})"
+    )
     if result.failed:
         print(f"  failed:     {result.out / 'failed.txt'} (first: {result.failed[0][1]})")
     return 0 if result.prepared else 1
@@ -157,8 +194,14 @@ def _synth(args: argparse.Namespace) -> int:
     from xvit.data.synth import SynthConfig, ensure_synth, generate
 
     try:
-        cfg = SynthConfig(seed=args.seed, num_train=args.num_train, num_val=args.num_val,
-                          size=args.size, num_frames=args.num_frames, fps=args.fps)
+        cfg = SynthConfig(
+            seed=args.seed,
+            num_train=args.num_train,
+            num_val=args.num_val,
+            size=args.size,
+            num_frames=args.num_frames,
+            fps=args.fps,
+        )
     except ValueError as e:
         return _error("synth", e)
     if args.workers is not None and args.workers < 1:
@@ -173,9 +216,13 @@ def _synth(args: argparse.Namespace) -> int:
         info = ensure_synth(args.out, seed=args.seed, config=cfg)
     n_train = sum(1 for line in info.train_list.read_text().splitlines() if line.strip())
     n_val = sum(1 for line in info.val_list.read_text().splitlines() if line.strip())
-    print(f"{info.root}: {n_train} training and {n_val} validation videos, "
-          f"{len(info.class_names)} classes ({time.perf_counter() - start:.1f} s)")
-    print(f"  train list: {info.train_list}\n  val list:   {info.val_list}\n  classes:    {info.class_names_file}")
+    print(
+        f"{info.root}: {n_train} training and {n_val} validation videos, "
+        f"{len(info.class_names)} classes ({time.perf_counter() - start:.1f} s)"
+    )
+    print(
+        f"  train list: {info.train_list}\n  val list:   {info.val_list}\n  classes:    {info.class_names_file}"
+    )
     return 0
 
 

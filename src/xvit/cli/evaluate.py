@@ -11,7 +11,10 @@ from xvit.engine.metrics import FUSE_MODES
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register the `eval` sub-command."""
     add_command(
-        subparsers, "eval", add_arguments, run,
+        subparsers,
+        "eval",
+        add_arguments,
+        run,
         help="multi-view evaluation of a checkpoint on a list of videos",
         description=(
             "Score every video of a list with t temporal clips x s spatial crops (each video "
@@ -28,22 +31,38 @@ def add_arguments(p: argparse.ArgumentParser, intermixed: bool) -> None:
     # --checkpoint and --list are required; run() checks them once flags given after an
     # override are read too (see xvit.cli._common.parse_intermixed).
     p.add_argument("--checkpoint", help="(required) a run directory or a save_pretrained directory")
-    p.add_argument("--list", dest="list_file",
-                   help="(required) annotations (list file, Kinetics CSV, SSv2 JSON, EPIC CSV) "
-                        "or a DIR/<class name>/<video> folder")
-    p.add_argument("--views", default=None, help="TxS: temporal clips x spatial crops (default: the run's eval.views)")
-    p.add_argument("--fuse", choices=FUSE_MODES, default=None,
-                   help="fuse views by the mean of softmax (prob, default) or of logits")
+    p.add_argument(
+        "--list",
+        dest="list_file",
+        help="(required) annotations (list file, Kinetics CSV, SSv2 JSON, EPIC CSV) "
+        "or a DIR/<class name>/<video> folder",
+    )
+    p.add_argument(
+        "--views", default=None, help="TxS: temporal clips x spatial crops (default: the run's eval.views)"
+    )
+    p.add_argument(
+        "--fuse",
+        choices=FUSE_MODES,
+        default=None,
+        help="fuse views by the mean of softmax (prob, default) or of logits",
+    )
     p.add_argument("--out", help="where metrics.json goes (default: runs/eval/<checkpoint>-<list>-<TxS>)")
-    p.add_argument("--views-curve", action="store_true",
-                   help="also write accuracy for 1..t clips x 1..s crops (CSV and PNG), reusing the scores")
+    p.add_argument(
+        "--views-curve",
+        action="store_true",
+        help="also write accuracy for 1..t clips x 1..s crops (CSV and PNG), reusing the scores",
+    )
     p.add_argument("--root", help="directory relative video paths are resolved against")
     p.add_argument("--format", dest="fmt", help="annotation format (auto, list, kinetics, ssv2, epic100)")
     p.add_argument("--batch-size", type=int, help="videos per batch")
     p.add_argument("--workers", type=int, help="data-loading worker processes")
     p.add_argument("--device", help="auto (default), cpu, cuda")
-    p.add_argument("overrides", nargs="*" if intermixed else argparse.REMAINDER, metavar="key=value",
-                   help="config overrides (e.g. data.sampling_rate=8)")
+    p.add_argument(
+        "overrides",
+        nargs="*" if intermixed else argparse.REMAINDER,
+        metavar="key=value",
+        help="config overrides (e.g. data.sampling_rate=8)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -53,23 +72,38 @@ def run(args: argparse.Namespace) -> int:
     from xvit.engine.schema import ConfigError
 
     args = parse_intermixed(args, add_arguments, "xvit eval", "overrides")
-    missing = [flag for flag, value in (("--checkpoint", args.checkpoint), ("--list", args.list_file)) if not value]
+    missing = [
+        flag for flag, value in (("--checkpoint", args.checkpoint), ("--list", args.list_file)) if not value
+    ]
     if missing:
         return error("xvit eval", f"the following arguments are required: {', '.join(missing)}", 2)
     overrides = list(args.overrides)
-    for flag, key in (("root", "data.root"), ("fmt", "data.format"), ("batch_size", "eval.batch_size"),
-                      ("workers", "data.workers"), ("device", "train.device"), ("views", "eval.views"),
-                      ("fuse", "eval.fuse")):
+    for flag, key in (
+        ("root", "data.root"),
+        ("fmt", "data.format"),
+        ("batch_size", "eval.batch_size"),
+        ("workers", "data.workers"),
+        ("device", "train.device"),
+        ("views", "eval.views"),
+        ("fuse", "eval.fuse"),
+    ):
         if getattr(args, flag) is not None:
             overrides.append(f"{key}={getattr(args, flag)}")
     try:
         code, metrics = guarded(
             "xvit eval",
-            lambda: evaluate_checkpoint(args.checkpoint, args.list_file, overrides=overrides, out=args.out,
-                                        curve=args.views_curve,
-                                        command=command_line(args, "eval", "overrides")),
-            [((ConfigError, FileNotFoundError, ValueError), 2),  # incl. an unusable --out
-             ((OSError,), 1)],  # disk full, I/O error writing the results (they were printed above)
+            lambda: evaluate_checkpoint(
+                args.checkpoint,
+                args.list_file,
+                overrides=overrides,
+                out=args.out,
+                curve=args.views_curve,
+                command=command_line(args, "eval", "overrides"),
+            ),
+            [
+                ((ConfigError, FileNotFoundError, ValueError), 2),  # incl. an unusable --out
+                ((OSError,), 1),
+            ],  # disk full, I/O error writing the results (they were printed above)
         )
     finally:
         cleanup()

@@ -25,9 +25,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("videos", nargs="+", metavar="VIDEO")
     p.add_argument("--checkpoint", required=True, help="a run directory or a save_pretrained directory")
     p.add_argument("--topk", type=int, default=5, help="how many classes to print (>= 1, default 5)")
-    p.add_argument("--threshold", type=float, default=None,
-                   help="probability in [0, 1]: multi-label models list the classes at or above it "
-                        "(default 0.5); single-label models keep only the top-k classes at or above it")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="probability in [0, 1]: multi-label models list the classes at or above it "
+        "(default 0.5); single-label models keep only the top-k classes at or above it",
+    )
     p.add_argument("--views", default="1x1", help="TxS test views fused per video (default 1x1)")
     p.add_argument("--json", action="store_true", help="print one JSON document instead of text")
     p.add_argument("--device", help="auto (default), cpu, cuda")
@@ -45,8 +49,9 @@ def run(args: argparse.Namespace) -> int:
         return error("xvit predict", e, 2)
     overrides = [f"eval.views={args.views}"] + ([f"train.device={args.device}"] if args.device else [])
     try:
-        results = predict_videos(args.checkpoint, args.videos, topk=args.topk, threshold=args.threshold,
-                                 overrides=overrides)
+        results = predict_videos(
+            args.checkpoint, args.videos, topk=args.topk, threshold=args.threshold, overrides=overrides
+        )
     except (ConfigError, FileNotFoundError, ValueError) as e:
         return error("xvit predict", e, 2)
     if args.json:

@@ -30,7 +30,10 @@ _FLAG_KEYS = {
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register the `train` sub-command."""
     add_command(
-        subparsers, "train", add_arguments, run,
+        subparsers,
+        "train",
+        add_arguments,
+        run,
         help="train a model (default: a tiny X-ViT on the built-in synthetic dataset)",
         description=DESCRIPTION,
         epilog="Example: xvit train configs/ssv2_xvit_b16_16.yaml optim.lr=0.01 --out runs/ssv2",
@@ -56,8 +59,11 @@ def add_arguments(p: argparse.ArgumentParser, intermixed: bool) -> None:
     p.add_argument("--model", help="registered model name (see `xvit models`)")
     p.add_argument("--head", choices=HEAD_TYPES, help="temporal aggregation head")
     p.add_argument("--pretrained", help="initial weights: a weights file or a save_pretrained directory")
-    p.add_argument("--train-list", help="training annotations (list file, Kinetics CSV, SSv2 JSON, "
-                                        "EPIC CSV) or a DIR/<class name>/<video> folder")
+    p.add_argument(
+        "--train-list",
+        help="training annotations (list file, Kinetics CSV, SSv2 JSON, "
+        "EPIC CSV) or a DIR/<class name>/<video> folder",
+    )
     p.add_argument("--val-list", help="validation annotations or class folder")
     p.add_argument("--num-frames", type=int, help="frames per clip")
     p.add_argument("--img-size", type=int, help="crop size in pixels")
@@ -69,17 +75,26 @@ def add_arguments(p: argparse.ArgumentParser, intermixed: bool) -> None:
     p.add_argument("--device", help="auto (default), cpu, cuda")
     p.add_argument("--out", help="run directory (default: runs/default)")
     p.add_argument("--fresh", action="store_true", help="ignore existing checkpoints in OUT and start over")
-    p.add_argument("--val-split", type=float,
-                   help="without --val-list: hold out this share of the training videos for validation")
-    p.add_argument("--dry-run", action="store_true",
-                   help="print the resolved config, the model and the data (probing a sample of "
-                        "the videos), then exit without training")
+    p.add_argument(
+        "--val-split",
+        type=float,
+        help="without --val-list: hold out this share of the training videos for validation",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the resolved config, the model and the data (probing a sample of "
+        "the videos), then exit without training",
+    )
 
 
 def flag_overrides(args: argparse.Namespace) -> list[tuple[str, str]]:
     """The ``--flag value`` options as ``(flag, "key=value")`` pairs (for load_config)."""
-    return [("--" + dest.replace("_", "-"), f"{key}={getattr(args, dest)}")
-            for dest, key in _FLAG_KEYS.items() if getattr(args, dest, None) is not None]
+    return [
+        ("--" + dest.replace("_", "-"), f"{key}={getattr(args, dest)}")
+        for dest, key in _FLAG_KEYS.items()
+        if getattr(args, dest, None) is not None
+    ]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -112,11 +127,13 @@ def run(args: argparse.Namespace) -> int:
         code, _ = guarded(
             "xvit train",
             lambda: train(cfg, fresh=args.fresh, command=command_line(args, "train", "items")),
-            [((NonFiniteLossError, UnreadableDataError, WriteError), 1),
-             # bad input found once training set-up reads it (weights, lists, videos, the run
-             # directory, a second run on it)
-             ((ConfigError, CheckpointError, AnnotationError, RunDirError, FileNotFoundError), 2),
-             ((OSError,), 1)],  # disk full, quota, I/O error while the run writes its files
+            [
+                ((NonFiniteLossError, UnreadableDataError, WriteError), 1),
+                # bad input found once training set-up reads it (weights, lists, videos, the run
+                # directory, a second run on it)
+                ((ConfigError, CheckpointError, AnnotationError, RunDirError, FileNotFoundError), 2),
+                ((OSError,), 1),
+            ],  # disk full, quota, I/O error while the run writes its files
             interrupted="interrupted; run the same command again to resume",
         )
     finally:

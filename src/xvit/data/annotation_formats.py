@@ -48,8 +48,9 @@ def _columns(csv_path: PathLike, header: list[str], required: Sequence[str]) -> 
     return {name: header.index(name) for name in header}
 
 
-def _data_rows(csv_path: PathLike, rows: list[list[str]], header: list[str],
-               show_row: bool) -> Iterator[tuple[int, list[str]]]:
+def _data_rows(
+    csv_path: PathLike, rows: list[list[str]], header: list[str], show_row: bool
+) -> Iterator[tuple[int, list[str]]]:
     """The non-blank rows after the header with their line numbers; a row with another number
     of fields than the header is an error (quoting the row when ``show_row``)."""
     for lineno, row in enumerate(rows[1:], start=2):
@@ -116,8 +117,10 @@ def read_kinetics_csv(
             label = index[label_name]
         candidates = [os.path.join(root, name)]
         if label_name is not None:
-            candidates += [os.path.join(root, label_name, name),
-                           os.path.join(root, label_name.replace(" ", "_"), name)]
+            candidates += [
+                os.path.join(root, label_name, name),
+                os.path.join(root, label_name.replace(" ", "_"), name),
+            ]
         found = next((c for c in candidates if os.path.exists(c)), None)
         if found is None and check_exists:
             missing.append(candidates[0])
@@ -161,7 +164,9 @@ def read_ssv2(
         try:
             names_by_id[int(idx)] = template
         except (TypeError, ValueError):
-            raise annotation_error(labels_json, None, f"id {idx!r} of {template!r} is not an integer") from None
+            raise annotation_error(
+                labels_json, None, f"id {idx!r} of {template!r} is not an integer"
+            ) from None
     ids = sorted(names_by_id)
     if ids != list(range(len(ids))):
         raise annotation_error(labels_json, None, "class ids must be 0..N-1")
@@ -175,13 +180,18 @@ def read_ssv2(
     samples, missing = [], []
     for n, entry in enumerate(entries, start=1):
         if not isinstance(entry, dict) or "id" not in entry:
-            raise annotation_error(split_json, None, f"entry {n}: expected an object with an 'id', got {entry!r}")
+            raise annotation_error(
+                split_json, None, f"entry {n}: expected an object with an 'id', got {entry!r}"
+            )
         label = -1
         if "template" in entry:
             template = str(entry["template"]).replace("[", "").replace("]", "")
             if template not in index:
-                raise annotation_error(split_json, None,
-                             f"entry {n} (id {entry['id']}): template {template!r} not in {labels_json}")
+                raise annotation_error(
+                    split_json,
+                    None,
+                    f"entry {n} (id {entry['id']}): template {template!r} not in {labels_json}",
+                )
             label = index[template]
         path = os.path.join(root, f"{entry['id']}{ext}")
         if check_exists and not os.path.exists(path):
@@ -196,8 +206,15 @@ def read_ssv2(
 # Epic-Kitchens-100
 # ---------------------------------------------------------------------------------------
 
-_EPIC_COLUMNS = ("narration_id", "participant_id", "video_id", "start_frame", "stop_frame",
-                 "verb_class", "noun_class")
+_EPIC_COLUMNS = (
+    "narration_id",
+    "participant_id",
+    "video_id",
+    "start_frame",
+    "stop_frame",
+    "verb_class",
+    "noun_class",
+)
 
 
 def _read_epic_class_csv(path: PathLike) -> list[str]:
@@ -264,14 +281,19 @@ def read_epic_kitchens(
             start, stop = int(row[col["start_frame"]]), int(row[col["stop_frame"]])
             verb, noun = int(row[col["verb_class"]]), int(row[col["noun_class"]])
         except ValueError:
-            raise annotation_error(csv_path, lineno,
-                         "start_frame, stop_frame, verb_class and noun_class must be integers") from None
+            raise annotation_error(
+                csv_path, lineno, "start_frame, stop_frame, verb_class and noun_class must be integers"
+            ) from None
         if start < 1 or stop < start:
             raise annotation_error(csv_path, lineno, f"bad frame range start_frame={start} stop_frame={stop}")
         if not 0 <= verb < len(verbs):
-            raise annotation_error(csv_path, lineno, f"verb_class {verb} is outside the class list [0, {len(verbs)})")
+            raise annotation_error(
+                csv_path, lineno, f"verb_class {verb} is outside the class list [0, {len(verbs)})"
+            )
         if not 0 <= noun < len(nouns):
-            raise annotation_error(csv_path, lineno, f"noun_class {noun} is outside the class list [0, {len(nouns)})")
+            raise annotation_error(
+                csv_path, lineno, f"noun_class {noun} is outside the class list [0, {len(nouns)})"
+            )
         parsed.append((row, start, stop, verb, noun))
 
     pairs = _read_actions(actions) if actions is not None else sorted({(p[3], p[4]) for p in parsed})
@@ -280,13 +302,15 @@ def read_epic_kitchens(
     samples = []
     for row, start, stop, verb, noun in parsed:
         folder = os.path.join(root, row[col["participant_id"]], "rgb_frames", row[col["video_id"]])
-        samples.append(Sample(
-            path=folder,
-            label={"verb": verb, "noun": noun, "action": action_index.get((verb, noun), -1)},
-            id=row[col["narration_id"]],
-            start_frame=start - 1,
-            end_frame=stop,
-        ))
+        samples.append(
+            Sample(
+                path=folder,
+                label={"verb": verb, "noun": noun, "action": action_index.get((verb, noun), -1)},
+                id=row[col["narration_id"]],
+                start_frame=start - 1,
+                end_frame=stop,
+            )
+        )
     names = {"verb": verbs, "noun": nouns, "action": [f"{v},{n}" for v, n in pairs]}
     return Annotations(samples, names)
 

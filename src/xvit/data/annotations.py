@@ -58,8 +58,9 @@ __all__ = [
 # ---------------------------------------------------------------------------------------
 
 
-def _parse_label(text: str, file: PathLike, line: int, names: list[str] | None,
-                 index: dict[str, int] | None) -> int:
+def _parse_label(
+    text: str, file: PathLike, line: int, names: list[str] | None, index: dict[str, int] | None
+) -> int:
     text = text.strip()
     if re.fullmatch(r"[+-]?\d+", text):
         label = int(text)
@@ -82,8 +83,9 @@ def _label_or_none(text: str, names: list[str] | None, index: dict[str, int] | N
         return None
 
 
-def _split_multi_label(line: str, raw: str, file: PathLike, lineno: int, names: list[str] | None,
-                       index: dict[str, int] | None) -> tuple[str, tuple[int, ...]]:
+def _split_multi_label(
+    line: str, raw: str, file: PathLike, lineno: int, names: list[str] | None, index: dict[str, int] | None
+) -> tuple[str, tuple[int, ...]]:
     """``path label1,label2,...`` -> the path and the sorted label set.
 
     The labels are the longest whitespace-separated tail of the line whose comma-separated
@@ -98,7 +100,7 @@ def _split_multi_label(line: str, raw: str, file: PathLike, lineno: int, names: 
         if all(v is not None for v in labels):
             return line[:cut].strip(), tuple(sorted(set(labels)))
     # nothing parses: report the first bad item of the shortest tail
-    for item in line[cuts[-1]:].split(","):
+    for item in line[cuts[-1] :].split(","):
         if not item.strip():
             raise annotation_error(file, lineno, f"empty label in {raw!r}")
         _parse_label(item, file, lineno, names, index)
@@ -152,8 +154,11 @@ def read_list_file(
             fields = [f.strip() for f in line.split(",")]
             head = fields[0].split()
             if len(fields) >= 2 and len(head) >= 2 and _label_or_none(head[-1], names, index) is not None:
-                raise annotation_error(path, lineno, f"{raw!r} looks like several labels; multi-label list "
-                                           "files need data.multi_label=true")
+                raise annotation_error(
+                    path,
+                    lineno,
+                    f"{raw!r} looks like several labels; multi-label list files need data.multi_label=true",
+                )
         else:
             tokens = line.split()
             # ``dir num_frames label`` (mmaction2 rawframes) vs a path with spaces.
@@ -191,9 +196,12 @@ def write_list_file(path: PathLike, samples: Sequence[Sample], root: PathLike | 
     Path(path).write_text("\n".join(lines) + "\n")
 
 
-def read_annotations(path: PathLike, root: PathLike | None = None,
-                     class_names: Sequence[str] | PathLike | None = None,
-                     multi_label: bool = False) -> Annotations:
+def read_annotations(
+    path: PathLike,
+    root: PathLike | None = None,
+    class_names: Sequence[str] | PathLike | None = None,
+    multi_label: bool = False,
+) -> Annotations:
     """Read a list file, or a Kinetics CSV (by its header), with an optional root/class list.
 
     A list file next to a ``classnames.txt`` picks the class names up automatically.
@@ -203,8 +211,12 @@ def read_annotations(path: PathLike, root: PathLike | None = None,
     first = path.read_text().split("\n", 1)[0]
     if path.suffix == ".csv" and "youtube_id" in first:
         if multi_label:
-            raise annotation_error(path, None, "multi-label annotations are read from list files "
-                                     "('path label1,label2,...'), not Kinetics CSVs")
+            raise annotation_error(
+                path,
+                None,
+                "multi-label annotations are read from list files "
+                "('path label1,label2,...'), not Kinetics CSVs",
+            )
         if root is None:
             root = path.parent
         return read_kinetics_csv(path, root, class_names)

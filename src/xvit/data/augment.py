@@ -23,8 +23,9 @@ def _affine(clip: torch.Tensor, matrix: Sequence[float], fill: float) -> torch.T
     ``x_in = a x + b y + c``, ``y_in = d x + e y + f``. Pixels from outside get ``fill``."""
     t, _, h, w = clip.shape
     cy, cx = (h - 1) / 2, (w - 1) / 2
-    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float64) - cy,
-                            torch.arange(w, dtype=torch.float64) - cx, indexing="ij")
+    ys, xs = torch.meshgrid(
+        torch.arange(h, dtype=torch.float64) - cy, torch.arange(w, dtype=torch.float64) - cx, indexing="ij"
+    )
     a, b, c0, d, e, f = matrix
     x_in = a * xs + b * ys + c0 + cx
     y_in = d * xs + e * ys + f + cy
@@ -161,11 +162,26 @@ def _signed(table: tuple[torch.Tensor | None, bool], index: int, generator: Gene
 class RandAugment:
     """RandAugment (Cubuk et al. 2020; torchvision's op set and magnitudes) on whole clips."""
 
-    OPS = ("Identity", "ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate", "Brightness",
-           "Color", "Contrast", "Sharpness", "Posterize", "Solarize", "AutoContrast", "Equalize")
+    OPS = (
+        "Identity",
+        "ShearX",
+        "ShearY",
+        "TranslateX",
+        "TranslateY",
+        "Rotate",
+        "Brightness",
+        "Color",
+        "Contrast",
+        "Sharpness",
+        "Posterize",
+        "Solarize",
+        "AutoContrast",
+        "Equalize",
+    )
 
-    def __init__(self, num_ops: int = 2, magnitude: int = 9, num_magnitude_bins: int = 31,
-                 fill: float = 0.0) -> None:
+    def __init__(
+        self, num_ops: int = 2, magnitude: int = 9, num_magnitude_bins: int = 31, fill: float = 0.0
+    ) -> None:
         if not 0 <= magnitude < num_magnitude_bins:
             raise ValueError(f"magnitude must be in [0, {num_magnitude_bins}), got {magnitude}")
         self.num_ops, self.magnitude, self.num_bins, self.fill = num_ops, magnitude, num_magnitude_bins, fill

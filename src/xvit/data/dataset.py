@@ -36,7 +36,14 @@ from xvit.data.sampling import ClipSampler, build_sampler
 from xvit.data.transforms import EvalTransform, TrainTransform
 from xvit.data.video import open_video
 
-__all__ = ["UnreadableDataError", "VideoDataset", "build_loader", "collate", "worker_context", "worker_init_fn"]
+__all__ = [
+    "UnreadableDataError",
+    "VideoDataset",
+    "build_loader",
+    "collate",
+    "worker_context",
+    "worker_init_fn",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -91,8 +98,11 @@ class VideoDataset(Dataset):
         if mode == "train" and (t, s) != (1, 1):
             raise ValueError("views apply to mode='eval' only")
         self.samples = list(samples)
-        self.sampler = sampler if isinstance(sampler, ClipSampler) else build_sampler(
-            sampler, num_frames, sampling_rate, pad)
+        self.sampler = (
+            sampler
+            if isinstance(sampler, ClipSampler)
+            else build_sampler(sampler, num_frames, sampling_rate, pad)
+        )
         self.num_frames = self.sampler.num_frames
         self.mode, self.views = mode, (t, s)
         if transform is None:
@@ -150,11 +160,14 @@ class VideoDataset(Dataset):
         elif sample.end_frame is None:
             end = min(end, reader.num_frames)
         if end <= start:
-            raise VideoDecodeError(sample.path, f"no frames in the segment [{start}, {end})"
-                                   if end > 0 else "has no frames")
+            raise VideoDecodeError(
+                sample.path, f"no frames in the segment [{start}, {end})" if end > 0 else "has no frames"
+            )
         return start, end - start
 
-    def _decode(self, sample: Sample, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _decode(
+        self, sample: Sample, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Decode the frames of one item: training ``(T, 3, H, W)``; evaluation the unique
         frames of all temporal views plus the ``(t, T)`` positions of each view in them."""
         try:
@@ -194,8 +207,12 @@ class VideoDataset(Dataset):
             except VideoDecodeError as e:
                 self.num_failures += 1
                 logger.warning("evaluation: cannot decode %s", e)
-                return {"video": None, "label": self._label(self.samples[index]), "index": index,
-                        "error": _error_text(self.samples[index], e)}
+                return {
+                    "video": None,
+                    "label": self._label(self.samples[index]),
+                    "index": index,
+                    "error": _error_text(self.samples[index], e),
+                }
         current, last_error = index, None
         for replaced in range(self.max_retries + 1):
             if current not in self._bad:
@@ -207,16 +224,21 @@ class VideoDataset(Dataset):
                     self._bad.add(current)
                     self.num_failures += 1
                     last_error = e
-                    logger.warning("training: cannot decode %s; replacing it with another sample",
-                                   _error_text(self.samples[current], e))
+                    logger.warning(
+                        "training: cannot decode %s; replacing it with another sample",
+                        _error_text(self.samples[current], e),
+                    )
             current = int(torch.randint(len(self.samples), ()))
         raise UnreadableDataError(
             f"training: sample {index} ({self.samples[index].path}) and {self.max_retries} random "
-            f"replacements failed to decode; last error: {last_error or 'known bad samples'}")
+            f"replacements failed to decode; last error: {last_error or 'known bad samples'}"
+        )
 
     def __repr__(self) -> str:
-        return (f"VideoDataset({len(self)} samples, mode={self.mode!r}, views={self.views}, "
-                f"sampler={self.sampler}, transform={self.transform})")
+        return (
+            f"VideoDataset({len(self)} samples, mode={self.mode!r}, views={self.views}, "
+            f"sampler={self.sampler}, transform={self.transform})"
+        )
 
 
 def _error_text(sample: Sample, error: Exception) -> str:
@@ -232,8 +254,11 @@ def collate(batch: Sequence[dict[str, Any]]) -> dict[str, Any]:
     "error"}, ...]}``.
     """
     good = [b for b in batch if b.get("video") is not None]
-    failed = [{"index": int(b["index"]), "label": b["label"], "error": b.get("error", "")}
-              for b in batch if b.get("video") is None]
+    failed = [
+        {"index": int(b["index"]), "label": b["label"], "error": b.get("error", "")}
+        for b in batch
+        if b.get("video") is None
+    ]
     out: dict[str, Any] = {
         "video": torch.stack([b["video"] for b in good]) if good else None,
         "index": torch.tensor([int(b["index"]) for b in good], dtype=torch.long),

@@ -83,20 +83,31 @@ _TRANSPOSE = {"clock": "clock", "cclock": "cclock", "transpose": "cclock_flip", 
 class _Pipeline:
     """decoded frames -> scale -> rotation -> [fps] -> yuv420p -> libx264 in an mp4."""
 
-    def __init__(self, out: av.container.OutputContainer, first: av.VideoFrame, time_base: Fraction,
-                 rate: Fraction, settings: PrepareSettings, threads: int,
-                 rotate_tag: str | None) -> None:
+    def __init__(
+        self,
+        out: av.container.OutputContainer,
+        first: av.VideoFrame,
+        time_base: Fraction,
+        rate: Fraction,
+        settings: PrepareSettings,
+        threads: int,
+        rotate_tag: str | None,
+    ) -> None:
         ops = rotation_ops(display_matrix(first)) or rotation_ops(None, rotate_tag)
         swap = swaps_axes(ops)
         w, h = output_size(first.width, first.height, settings.short_side)
         self.size, self.format = (first.width, first.height), first.format.name
         self.graph = av.filter.Graph()
-        nodes = [self.graph.add_buffer(width=first.width, height=first.height, format=first.format,
-                                       time_base=time_base),
-                 self.graph.add("scale", f"{w}:{h}:flags=bicubic")]
+        nodes = [
+            self.graph.add_buffer(
+                width=first.width, height=first.height, format=first.format, time_base=time_base
+            ),
+            self.graph.add("scale", f"{w}:{h}:flags=bicubic"),
+        ]
         for op in ops:
-            nodes.append(self.graph.add("transpose", _TRANSPOSE[op]) if op in _TRANSPOSE
-                         else self.graph.add(op))
+            nodes.append(
+                self.graph.add("transpose", _TRANSPOSE[op]) if op in _TRANSPOSE else self.graph.add(op)
+            )
         fps = parse_fps(settings.fps) if settings.fps else None
         if fps is not None:
             nodes.append(self.graph.add("fps", f"{fps.numerator}/{fps.denominator}"))
@@ -109,15 +120,18 @@ class _Pipeline:
         self.stream.codec_context.time_base = Fraction(1, 1) / fps if fps else time_base
         self.stream.gop_size = settings.gop
         self.stream.options = {
-            "crf": str(settings.crf), "preset": settings.preset,
+            "crf": str(settings.crf),
+            "preset": settings.preset,
             "x264-params": f"keyint={settings.gop}:min-keyint={settings.gop}:scenecut=0:bframes=0"
-                           f":threads={threads}",
+            f":threads={threads}",
         }
         self.frames = 0
         self._last_pts: int | None = None
 
     def push(self, frame: av.VideoFrame | None) -> None:
-        if frame is not None and ((frame.width, frame.height) != self.size or frame.format.name != self.format):
+        if frame is not None and (
+            (frame.width, frame.height) != self.size or frame.format.name != self.format
+        ):
             frame = frame.reformat(width=self.size[0], height=self.size[1], format=self.format)
         self.graph.push(frame)
         while True:
@@ -150,8 +164,11 @@ def encode_video(src: PathLike, dst: PathLike, settings: PrepareSettings, thread
     try:
         container = av.open(str(path), metadata_errors="ignore")
     except av.error.FFmpegError as e:
-        raise VideoDecodeError(path, f"cannot open as a video, the file is truncated, damaged "
-                                     f"or not a video ({type(e).__name__}: {e})") from None
+        raise VideoDecodeError(
+            path,
+            f"cannot open as a video, the file is truncated, damaged "
+            f"or not a video ({type(e).__name__}: {e})",
+        ) from None
     with container:
         if not container.streams.video:
             raise VideoDecodeError(path, "the file has no video stream")
@@ -167,6 +184,7 @@ def encode_video(src: PathLike, dst: PathLike, settings: PrepareSettings, thread
         last_error = ""
         next_pts = 0
         with av.open(os.fspath(dst), "w", format="mp4") as out:
+
             def feed(frame: av.VideoFrame) -> None:
                 nonlocal pipeline, first_pts, next_pts
                 pts = frame.pts if frame.pts is not None else next_pts
@@ -175,8 +193,7 @@ def encode_video(src: PathLike, dst: PathLike, settings: PrepareSettings, thread
                 frame.pts = pts - first_pts
                 next_pts = pts + 1
                 if pipeline is None:
-                    pipeline = _Pipeline(out, frame, time_base, Fraction(rate), settings,
-                                         threads, rotate_tag)
+                    pipeline = _Pipeline(out, frame, time_base, Fraction(rate), settings, threads, rotate_tag)
                 pipeline.push(frame)
 
             for packet in container.demux(stream):

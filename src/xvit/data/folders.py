@@ -33,11 +33,33 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: File extensions taken as videos (compared in lower case).
-VIDEO_EXTENSIONS = frozenset({
-    ".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".m2v", ".wmv", ".asf",
-    ".flv", ".f4v", ".ogv", ".3gp", ".3g2", ".ts", ".mts", ".m2ts", ".vob", ".mxf", ".dv",
-    ".y4m",
-})
+VIDEO_EXTENSIONS = frozenset(
+    {
+        ".mp4",
+        ".m4v",
+        ".mov",
+        ".avi",
+        ".mkv",
+        ".webm",
+        ".mpg",
+        ".mpeg",
+        ".m2v",
+        ".wmv",
+        ".asf",
+        ".flv",
+        ".f4v",
+        ".ogv",
+        ".3gp",
+        ".3g2",
+        ".ts",
+        ".mts",
+        ".m2ts",
+        ".vob",
+        ".mxf",
+        ".dv",
+        ".y4m",
+    }
+)
 
 
 def is_video_file(name: PathLike) -> bool:
@@ -86,14 +108,21 @@ def read_class_folders(root: PathLike, class_names: Sequence[str] | None = None)
     classes = [e for e in entries if not e.startswith(".") and (root_path / e).is_dir()]
     if not classes:
         loose = [e for e in entries if is_video_file(e) and (root_path / e).is_file()]
-        hint = (f" ({len(loose)} videos lie directly in it: put each in a sub-folder named after "
-                f"its class)") if loose else ""
+        hint = (
+            (f" ({len(loose)} videos lie directly in it: put each in a sub-folder named after its class)")
+            if loose
+            else ""
+        )
         what = "is empty" if not entries else "has no class folders"
         raise AnnotationError(f"{root}: {what}; expected {root}/<class name>/<video file>{hint}")
     loose = [e for e in entries if is_video_file(e) and (root_path / e).is_file()]
     if loose:
-        logger.warning("%s: %d video(s) outside any class folder were left out (%s)",
-                       root, len(loose), ", ".join(loose[:3]) + (", ..." if len(loose) > 3 else ""))
+        logger.warning(
+            "%s: %d video(s) outside any class folder were left out (%s)",
+            root,
+            len(loose),
+            ", ".join(loose[:3]) + (", ..." if len(loose) > 3 else ""),
+        )
 
     if class_names is not None:
         names = list(class_names)
@@ -101,8 +130,7 @@ def read_class_folders(root: PathLike, class_names: Sequence[str] | None = None)
         unknown = [c for c in classes if c not in index]
         if unknown:
             shown = ", ".join(repr(c) for c in unknown[:5]) + (", ..." if len(unknown) > 5 else "")
-            raise AnnotationError(f"{root}: class folder(s) {shown} not in the model's "
-                                  f"{len(names)} classes")
+            raise AnnotationError(f"{root}: class folder(s) {shown} not in the model's {len(names)} classes")
     else:
         names = classes
         index = {n: i for i, n in enumerate(names)}
@@ -111,11 +139,14 @@ def read_class_folders(root: PathLike, class_names: Sequence[str] | None = None)
     for cls in classes:
         videos = _videos_under(root_path / cls)
         if not videos:
-            raise AnnotationError(f"{root_path / cls}: class folder holds no video files "
-                                  f"(extensions: {', '.join(sorted(VIDEO_EXTENSIONS))})")
+            raise AnnotationError(
+                f"{root_path / cls}: class folder holds no video files "
+                f"(extensions: {', '.join(sorted(VIDEO_EXTENSIONS))})"
+            )
         for rel in videos:
-            samples.append(Sample(path=os.path.join(os.fspath(root), cls, rel),
-                                  label=index[cls], id=f"{cls}/{rel}"))
+            samples.append(
+                Sample(path=os.path.join(os.fspath(root), cls, rel), label=index[cls], id=f"{cls}/{rel}")
+            )
     return Annotations(samples, names)
 
 
@@ -131,8 +162,9 @@ def split_counts(n: int, fraction: float) -> int:
     return min(n - 1, max(1, math.floor(fraction * n + 0.5)))
 
 
-def stratified_split(samples: Sequence[Sample], fraction: float,
-                     seed: int = 0) -> tuple[list[Sample], list[Sample]]:
+def stratified_split(
+    samples: Sequence[Sample], fraction: float, seed: int = 0
+) -> tuple[list[Sample], list[Sample]]:
     """Split ``samples`` into (train, val), holding out ``fraction`` of every class.
 
     Each class (int label) gets :func:`split_counts` videos in validation, drawn by a

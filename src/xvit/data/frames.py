@@ -46,16 +46,16 @@ __all__ = ["FrameFolderReader", "HDF5FrameReader", "decode_image"]
 _CODEC_BY_MAGIC = ((b"\xff\xd8", "mjpeg"), (b"\x89PNG\r\n\x1a\n", "png"))
 
 
-def decode_image(data: bytes, source: PathLike = "<bytes>",
-                 max_frame_pixels: int | None = MAX_FRAME_PIXELS) -> np.ndarray:
+def decode_image(
+    data: bytes, source: PathLike = "<bytes>", max_frame_pixels: int | None = MAX_FRAME_PIXELS
+) -> np.ndarray:
     """Decode one JPEG or PNG image to a uint8 ``(H, W, 3)`` RGB array with PyAV.
 
     An image over ``max_frame_pixels`` (``None``/0: no limit) is refused from its header.
     """
     codec = next((c for magic, c in _CODEC_BY_MAGIC if data.startswith(magic)), None)
     if codec is None:
-        raise VideoDecodeError(source, "not a JPEG or PNG image (unknown header bytes "
-                               f"{data[:8]!r})")
+        raise VideoDecodeError(source, f"not a JPEG or PNG image (unknown header bytes {data[:8]!r})")
     ctx = av.CodecContext.create(codec, "r")
     if max_frame_pixels:
         ctx.options = {"max_pixels": str(max_frame_pixels)}
@@ -65,14 +65,19 @@ def decode_image(data: bytes, source: PathLike = "<bytes>",
         size = _image_size(data, codec)
         if max_frame_pixels and size is not None:
             check_frame_size(source, size[0], size[1], max_frame_pixels)
-        hint = ("; the decoder refuses images over the limit of "
-                f"{max_frame_pixels / 1e6:.1f} MP (data.max_frame_pixels)") \
-            if max_frame_pixels else ""
-        raise VideoDecodeError(source, f"cannot decode the {codec} image "
-                               f"({type(e).__name__}: {e}){hint}") from e
+        hint = (
+            (
+                "; the decoder refuses images over the limit of "
+                f"{max_frame_pixels / 1e6:.1f} MP (data.max_frame_pixels)"
+            )
+            if max_frame_pixels
+            else ""
+        )
+        raise VideoDecodeError(
+            source, f"cannot decode the {codec} image ({type(e).__name__}: {e}){hint}"
+        ) from e
     except av.error.FFmpegError as e:
-        raise VideoDecodeError(source, f"cannot decode the {codec} image "
-                               f"({type(e).__name__}: {e})") from e
+        raise VideoDecodeError(source, f"cannot decode the {codec} image ({type(e).__name__}: {e})") from e
     if not frames:
         raise VideoDecodeError(source, f"the {codec} image decoded to no picture (truncated?)")
     return frames[0].to_ndarray(format="rgb24")
@@ -140,6 +145,7 @@ class _ImageReaderBase(ReaderBase):
     def read(self, indices: Sequence[int] | torch.Tensor | np.ndarray) -> torch.Tensor:
         raise NotImplementedError
 
+
 class FrameFolderReader(_ImageReaderBase):
     """A folder of extracted frames, ``template.format(start_index + i)`` being frame ``i``.
 
@@ -151,9 +157,15 @@ class FrameFolderReader(_ImageReaderBase):
     backend = "frames"
     _NAME = re.compile(r"^(?P<prefix>.*?)(?P<num>\d+)\.(?P<ext>jpe?g|png)$", re.IGNORECASE)
 
-    def __init__(self, path: PathLike, template: str | None = None, start_index: int = 1,
-                 fps: float | None = None, max_frame_pixels: int | None = MAX_FRAME_PIXELS,
-                 max_decode_mb: int | None = MAX_DECODE_MB) -> None:
+    def __init__(
+        self,
+        path: PathLike,
+        template: str | None = None,
+        start_index: int = 1,
+        fps: float | None = None,
+        max_frame_pixels: int | None = MAX_FRAME_PIXELS,
+        max_decode_mb: int | None = MAX_DECODE_MB,
+    ) -> None:
         self.path = Path(path)
         self.max_frame_pixels, self.max_decode_mb = max_frame_pixels, max_decode_mb
         if not self.path.is_dir():
@@ -171,8 +183,11 @@ class FrameFolderReader(_ImageReaderBase):
                 patterns.add((m["prefix"], len(m["num"]), m["ext"]))
         if len(patterns) != 1:
             found = sorted(patterns)[:5] if patterns else "no numbered .jpg/.png files"
-            raise VideoDecodeError(self.path, f"cannot detect the frame file pattern (found "
-                                   f"{found}); pass template=, e.g. 'img_{{:05d}}.jpg'")
+            raise VideoDecodeError(
+                self.path,
+                f"cannot detect the frame file pattern (found "
+                f"{found}); pass template=, e.g. 'img_{{:05d}}.jpg'",
+            )
         prefix, width, ext = patterns.pop()
         return f"{prefix}{{:0{width}d}}.{ext}"
 
@@ -181,11 +196,15 @@ class FrameFolderReader(_ImageReaderBase):
             fmt = re.escape(self.template)
             fmt = re.sub(r"\\\{[^}]*\\\}", r"(\\d+)", fmt)
             rx = re.compile(f"^{fmt}$")
-            self._numbers = sorted(int(m[1]) for n in os.listdir(self.path)
-                                   if (m := rx.match(n)) and int(m[1]) >= self.start_index)
+            self._numbers = sorted(
+                int(m[1])
+                for n in os.listdir(self.path)
+                if (m := rx.match(n)) and int(m[1]) >= self.start_index
+            )
             if not self._numbers:
-                raise VideoDecodeError(self.path, f"no frame files matching {self.template!r} "
-                                       f"numbered from {self.start_index}")
+                raise VideoDecodeError(
+                    self.path, f"no frame files matching {self.template!r} numbered from {self.start_index}"
+                )
         return self._numbers
 
     @property
@@ -212,9 +231,12 @@ class FrameFolderReader(_ImageReaderBase):
                 n = self.num_frames
                 if i >= n:
                     check_indices(self.path, [i], n, "the frame folder")
-                raise VideoDecodeError(file, f"frame file is missing: a gap in the frame "
-                                       f"folder, which has files up to frame {n - 1} "
-                                       f"({self.frame_path(n - 1).name})") from None
+                raise VideoDecodeError(
+                    file,
+                    f"frame file is missing: a gap in the frame "
+                    f"folder, which has files up to frame {n - 1} "
+                    f"({self.frame_path(n - 1).name})",
+                ) from None
             if not data:
                 raise VideoDecodeError(file, "frame file is empty (0 bytes)")
             images[i] = self._decode(data, file, budget)
@@ -225,8 +247,9 @@ def _import_h5py() -> Any:
     try:
         import h5py
     except ImportError as e:
-        raise ImportError("reading HDF5 frame packs needs h5py: pip install 'xvit[hdf5]' "
-                          "(or pip install h5py)") from e
+        raise ImportError(
+            "reading HDF5 frame packs needs h5py: pip install 'xvit[hdf5]' (or pip install h5py)"
+        ) from e
     return h5py
 
 
@@ -238,9 +261,14 @@ class HDF5FrameReader(_ImageReaderBase):
 
     backend = "hdf5"
 
-    def __init__(self, path: PathLike, key: str | None = None, fps: float | None = None,
-                 max_frame_pixels: int | None = MAX_FRAME_PIXELS,
-                 max_decode_mb: int | None = MAX_DECODE_MB) -> None:
+    def __init__(
+        self,
+        path: PathLike,
+        key: str | None = None,
+        fps: float | None = None,
+        max_frame_pixels: int | None = MAX_FRAME_PIXELS,
+        max_decode_mb: int | None = MAX_DECODE_MB,
+    ) -> None:
         h5py = _import_h5py()
         self.path = check_file(path)
         self.max_frame_pixels, self.max_decode_mb = max_frame_pixels, max_decode_mb
@@ -252,16 +280,16 @@ class HDF5FrameReader(_ImageReaderBase):
             if key is None:
                 keys = list(self._file.keys())
                 if len(keys) != 1:
-                    raise VideoDecodeError(self.path, f"holds {len(keys)} datasets {keys[:5]}; "
-                                           "pass key= to choose the video")
+                    raise VideoDecodeError(
+                        self.path, f"holds {len(keys)} datasets {keys[:5]}; pass key= to choose the video"
+                    )
                 key = keys[0]
             if key not in self._file:
                 raise VideoDecodeError(self.path, f"has no dataset {key!r}")
             self.key = key
             self._data = self._file[key]
             if not isinstance(self._data, h5py.Dataset) or self._data.ndim != 1:
-                raise VideoDecodeError(self.path, f"{key!r} is not a 1-D dataset of encoded "
-                                       "frames")
+                raise VideoDecodeError(self.path, f"{key!r} is not a 1-D dataset of encoded frames")
             stored = self._data.attrs.get("fps", self._file.attrs.get("fps"))
             self._fps = fps if fps is not None else (float(stored) if stored else None)
         except BaseException:
@@ -274,8 +302,7 @@ class HDF5FrameReader(_ImageReaderBase):
 
     def read(self, indices: Sequence[int] | torch.Tensor | np.ndarray) -> torch.Tensor:
         """Frames at ``indices`` (any order, repeats allowed) as uint8 ``(T, 3, H, W)`` RGB."""
-        order = check_indices(self.path, indices, self.num_frames,
-                              f"the HDF5 video {self.key!r}")
+        order = check_indices(self.path, indices, self.num_frames, f"the HDF5 video {self.key!r}")
         images = {}
         budget = DecodeBudget(self.path, self.max_decode_mb)
         for i in sorted(set(order)):

@@ -41,8 +41,12 @@ def check_file(path: PathLike) -> Path:
     return p
 
 
-def check_indices(path: PathLike, indices: Sequence[int] | torch.Tensor | np.ndarray,
-                  num_frames: int, what: str = "the video") -> list[int]:
+def check_indices(
+    path: PathLike,
+    indices: Sequence[int] | torch.Tensor | np.ndarray,
+    num_frames: int,
+    what: str = "the video",
+) -> list[int]:
     """Indices as a list of ints in ``[0, num_frames)``; a clear error names the file otherwise."""
     if isinstance(indices, (torch.Tensor, np.ndarray)):
         indices = indices.tolist()
@@ -52,18 +56,22 @@ def check_indices(path: PathLike, indices: Sequence[int] | torch.Tensor | np.nda
     bad = [i for i in out if i < 0 or i >= num_frames]
     if bad:
         raise VideoDecodeError(
-            path, f"frame index {bad[0]} is out of range: {what} has {num_frames} frames "
-            f"(valid indices 0..{num_frames - 1}); the video is shorter than the clip")
+            path,
+            f"frame index {bad[0]} is out of range: {what} has {num_frames} frames "
+            f"(valid indices 0..{num_frames - 1}); the video is shorter than the clip",
+        )
     return out
 
 
-def check_frame_size(path: PathLike, width: int, height: int,
-                     max_frame_pixels: int | None) -> None:
+def check_frame_size(path: PathLike, width: int, height: int, max_frame_pixels: int | None) -> None:
     """Raise ``VideoDecodeError`` when a ``width x height`` frame is over the pixel limit."""
     if max_frame_pixels and width * height > max_frame_pixels:
-        raise VideoDecodeError(path, f"frame size {width}x{height} "
-                               f"({megapixels(width * height)} MP) exceeds the limit of "
-                               f"{megapixels(max_frame_pixels)} MP (data.max_frame_pixels)")
+        raise VideoDecodeError(
+            path,
+            f"frame size {width}x{height} "
+            f"({megapixels(width * height)} MP) exceeds the limit of "
+            f"{megapixels(max_frame_pixels)} MP (data.max_frame_pixels)",
+        )
 
 
 def megapixels(pixels: int) -> str:
@@ -82,9 +90,12 @@ class DecodeBudget:
         self.spent = 0
 
     def _error(self, what: str, nbytes: int) -> VideoDecodeError:
-        return VideoDecodeError(self.path, f"{what} ({nbytes / 2**20:.1f} MiB of decoded frames) "
-                                f"exceeds the limit of {self.max_decode_mb} MiB "
-                                "(data.max_decode_mb)")
+        return VideoDecodeError(
+            self.path,
+            f"{what} ({nbytes / 2**20:.1f} MiB of decoded frames) "
+            f"exceeds the limit of {self.max_decode_mb} MiB "
+            "(data.max_decode_mb)",
+        )
 
     def plan(self, frames: int, width: int, height: int, what: str) -> None:
         nbytes = frames * width * height * 3

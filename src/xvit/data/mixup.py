@@ -28,8 +28,15 @@ class Mixup:
     corrects lambda to the pasted area. Without mixing the targets are just smoothed.
     """
 
-    def __init__(self, num_classes: int, mixup_alpha: float = 0.8, cutmix_alpha: float = 0.0,
-                 prob: float = 1.0, switch_prob: float = 0.5, label_smoothing: float = 0.1) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        mixup_alpha: float = 0.8,
+        cutmix_alpha: float = 0.0,
+        prob: float = 1.0,
+        switch_prob: float = 0.5,
+        label_smoothing: float = 0.1,
+    ) -> None:
         if mixup_alpha <= 0 and cutmix_alpha <= 0:
             raise ValueError("at least one of mixup_alpha and cutmix_alpha must be > 0")
         self.num_classes, self.mixup_alpha, self.cutmix_alpha = num_classes, mixup_alpha, cutmix_alpha
@@ -39,16 +46,20 @@ class Mixup:
         seed = int(torch.randint(0, 2**62, (), generator=generator))
         return float(np.random.default_rng(seed).beta(alpha, alpha))
 
-    def __call__(self, videos: torch.Tensor, labels: torch.Tensor,
-                 generator: Generator = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(
+        self, videos: torch.Tensor, labels: torch.Tensor, generator: Generator = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         if videos.dim() != 5 or videos.shape[0] != labels.shape[0]:
-            raise ValueError(f"expected videos (B, 3, T, H, W) and labels (B,), got "
-                             f"{tuple(videos.shape)} and {tuple(labels.shape)}")
+            raise ValueError(
+                f"expected videos (B, 3, T, H, W) and labels (B,), got "
+                f"{tuple(videos.shape)} and {tuple(labels.shape)}"
+            )
         y1 = one_hot(labels, self.num_classes, self.label_smoothing)
         if float(torch.rand((), generator=generator)) >= self.prob:
             return videos, y1
         use_cutmix = self.cutmix_alpha > 0 and (
-            self.mixup_alpha <= 0 or float(torch.rand((), generator=generator)) < self.switch_prob)
+            self.mixup_alpha <= 0 or float(torch.rand((), generator=generator)) < self.switch_prob
+        )
         lam = self._beta(self.cutmix_alpha if use_cutmix else self.mixup_alpha, generator)
         other = videos.flip(0)
         if use_cutmix:
@@ -67,8 +78,10 @@ class Mixup:
         return mixed, targets
 
     def __repr__(self) -> str:
-        return (f"Mixup(num_classes={self.num_classes}, mixup_alpha={self.mixup_alpha}, "
-                f"cutmix_alpha={self.cutmix_alpha}, prob={self.prob}, label_smoothing={self.label_smoothing})")
+        return (
+            f"Mixup(num_classes={self.num_classes}, mixup_alpha={self.mixup_alpha}, "
+            f"cutmix_alpha={self.cutmix_alpha}, prob={self.prob}, label_smoothing={self.label_smoothing})"
+        )
 
 
 MixupCutmix = Mixup  # the name the engine's configs use

@@ -66,8 +66,13 @@ class Source:
     trees: list[Path] = field(default_factory=list)  # class-folder roots read
 
 
-def _read_one(src: PathLike, root: PathLike | None, class_names: Sequence[str] | PathLike | None,
-              trees: list[Path], files: list[Path]) -> Annotations:
+def _read_one(
+    src: PathLike,
+    root: PathLike | None,
+    class_names: Sequence[str] | PathLike | None,
+    trees: list[Path],
+    files: list[Path],
+) -> Annotations:
     path = Path(src)
     if not path.exists():
         raise PrepareError(f"{src}: not found")
@@ -89,9 +94,14 @@ def _read_one(src: PathLike, root: PathLike | None, class_names: Sequence[str] |
     return ann
 
 
-def read_source(src: PathLike, val: PathLike | None = None, root: PathLike | None = None,
-                class_names: Sequence[str] | PathLike | None = None,
-                val_split: float = 0.0, seed: int = 0) -> Source:
+def read_source(
+    src: PathLike,
+    val: PathLike | None = None,
+    root: PathLike | None = None,
+    class_names: Sequence[str] | PathLike | None = None,
+    val_split: float = 0.0,
+    seed: int = 0,
+) -> Source:
     """Read ``src`` (class-folder tree or annotation file) and the optional separate
     validation set ``val``; without ``val``, hold out ``val_split`` of every class of ``src``
     (:func:`~xvit.data.folders.stratified_split`). Raises :class:`PrepareError` /
@@ -113,8 +123,9 @@ def read_source(src: PathLike, val: PathLike | None = None, root: PathLike | Non
         raise PrepareError(f"label {top} is outside the {len(names)} classes of {src}")
     bad = [n for n in names if not n or n != n.strip() or "\n" in n or "\r" in n]
     if bad:
-        raise PrepareError(f"class name {bad[0]!r} cannot be written to classnames.txt "
-                           f"(empty, or leading/trailing blanks)")
+        raise PrepareError(
+            f"class name {bad[0]!r} cannot be written to classnames.txt (empty, or leading/trailing blanks)"
+        )
     return Source(names, train, val_samples, files, trees)
 
 
@@ -272,8 +283,9 @@ def _source_stamp(src: str) -> dict[str, Any] | None:
     return {"source": os.path.abspath(src), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
-def _is_done(out: Path, rel: str, record: dict[str, Any] | None, stamp: dict[str, Any] | None,
-             settings: dict[str, Any]) -> bool:
+def _is_done(
+    out: Path, rel: str, record: dict[str, Any] | None, stamp: dict[str, Any] | None, settings: dict[str, Any]
+) -> bool:
     if record is None or stamp is None:
         return False
     if any(record.get(k) != v for k, v in stamp.items()) or record.get("settings") != settings:
@@ -311,8 +323,9 @@ def _check_disjoint(out: Path, source: Source, outputs: dict[str, str]) -> None:
     for tree in source.trees:
         t = tree.resolve()
         if out_r == t or t in out_r.parents or out_r in t.parents:
-            raise PrepareError(f"{out}: the output directory must lie outside the source tree "
-                               f"{tree} (and not contain it)")
+            raise PrepareError(
+                f"{out}: the output directory must lie outside the source tree {tree} (and not contain it)"
+            )
     ours = {(out_r / n).resolve() for n in ("train.txt", "val.txt", "classnames.txt", "failed.txt", MANIFEST)}
     ours |= {(out_r / rel).resolve() for rel in outputs.values()}
     theirs = {f.resolve() for f in source.files} | {Path(s).resolve() for s in outputs}
@@ -357,17 +370,30 @@ def prepare_dataset(
                 todo.append((src, str(out_path / rel), settings, threads))
         skipped = len(done)
         failed: list[tuple[str, str]] = []
-        with open(out_path / MANIFEST, "a") as manifest, \
-                tqdm(total=len(todo), unit="video", desc="prepare", disable=not progress or not todo,
-                     mininterval=1.0) as bar:
+        with (
+            open(out_path / MANIFEST, "a") as manifest,
+            tqdm(
+                total=len(todo),
+                unit="video",
+                desc="prepare",
+                disable=not progress or not todo,
+                mininterval=1.0,
+            ) as bar,
+        ):
+
             def finished(result: tuple[str, int, int, str | None], stamp: dict[str, Any] | None) -> None:
                 src, frames, size, error = result
                 bar.update(1)
                 if error is not None:
                     failed.append((src, error))
                     return
-                rec = {**(stamp or {"source": os.path.abspath(src)}), "settings": wanted,
-                       "output": outputs[src], "output_size": size, "frames": frames}
+                rec = {
+                    **(stamp or {"source": os.path.abspath(src)}),
+                    "settings": wanted,
+                    "output": outputs[src],
+                    "output_size": size,
+                    "frames": frames,
+                }
                 manifest.write(json.dumps(rec) + "\n")
                 manifest.flush()
                 done.add(src)
@@ -414,9 +440,18 @@ def prepare_dataset(
         # keep one record per finished output
         records = _read_manifest(out_path)
         keep = {outputs[s] for s in done}
-        _atomic_write(out_path / MANIFEST, "".join(json.dumps(records[r]) + "\n"
-                                                    for r in sorted(keep) if r in records))
-    return PrepareResult(out=out_path, prepared=len(done), encoded=len(done) - skipped,
-                         skipped=skipped, failed=failed, train_list=out_path / "train.txt",
-                         val_list=out_path / "val.txt", class_names_file=out_path / "classnames.txt",
-                         num_train=len(train), num_val=len(val))
+        _atomic_write(
+            out_path / MANIFEST, "".join(json.dumps(records[r]) + "\n" for r in sorted(keep) if r in records)
+        )
+    return PrepareResult(
+        out=out_path,
+        prepared=len(done),
+        encoded=len(done) - skipped,
+        skipped=skipped,
+        failed=failed,
+        train_list=out_path / "train.txt",
+        val_list=out_path / "val.txt",
+        class_names_file=out_path / "classnames.txt",
+        num_train=len(train),
+        num_val=len(val),
+    )

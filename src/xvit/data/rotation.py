@@ -60,8 +60,7 @@ def rotation_ops(matrix: np.ndarray | None, rotate_tag: str | None = None) -> tu
         return ("clock_flip",) if m[3] < 0 else ("cclock",)
     if abs(theta) < 1:
         return ("vflip",) if m[4] < 0 else ()
-    warnings.warn(f"display rotation of {theta:.1f} degrees is not a multiple of 90; ignored",
-                  stacklevel=2)
+    warnings.warn(f"display rotation of {theta:.1f} degrees is not a multiple of 90; ignored", stacklevel=2)
     return ()
 
 

@@ -81,7 +81,10 @@ def report_missing(source: PathLike, missing: list[str], total: int) -> None:
         shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
         logger.warning(
             "%s: %d of %d videos are missing and were left out (%s)",
-            source, len(missing), total, shown,
+            source,
+            len(missing),
+            total,
+            shown,
         )
 
 

@@ -109,10 +109,14 @@ class UniformSampler(ClipSampler):
 
     def views(self, num_available: int, num_clips: int = 1) -> torch.Tensor:
         self._check(num_available, num_clips)
-        return torch.stack([
-            self._at(num_available, torch.full((self.num_frames,), (k + 0.5) / num_clips, dtype=torch.float64))
-            for k in range(num_clips)
-        ])
+        return torch.stack(
+            [
+                self._at(
+                    num_available, torch.full((self.num_frames,), (k + 0.5) / num_clips, dtype=torch.float64)
+                )
+                for k in range(num_clips)
+            ]
+        )
 
     def __repr__(self) -> str:
         return f"UniformSampler(num_frames={self.num_frames})"

@@ -23,8 +23,16 @@ SQUARES_CLASSES = ("moving right", "moving left", "moving down", "moving up")
 _SQUARES_MOVES = ((0, 1), (0, -1), (1, 0), (-1, 0))
 
 
-def render_squares_clip(label: int, rng: np.random.Generator, frames: int = 8, size: int = 32, square: int = 8,
-                        speed: int = 2, noise: float = 8.0, distractors: int = 0) -> np.ndarray:
+def render_squares_clip(
+    label: int,
+    rng: np.random.Generator,
+    frames: int = 8,
+    size: int = 32,
+    square: int = 8,
+    speed: int = 2,
+    noise: float = 8.0,
+    distractors: int = 0,
+) -> np.ndarray:
     """uint8 ``(frames, size, size, 3)``: a bright square (colour 150-255 per channel) moving
     ``speed`` pixels per frame in the class's direction, wrapping around (so its position at
     any frame is uniform whatever the class), plus ``distractors`` static bright squares, on a
@@ -49,8 +57,9 @@ def render_squares_clip(label: int, rng: np.random.Generator, frames: int = 8, s
     return np.clip(x, 0, 255).round().astype(np.uint8)
 
 
-def write_squares_dataset(root: str | Path, num_train: int = 256, num_val: int = 50, seed: int = 0,
-                          **render: Any) -> dict[str, Path]:
+def write_squares_dataset(
+    root: str | Path, num_train: int = 256, num_val: int = 50, seed: int = 0, **render: Any
+) -> dict[str, Path]:
     """Write the moving-squares dataset (``num_train`` / ``num_val`` videos per class, H.264
     mp4, lossless-ish crf 10) with ``train.txt``, ``val.txt`` and ``classnames.txt``.
 

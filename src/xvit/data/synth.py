@@ -63,10 +63,14 @@ __all__ = [
 ]
 
 CLASS_NAMES = (
-    "moving right", "moving left",
-    "growing", "shrinking",
-    "rotating clockwise", "rotating anticlockwise",
-    "appearing", "disappearing",
+    "moving right",
+    "moving left",
+    "growing",
+    "shrinking",
+    "rotating clockwise",
+    "rotating anticlockwise",
+    "appearing",
+    "disappearing",
 )
 VERSION = 3  # bump when the rendering changes, so cached datasets are regenerated
 
@@ -89,10 +93,19 @@ class SynthConfig:
     crf: int = 18  # x264 quality (lower is better)
 
     def __post_init__(self) -> None:
-        problems = [f"{name} must be >= {low}, got {getattr(self, name)}"
-                    for name, low in (("seed", 0), ("num_train", 1), ("num_val", 0), ("size", 16),
-                                      ("num_frames", 2), ("fps", 1), ("crf", 0))
-                    if getattr(self, name) < low]
+        problems = [
+            f"{name} must be >= {low}, got {getattr(self, name)}"
+            for name, low in (
+                ("seed", 0),
+                ("num_train", 1),
+                ("num_val", 0),
+                ("size", 16),
+                ("num_frames", 2),
+                ("fps", 1),
+                ("crf", 0),
+            )
+            if getattr(self, name) < low
+        ]
         if self.size % 2:
             problems.append(f"size must be even (H.264 4:2:0), got {self.size}")
         if problems:
@@ -144,11 +157,13 @@ def _shape_sdf(shape: str, px: np.ndarray, py: np.ndarray, r: np.ndarray | float
         hub = np.hypot(px, py) - 0.22 * r
         return np.minimum(np.minimum(bar, tip), hub)
     if shape == "L":
-        return np.minimum(_box(px, py - 0.1 * r, 0.18 * r, 0.75 * r),
-                          _box(px + 0.3 * r, py - 0.72 * r, 0.48 * r, 0.18 * r))
+        return np.minimum(
+            _box(px, py - 0.1 * r, 0.18 * r, 0.75 * r), _box(px + 0.3 * r, py - 0.72 * r, 0.48 * r, 0.18 * r)
+        )
     if shape == "flag":
-        return np.minimum(_box(px, py, 0.12 * r, 0.9 * r),
-                          _box(px + 0.42 * r, py + 0.58 * r, 0.42 * r, 0.3 * r))
+        return np.minimum(
+            _box(px, py, 0.12 * r, 0.9 * r), _box(px + 0.42 * r, py + 0.58 * r, 0.42 * r, 0.3 * r)
+        )
     raise ValueError(f"unknown shape {shape!r}")
 
 
@@ -169,7 +184,9 @@ def _composite(frames: np.ndarray, sdf: np.ndarray, alpha: np.ndarray | float, c
     frames += a[..., None] * (colour - frames)
 
 
-def _lifecycles(rng: np.random.Generator, num_frames: int, period: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+def _lifecycles(
+    rng: np.random.Generator, num_frames: int, period: tuple[float, float]
+) -> tuple[np.ndarray, np.ndarray]:
     """Phase ``u`` in [0, 1) and life number of one object at every frame.
 
     The phase at frame 0 is uniform and advances by ``1 / period`` per frame, so ``u`` is
@@ -179,8 +196,9 @@ def _lifecycles(rng: np.random.Generator, num_frames: int, period: tuple[float, 
     return t % 1.0, np.floor(t).astype(int)
 
 
-def render_video(label: int, rng: np.random.Generator, size: int = 32, num_frames: int = 8,
-                 stationary: bool = True) -> np.ndarray:
+def render_video(
+    label: int, rng: np.random.Generator, size: int = 32, num_frames: int = 8, stationary: bool = True
+) -> np.ndarray:
     """Render one video of class ``label`` as uint8 ``(T, H, W, 3)``: bright objects on a dark
     flat background with pixel noise.
 
@@ -220,15 +238,20 @@ def render_video(label: int, rng: np.random.Generator, size: int = 32, num_frame
             lives = {}
             for n in np.unique(life):  # appearance of each life, drawn in order
                 r_max = (rng.uniform(11, 14) if kind == 1 else rng.uniform(4, 6)) * k
-                lives[n] = (rng.choice(_PLAIN_SHAPES), r_max, rng.uniform(r_max * 0.6, size - r_max * 0.6),
-                            rng.uniform(r_max * 0.6, size - r_max * 0.6), _colour(rng))
+                lives[n] = (
+                    rng.choice(_PLAIN_SHAPES),
+                    r_max,
+                    rng.uniform(r_max * 0.6, size - r_max * 0.6),
+                    rng.uniform(r_max * 0.6, size - r_max * 0.6),
+                    _colour(rng),
+                )
             for i in range(num_frames):
                 shape, r_max, x0, y0, colour = lives[life[i]]
                 if kind == 1:  # the radius grows linearly from 1.5 px to r_max, then a new object
                     r, alpha = 1.5 * k + (r_max - 1.5 * k) * u[i], 1.0
                 else:  # constant size, fades in from nothing to full brightness, then gone
                     r, alpha = r_max, u[i]
-                _composite(frames[i:i + 1], _shape_sdf(shape, xx - x0, yy - y0, r)[None], alpha, colour)
+                _composite(frames[i : i + 1], _shape_sdf(shape, xx - x0, yy - y0, r)[None], alpha, colour)
 
     frames += rng.normal(0.0, 8.0, frames.shape)
     video = np.clip(np.round(frames), 0, 255).astype(np.uint8)
@@ -248,8 +271,14 @@ def _video_rng(seed: int, split: str, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, {"train": 0, "val": 1}[split], index])
 
 
-def write_mp4(path: str | os.PathLike, frames: np.ndarray, fps: int = 8, crf: int = 18,
-              pix_fmt: str = "yuv420p", keyint: int | None = 1) -> None:
+def write_mp4(
+    path: str | os.PathLike,
+    frames: np.ndarray,
+    fps: int = 8,
+    crf: int = 18,
+    pix_fmt: str = "yuv420p",
+    keyint: int | None = 1,
+) -> None:
     """Encode uint8 ``(T, H, W, 3)`` RGB frames as H.264 (``pix_fmt``) in an mp4.
 
     ``keyint``: a keyframe every that many frames (``None``: x264's default). The synthetic
@@ -259,8 +288,11 @@ def write_mp4(path: str | os.PathLike, frames: np.ndarray, fps: int = 8, crf: in
     with av.open(os.fspath(path), "w") as out:
         stream = out.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], pix_fmt
-        stream.options = {"crf": str(crf), "preset": "veryfast",
-                          **({"x264-params": f"keyint={keyint}"} if keyint else {})}
+        stream.options = {
+            "crf": str(crf),
+            "preset": "veryfast",
+            **({"x264-params": f"keyint={keyint}"} if keyint else {}),
+        }
         for img in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
                 out.mux(packet)
@@ -282,8 +314,9 @@ def _split_jobs(cfg: SynthConfig, split: str) -> list[tuple[int, int]]:
     return [(i, i % len(CLASS_NAMES)) for i in range(per_class * len(CLASS_NAMES))]
 
 
-def generate(root: str | os.PathLike, config: SynthConfig | None = None, workers: int | None = None,
-             **overrides: int) -> SynthInfo:
+def generate(
+    root: str | os.PathLike, config: SynthConfig | None = None, workers: int | None = None, **overrides: int
+) -> SynthInfo:
     """Write the dataset into ``root`` (videos, ``train.txt``, ``val.txt``, ``classnames.txt``,
     ``synth.json``). ``overrides`` replace fields of ``config`` (``seed=1, num_train=50``...)."""
     cfg = config or SynthConfig()
@@ -301,7 +334,7 @@ def generate(root: str | os.PathLike, config: SynthConfig | None = None, workers
     for split in ("train", "val"):
         jobs = _split_jobs(cfg, split)
         step = max(1, math.ceil(len(jobs) / (4 * workers)))
-        chunks += [(cfg, split, jobs[i:i + step], str(root)) for i in range(0, len(jobs), step)]
+        chunks += [(cfg, split, jobs[i : i + step], str(root)) for i in range(0, len(jobs), step)]
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
             list(pool.map(_write_chunk, chunks))
@@ -309,8 +342,10 @@ def generate(root: str | os.PathLike, config: SynthConfig | None = None, workers
         for chunk in chunks:
             _write_chunk(chunk)
     for split in ("train", "val"):
-        lines = [f"{split}/{_slug(CLASS_NAMES[label])}/{index:05d}.mp4 {label}"
-                 for index, label in _split_jobs(cfg, split)]
+        lines = [
+            f"{split}/{_slug(CLASS_NAMES[label])}/{index:05d}.mp4 {label}"
+            for index, label in _split_jobs(cfg, split)
+        ]
         (root / f"{split}.txt").write_text("\n".join(lines) + "\n")
     (root / "classnames.txt").write_text("\n".join(CLASS_NAMES) + "\n")
     marker = {"version": VERSION, **asdict(cfg)}
@@ -319,8 +354,14 @@ def generate(root: str | os.PathLike, config: SynthConfig | None = None, workers
 
 
 def _info(root: Path, cfg: SynthConfig) -> SynthInfo:
-    return SynthInfo(root=root, train_list=root / "train.txt", val_list=root / "val.txt",
-                     class_names_file=root / "classnames.txt", class_names=list(CLASS_NAMES), config=cfg)
+    return SynthInfo(
+        root=root,
+        train_list=root / "train.txt",
+        val_list=root / "val.txt",
+        class_names_file=root / "classnames.txt",
+        class_names=list(CLASS_NAMES),
+        config=cfg,
+    )
 
 
 @contextlib.contextmanager
@@ -340,8 +381,9 @@ def _locked(root: Path) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def ensure_synth(root: str | os.PathLike, seed: int = 0, config: SynthConfig | None = None,
-                 **overrides: int) -> SynthInfo:
+def ensure_synth(
+    root: str | os.PathLike, seed: int = 0, config: SynthConfig | None = None, **overrides: int
+) -> SynthInfo:
     """The dataset in ``root``, generated only if missing or made with other parameters."""
     cfg = config or SynthConfig(seed=seed)
     cfg = SynthConfig(**{**asdict(cfg), "seed": seed, **overrides})
@@ -354,7 +396,9 @@ def ensure_synth(root: str | os.PathLike, seed: int = 0, config: SynthConfig | N
                 found = json.loads(marker.read_text())
             except json.JSONDecodeError:
                 found = None
-            if found == wanted and all((root / f).exists() for f in ("train.txt", "val.txt", "classnames.txt")):
+            if found == wanted and all(
+                (root / f).exists() for f in ("train.txt", "val.txt", "classnames.txt")
+            ):
                 return _info(root, cfg)
         return generate(root, cfg)
 
@@ -364,12 +408,15 @@ def ensure_synth(root: str | os.PathLike, seed: int = 0, config: SynthConfig | N
 # ---------------------------------------------------------------------------------------
 
 
-def render_split(num_per_class: int, seed: int, size: int = 32, num_frames: int = 8,
-                 stationary: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+def render_split(
+    num_per_class: int, seed: int, size: int = 32, num_frames: int = 8, stationary: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Render videos in memory (no encoding): ``(uint8 (N, T, H, W, 3), labels (N,))``."""
     labels = [i % len(CLASS_NAMES) for i in range(num_per_class * len(CLASS_NAMES))]
-    videos = [render_video(lab, np.random.default_rng([seed, 2, i]), size, num_frames, stationary)
-              for i, lab in enumerate(labels)]
+    videos = [
+        render_video(lab, np.random.default_rng([seed, 2, i]), size, num_frames, stationary)
+        for i, lab in enumerate(labels)
+    ]
     return torch.from_numpy(np.stack(videos)), torch.tensor(labels)
 
 

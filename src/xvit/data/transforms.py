@@ -49,6 +49,7 @@ __all__ = [
     "spatial_crops",
 ]
 
+
 def _check_clip(clip: torch.Tensor) -> None:
     if clip.dim() != 4 or clip.shape[1] != 3:
         raise ValueError(f"expected a clip of shape (T, 3, H, W), got {tuple(clip.shape)}")
@@ -86,7 +87,7 @@ def center_crop(clip: torch.Tensor, size: int) -> torch.Tensor:
     if h < size or w < size:
         raise ValueError(f"cannot crop {size}x{size} from frames of {h}x{w}")
     top, left = math.ceil((h - size) / 2), math.ceil((w - size) / 2)
-    return clip[..., top:top + size, left:left + size]
+    return clip[..., top : top + size, left : left + size]
 
 
 def spatial_crops(clip: torch.Tensor, size: int, num_crops: int = 1) -> torch.Tensor:
@@ -107,7 +108,7 @@ def spatial_crops(clip: torch.Tensor, size: int, num_crops: int = 1) -> torch.Te
         boxes = [(0, left), (top, left), (h - size, left)]
     else:
         boxes = [(top, 0), (top, left), (top, w - size)]
-    return torch.stack([clip[..., y:y + size, x:x + size] for y, x in boxes])
+    return torch.stack([clip[..., y : y + size, x : x + size] for y, x in boxes])
 
 
 def hflip(clip: torch.Tensor) -> torch.Tensor:
@@ -159,8 +160,13 @@ class RandomErasing:
     ``ratio``; ``mode="pixel"`` fills with standard-normal noise, ``"const"`` with zeros.
     """
 
-    def __init__(self, prob: float = 0.25, scale: tuple[float, float] = (0.02, 1 / 3),
-                 ratio: tuple[float, float] = (0.3, 3.3), mode: str = "pixel") -> None:
+    def __init__(
+        self,
+        prob: float = 0.25,
+        scale: tuple[float, float] = (0.02, 1 / 3),
+        ratio: tuple[float, float] = (0.3, 3.3),
+        mode: str = "pixel",
+    ) -> None:
         if mode not in ("pixel", "const"):
             raise ValueError(f"mode must be 'pixel' or 'const', got {mode!r}")
         self.prob, self.scale, self.ratio, self.mode = prob, scale, ratio, mode
@@ -180,7 +186,7 @@ class RandomErasing:
                 else:
                     fill = torch.zeros((c, 1, eh, ew), dtype=clip.dtype)
                 clip = clip.clone()
-                clip[:, :, top:top + eh, left:left + ew] = fill
+                clip[:, :, top : top + eh, left : left + ew] = fill
                 break
         return clip
 
@@ -232,8 +238,10 @@ class TrainTransform:
         return x
 
     def __repr__(self) -> str:
-        return (f"TrainTransform(crop_size={self.crop_size}, scale={self.scale}, flip={self.flip}, "
-                f"augment={self.augment}, erasing={self.erasing is not None}, mean={self.mean}, std={self.std})")
+        return (
+            f"TrainTransform(crop_size={self.crop_size}, scale={self.scale}, flip={self.flip}, "
+            f"augment={self.augment}, erasing={self.erasing is not None}, mean={self.mean}, std={self.std})"
+        )
 
 
 class EvalTransform:
@@ -266,5 +274,7 @@ class EvalTransform:
         return normalize(spatial_crops(x, self.crop_size, self.num_crops), self.mean, self.std)
 
     def __repr__(self) -> str:
-        return (f"EvalTransform(crop_size={self.crop_size}, resize={self.resize}, "
-                f"num_crops={self.num_crops}, mean={self.mean}, std={self.std})")
+        return (
+            f"EvalTransform(crop_size={self.crop_size}, resize={self.resize}, "
+            f"num_crops={self.num_crops}, mean={self.mean}, std={self.std})"
+        )

@@ -68,8 +68,15 @@ __all__ = [
 # ----------------------------------------------------------------------------------------------
 # PyAV backend
 
-def _keep(frame: av.VideoFrame, index: int | None, got: dict[int, np.ndarray], kept: list[int],
-          todo: list[int], done: int) -> int:
+
+def _keep(
+    frame: av.VideoFrame,
+    index: int | None,
+    got: dict[int, np.ndarray],
+    kept: list[int],
+    todo: list[int],
+    done: int,
+) -> int:
     """Store ``frame`` as frame ``index`` (unless ``None`` or already read); return how many of
     ``todo`` are read, counting on from ``done``."""
     if index is not None and index not in got:
@@ -87,9 +94,14 @@ _INDEX_CACHE_SIZE = 4096
 class _PyAVReader:
     backend = "pyav"
 
-    def __init__(self, path: Path, threads: int = 1, apply_rotation: bool = True,
-                 max_frame_pixels: int | None = MAX_FRAME_PIXELS,
-                 max_decode_mb: int | None = MAX_DECODE_MB) -> None:
+    def __init__(
+        self,
+        path: Path,
+        threads: int = 1,
+        apply_rotation: bool = True,
+        max_frame_pixels: int | None = MAX_FRAME_PIXELS,
+        max_decode_mb: int | None = MAX_DECODE_MB,
+    ) -> None:
         self.path = path
         self.max_frame_pixels = max_frame_pixels
         self.max_decode_mb = max_decode_mb
@@ -98,8 +110,11 @@ class _PyAVReader:
         try:
             self._container = av.open(str(path), metadata_errors="ignore", options=options)
         except av.error.FFmpegError as e:
-            raise VideoDecodeError(path, f"cannot open as a video, the file is truncated, "
-                                   f"damaged or not a video ({type(e).__name__}: {e})") from e
+            raise VideoDecodeError(
+                path,
+                f"cannot open as a video, the file is truncated, "
+                f"damaged or not a video ({type(e).__name__}: {e})",
+            ) from e
         try:
             if not self._container.streams.video:
                 raise VideoDecodeError(path, "the file has no video stream")
@@ -140,14 +155,15 @@ class _PyAVReader:
         self._budget = DecodeBudget(self.path, None)
         out_pts, out_key = [], []
         try:
-            self._container.seek(index.start, backward=True, any_frame=False,
-                                 stream=self._stream)
+            self._container.seek(index.start, backward=True, any_frame=False, stream=self._stream)
             for frame in self._decoded_frames({}, skip_nonref=False):
                 out_pts.append(frame.pts)
                 out_key.append(bool(frame.key_frame))
         except av.error.FFmpegError as e:
-            raise VideoDecodeError(self.path, f"decoding the whole video to index it failed "
-                                   f"({type(e).__name__}: {e}); the file is damaged") from e
+            raise VideoDecodeError(
+                self.path,
+                f"decoding the whole video to index it failed ({type(e).__name__}: {e}); the file is damaged",
+            ) from e
         if not out_pts:
             detail = f" (decoder error: {self._last_error})" if self._last_error else ""
             raise VideoDecodeError(self.path, f"the video stream decodes to no frames{detail}")
@@ -170,7 +186,7 @@ class _PyAVReader:
     @property
     def timestamps(self) -> np.ndarray:
         """Presentation time of each frame in seconds, from the first frame."""
-        pts = np.asarray(self._index.pts[:self.num_frames], dtype=np.float64)
+        pts = np.asarray(self._index.pts[: self.num_frames], dtype=np.float64)
         return (pts - pts[0]) * float(self.time_base)
 
     @property
@@ -209,8 +225,9 @@ class _PyAVReader:
     # -- decoding ------------------------------------------------------------------------------
     def read(self, indices: Sequence[int] | torch.Tensor | np.ndarray) -> torch.Tensor:
         stated = self._index.stated_frames
-        what = f"the video (its header claims {stated})" if stated not in (0, self.num_frames) \
-            else "the video"
+        what = (
+            f"the video (its header claims {stated})" if stated not in (0, self.num_frames) else "the video"
+        )
         order = check_indices(self.path, indices, self.num_frames, what)
         wanted = sorted(set(order))
         got: dict[int, np.ndarray] = {}
@@ -226,8 +243,7 @@ class _PyAVReader:
         if order is None:
             pts = self._index.pts
             pts_of = {i: pts[i] for i in wanted}
-            keys = [self._index.pts_to_index.get(self._index.keyframe_before(pts[i]), 0)
-                    for i in wanted]
+            keys = [self._index.pts_to_index.get(self._index.keyframe_before(pts[i]), 0) for i in wanted]
         else:
             keys = [order.key_before(i)[0] for i in wanted]
         planned, covered = 0, -1  # frames from each wanted frame's keyframe on, counted once
@@ -235,8 +251,12 @@ class _PyAVReader:
             planned += i - max(key, covered + 1) + 1
             covered = i
         self._budget = DecodeBudget(self.path, self.max_decode_mb)
-        self._budget.plan(planned, self._stream.width, self._stream.height,
-                          f"reading frames {wanted[:8]}{'...' if len(wanted) > 8 else ''}")
+        self._budget.plan(
+            planned,
+            self._stream.width,
+            self._stream.height,
+            f"reading frames {wanted[:8]}{'...' if len(wanted) > 8 else ''}",
+        )
         pos = 0
         while pos < len(wanted):
             if order is None:
@@ -263,20 +283,25 @@ class _PyAVReader:
         targets.append(self._index.start)
         wanted_pts = {pts_of[i]: i for i in todo}
         for target in dict.fromkeys(targets):  # ordered, deduplicated
-            done = self._attempt(functools.partial(self._decode_from, target, todo, pts_of,
-                                                   wanted_pts, got), todo, got)
+            done = self._attempt(
+                functools.partial(self._decode_from, target, todo, pts_of, wanted_pts, got), todo, got
+            )
             if done:
                 return done
         self._not_produced(todo[0], f"pts {first}")
 
     def _not_produced(self, index: int, where: str) -> NoReturn:
         detail = f" (decoder error: {self._last_error})" if self._last_error else ""
-        raise VideoDecodeError(self.path, f"frame {index} ({where}) was not produced by "
-                               f"the decoder, even when decoding from the start{detail}; the "
-                               "file is truncated or damaged")
+        raise VideoDecodeError(
+            self.path,
+            f"frame {index} ({where}) was not produced by "
+            f"the decoder, even when decoding from the start{detail}; the "
+            "file is truncated or damaged",
+        )
 
-    def _decoded_frames(self, wanted_pts: dict[int, int],
-                        skip_nonref: bool = True) -> Iterator[av.VideoFrame]:
+    def _decoded_frames(
+        self, wanted_pts: dict[int, int], skip_nonref: bool = True
+    ) -> Iterator[av.VideoFrame]:
         """Decode from the current position; a damaged packet is skipped, as ffmpeg does.
 
         Packets of frames nobody asked for are decoded with ``skip_frame="NONREF"``: the
@@ -287,8 +312,11 @@ class _PyAVReader:
         ctx = self._stream.codec_context
         skip_nonref = skip_nonref and self._skip_nonref
         for packet in self._container.demux(self._stream):
-            skip = "NONREF" if skip_nonref and packet.pts is not None \
-                and packet.pts not in wanted_pts else "DEFAULT"
+            skip = (
+                "NONREF"
+                if skip_nonref and packet.pts is not None and packet.pts not in wanted_pts
+                else "DEFAULT"
+            )
             if ctx.skip_frame != skip:
                 ctx.skip_frame = skip
             try:
@@ -327,12 +355,16 @@ class _PyAVReader:
             if m:
                 check_frame_size(self.path, int(m[1]), int(m[2]), self.max_frame_pixels)
         if any("max pixel" in message for _, _, message in logs):
-            raise VideoDecodeError(self.path, "a frame exceeds the limit of "
-                                   f"{megapixels(self.max_frame_pixels)} MP "
-                                   "(data.max_frame_pixels)") from error
+            raise VideoDecodeError(
+                self.path,
+                "a frame exceeds the limit of "
+                f"{megapixels(self.max_frame_pixels)} MP "
+                "(data.max_frame_pixels)",
+            ) from error
 
-    def _attempt(self, steps: Callable[[list[int]], Iterator[int]], todo: list[int],
-                 got: dict[int, np.ndarray]) -> int:
+    def _attempt(
+        self, steps: Callable[[list[int]], Iterator[int]], todo: list[int], got: dict[int, np.ndarray]
+    ) -> int:
         """Run one seek-and-decode attempt; return how many of ``todo`` it read.
 
         ``steps(kept)`` decodes into ``got`` (appending what it stores to ``kept``) and yields
@@ -346,16 +378,24 @@ class _PyAVReader:
                 pass
         except av.error.FFmpegError as e:
             if not done:
-                raise VideoDecodeError(self.path, f"decoding failed near frame {todo[0]} "
-                                       f"({type(e).__name__}: {e}); the file is damaged") from e
+                raise VideoDecodeError(
+                    self.path,
+                    f"decoding failed near frame {todo[0]} ({type(e).__name__}: {e}); the file is damaged",
+                ) from e
         if not done:
             for i in kept:
                 del got[i]
         return done
 
-    def _decode_from(self, target: int, todo: list[int], pts_of: dict[int, int],
-                     wanted_pts: dict[int, int], got: dict[int, np.ndarray],
-                     kept: list[int]) -> Iterator[int]:
+    def _decode_from(
+        self,
+        target: int,
+        todo: list[int],
+        pts_of: dict[int, int],
+        wanted_pts: dict[int, int],
+        got: dict[int, np.ndarray],
+        kept: list[int],
+    ) -> Iterator[int]:
         done = 0
         self._container.seek(target, backward=True, any_frame=False, stream=self._stream)
         for frame in self._decoded_frames(wanted_pts):
@@ -383,14 +423,14 @@ class _PyAVReader:
         k = bisect.bisect_right(order.key_ord, todo[0]) - 1
         candidates = [c for c in (k, k - 1) if c >= 0] + [None]
         for c in candidates:
-            done = self._attempt(functools.partial(self._decode_ordered_from, c, todo, got),
-                                 todo, got)
+            done = self._attempt(functools.partial(self._decode_ordered_from, c, todo, got), todo, got)
             if done:
                 return done
         self._not_produced(todo[0], "in decoder output order")
 
-    def _decode_ordered_from(self, key: int | None, todo: list[int], got: dict[int, np.ndarray],
-                             kept: list[int]) -> Iterator[int]:
+    def _decode_ordered_from(
+        self, key: int | None, todo: list[int], got: dict[int, np.ndarray], kept: list[int]
+    ) -> Iterator[int]:
         order = self._index.order
         assert order is not None
         target = self._index.start if key is None else order.key_seek[key]
@@ -423,6 +463,7 @@ class _PyAVReader:
 # ----------------------------------------------------------------------------------------------
 # Public API
 
+
 class VideoReader(ReaderBase):
     """An open video file: frame count, fps, duration, size, and ``read(indices)``.
 
@@ -438,19 +479,28 @@ class VideoReader(ReaderBase):
     off.
     """
 
-    def __init__(self, path: PathLike, backend: str = "auto", threads: int = 1,
-                 apply_rotation: bool = True, max_frame_pixels: int | None = MAX_FRAME_PIXELS,
-                 max_decode_mb: int | None = MAX_DECODE_MB) -> None:
+    def __init__(
+        self,
+        path: PathLike,
+        backend: str = "auto",
+        threads: int = 1,
+        apply_rotation: bool = True,
+        max_frame_pixels: int | None = MAX_FRAME_PIXELS,
+        max_decode_mb: int | None = MAX_DECODE_MB,
+    ) -> None:
         self.path = check_file(path)
         limits = {"max_frame_pixels": max_frame_pixels, "max_decode_mb": max_decode_mb}
         if backend not in ("auto", "pyav", "torchcodec"):
             raise ValueError(f"backend must be 'auto', 'pyav' or 'torchcodec', got {backend!r}")
         if backend == "torchcodec" and not torchcodec_available():
-            raise RuntimeError("backend='torchcodec' but torchcodec is not installed or cannot "
-                               "decode (it needs FFmpeg libraries and a matching torch build)")
+            raise RuntimeError(
+                "backend='torchcodec' but torchcodec is not installed or cannot "
+                "decode (it needs FFmpeg libraries and a matching torch build)"
+            )
         self._impl: _PyAVReader | TorchCodecReader
-        if backend == "torchcodec" or (backend == "auto" and self.path.suffix.lower() != ".avi"
-                                       and torchcodec_available()):
+        if backend == "torchcodec" or (
+            backend == "auto" and self.path.suffix.lower() != ".avi" and torchcodec_available()
+        ):
             self._impl = TorchCodecReader(self.path, threads, **limits)
             if backend == "auto" and apply_rotation and self._impl.rotation:
                 self._impl.close()  # rotated file: keep PyAV's ffmpeg-like rotation
@@ -473,8 +523,10 @@ class VideoReader(ReaderBase):
         self._impl.close()
 
     def __repr__(self) -> str:
-        return (f"VideoReader({str(self.path)!r}, backend={self.backend!r}, "
-                f"num_frames={self.num_frames}, fps={self.fps:.3f})")
+        return (
+            f"VideoReader({str(self.path)!r}, backend={self.backend!r}, "
+            f"num_frames={self.num_frames}, fps={self.fps:.3f})"
+        )
 
 
 HDF5_SUFFIXES = (".h5", ".hdf5")
@@ -496,8 +548,9 @@ def open_video(path: PathLike, backend: str = "auto", **kwargs: Any) -> Any:
     return VideoReader(p, backend=backend, **kwargs)
 
 
-def read_frames(path: PathLike, indices: Sequence[int] | torch.Tensor | np.ndarray,
-                **kwargs: Any) -> torch.Tensor:
+def read_frames(
+    path: PathLike, indices: Sequence[int] | torch.Tensor | np.ndarray, **kwargs: Any
+) -> torch.Tensor:
     """Frames ``indices`` of a video, frame folder or HDF5 pack: uint8 ``(T, 3, H, W)`` RGB."""
     with open_video(path, **kwargs) as reader:
         return reader.read(indices)

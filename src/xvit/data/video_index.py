@@ -28,8 +28,9 @@ class OrderIndex:
     whose output frame was identified, sorted by position.
     """
 
-    def __init__(self, out_pts: list[int | None], key_ord: list[int], key_seek: list[int],
-                 verify: bool) -> None:
+    def __init__(
+        self, out_pts: list[int | None], key_ord: list[int], key_seek: list[int], verify: bool
+    ) -> None:
         self.out_pts = out_pts
         self.key_ord = key_ord
         self.key_seek = key_seek
@@ -46,10 +47,18 @@ class OrderIndex:
 class StreamIndex:
     """Presentation timestamps of every frame of a stream, from one demux pass (no decoding)."""
 
-    def __init__(self, pts: list[int], key_pts: list[int], key_dts: dict[int, int],
-                 start: int, last_duration: int, stated_frames: int,
-                 read_error: str | None, key_seek_in_order: list[int],
-                 needs_order: bool) -> None:
+    def __init__(
+        self,
+        pts: list[int],
+        key_pts: list[int],
+        key_dts: dict[int, int],
+        start: int,
+        last_duration: int,
+        stated_frames: int,
+        read_error: str | None,
+        key_seek_in_order: list[int],
+        needs_order: bool,
+    ) -> None:
         self.pts = pts  # sorted: frame i has pts[i]
         self.key_pts = key_pts  # sorted pts of keyframe packets
         self.key_dts = key_dts  # keyframe pts -> its dts (demuxers often seek on dts)
@@ -72,8 +81,9 @@ class StreamIndex:
         return len(self.order.out_pts) if self.order is not None else len(self.pts)
 
     @classmethod
-    def build(cls, container: av.container.InputContainer, stream: av.video.VideoStream,
-              path: Path) -> StreamIndex:
+    def build(
+        cls, container: av.container.InputContainer, stream: av.video.VideoStream, path: Path
+    ) -> StreamIndex:
         pts, key_pts, key_dts, durations, read_error = [], [], {}, {}, None
         key_seek, start, missing_pts = [], None, False
         try:
@@ -82,8 +92,10 @@ class StreamIndex:
                     continue  # flush packets, dropped-frame markers, pre-roll, torn last packet
                 ts = packet.pts if packet.pts is not None else packet.dts
                 if ts is None:
-                    raise VideoDecodeError(path, "video packets carry no timestamps (raw "
-                                           "elementary stream?); remux it into mp4/mkv")
+                    raise VideoDecodeError(
+                        path,
+                        "video packets carry no timestamps (raw elementary stream?); remux it into mp4/mkv",
+                    )
                 missing_pts |= packet.pts is None
                 dts = packet.dts if packet.dts is not None else ts
                 start = min(ts, dts) if start is None else min(start, ts, dts)
@@ -107,10 +119,20 @@ class StreamIndex:
         pts.sort()
         key_pts.sort()
         if shared_pts and not needs_order:
-            raise VideoDecodeError(path, "several frames share one timestamp; cannot index "
-                                   "frames exactly (remux the file)")
-        return cls(pts, key_pts, key_dts, start, durations[pts[-1]], stream.frames or 0,
-                   read_error, key_seek, needs_order)
+            raise VideoDecodeError(
+                path, "several frames share one timestamp; cannot index frames exactly (remux the file)"
+            )
+        return cls(
+            pts,
+            key_pts,
+            key_dts,
+            start,
+            durations[pts[-1]],
+            stream.frames or 0,
+            read_error,
+            key_seek,
+            needs_order,
+        )
 
     def learn_order(self, out_pts: list[int | None], out_key: list[bool]) -> None:
         """Take the frame order of a full decode (``out_pts``/``out_key`` per output frame)."""

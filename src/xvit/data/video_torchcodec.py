@@ -27,6 +27,7 @@ from xvit.data.limits import (
 
 __all__ = ["TorchCodecReader", "torchcodec_available"]
 
+
 def _probe_video_bytes() -> bytes:
     buf = io.BytesIO()
     with av.open(buf, "w", format="matroska") as out:
@@ -58,19 +59,23 @@ def torchcodec_available() -> bool:
 class TorchCodecReader:
     backend = "torchcodec"
 
-    def __init__(self, path: Path, threads: int = 1,
-                 max_frame_pixels: int | None = MAX_FRAME_PIXELS,
-                 max_decode_mb: int | None = MAX_DECODE_MB) -> None:
+    def __init__(
+        self,
+        path: Path,
+        threads: int = 1,
+        max_frame_pixels: int | None = MAX_FRAME_PIXELS,
+        max_decode_mb: int | None = MAX_DECODE_MB,
+    ) -> None:
         from torchcodec.decoders import VideoDecoder
 
         self.path = path
         self.max_decode_mb = max_decode_mb
         try:
-            self._decoder = VideoDecoder(str(path), seek_mode="exact", num_ffmpeg_threads=threads,
-                                         dimension_order="NCHW")
+            self._decoder = VideoDecoder(
+                str(path), seek_mode="exact", num_ffmpeg_threads=threads, dimension_order="NCHW"
+            )
         except Exception as e:
-            raise VideoDecodeError(path, f"torchcodec cannot open the video "
-                                   f"({type(e).__name__}: {e})") from e
+            raise VideoDecodeError(path, f"torchcodec cannot open the video ({type(e).__name__}: {e})") from e
         meta = self._decoder.metadata
         self.num_frames = int(meta.num_frames)
         self.fps = float(meta.average_fps)
@@ -82,12 +87,14 @@ class TorchCodecReader:
     def read(self, indices: Sequence[int] | torch.Tensor | np.ndarray) -> torch.Tensor:
         order = check_indices(self.path, indices, self.num_frames)
         DecodeBudget(self.path, self.max_decode_mb).plan(  # a lower bound: the wanted frames
-            len(set(order)), self.width, self.height, f"reading {len(set(order))} frames")
+            len(set(order)), self.width, self.height, f"reading {len(set(order))} frames"
+        )
         try:
             return self._decoder.get_frames_at(order).data.contiguous()
         except Exception as e:
-            raise VideoDecodeError(self.path, f"torchcodec failed to decode frames {order} "
-                                   f"({type(e).__name__}: {e})") from e
+            raise VideoDecodeError(
+                self.path, f"torchcodec failed to decode frames {order} ({type(e).__name__}: {e})"
+            ) from e
 
     def close(self) -> None:
         self._decoder = None

@@ -79,7 +79,7 @@ def _size_suffix(model_name: str) -> str:
     """``xvit_tiny_patch16`` -> ``tiny_patch16`` (the part after the family prefix)."""
     for family in FAMILIES:
         if model_name.startswith(family + "_"):
-            return model_name[len(family) + 1:]
+            return model_name[len(family) + 1 :]
     raise ValueError(
         f"model.name {model_name!r}: the ablation needs a name of the form "
         f"<family>_<size>_patch<P> with family one of {', '.join(FAMILIES)}"
@@ -91,12 +91,15 @@ def variant_config(base: Any, variant: Variant, seed: int, out: str | Path) -> A
     from xvit.engine.config import apply_overrides
 
     name = f"{variant.family}_{_size_suffix(base.model.name)}"
-    return apply_overrides(base, [
-        f"model.name={name}",
-        f"model.head={variant.head}",
-        f"train.seed={seed}",
-        f"train.out={out}",
-    ])
+    return apply_overrides(
+        base,
+        [
+            f"model.name={name}",
+            f"model.head={variant.head}",
+            f"train.seed={seed}",
+            f"train.out={out}",
+        ],
+    )
 
 
 def _engine_train(cfg: Any, command: list[str]) -> dict[str, Any]:
@@ -220,14 +223,18 @@ def run_ablation(
                 if metrics_path.is_file():  # the file also holds the predictions and history
                     metrics = _read_metrics(metrics_path)
             rec.top1 = float(metrics["top1"])
-            rec.val_top1_by_epoch = [float(h["val"]["top1"]) for h in metrics.get("history", []) if h.get("val")] or None
+            rec.val_top1_by_epoch = [
+                float(h["val"]["top1"]) for h in metrics.get("history", []) if h.get("val")
+            ] or None
             names = _class_names(run_dir)
             rec.pair_top1 = pair_accuracy(metrics.get("predictions", []), names) if names else None
             records.append(rec)
     doc = summarise(records, variants, seeds)
     doc["command"] = shlex.join(command)
-    doc["recipe"] = {"config": str(config) if config else "built-in synthetic recipe",
-                     "overrides": list(overrides)}
+    doc["recipe"] = {
+        "config": str(config) if config else "built-in synthetic recipe",
+        "overrides": list(overrides),
+    }
     out.mkdir(parents=True, exist_ok=True)
     (out / "ablation.json").write_text(json.dumps(doc, indent=2) + "\n")
     (out / "ablation.md").write_text(format_markdown(doc))
@@ -236,9 +243,20 @@ def run_ablation(
 
 def _train_command(config: str | Path | None, overrides: Sequence[str], cfg: Any) -> list[str]:
     """The `xvit train` command equivalent to one run of the ablation."""
-    return ["xvit", "train", *([str(config)] if config else []), *overrides,
-            "--model", cfg.model.name, "--head", cfg.model.head,
-            "--seed", str(cfg.train.seed), "--out", cfg.train.out]
+    return [
+        "xvit",
+        "train",
+        *([str(config)] if config else []),
+        *overrides,
+        "--model",
+        cfg.model.name,
+        "--head",
+        cfg.model.head,
+        "--seed",
+        str(cfg.train.seed),
+        "--out",
+        cfg.train.out,
+    ]
 
 
 def _class_names(run_dir: Path) -> list[str] | None:
@@ -263,24 +281,28 @@ def summarise(records: Sequence[RunRecord], variants: Sequence[str], seeds: Sequ
         pair = [by_seed[s].pair_top1 for s in seeds if s in by_seed and by_seed[s].pair_top1 is not None]
         mean, std = mean_std(done)
         pmean, pstd = mean_std(pair)
-        curves = [by_seed[s].val_top1_by_epoch for s in seeds if s in by_seed and by_seed[s].val_top1_by_epoch]
+        curves = [
+            by_seed[s].val_top1_by_epoch for s in seeds if s in by_seed and by_seed[s].val_top1_by_epoch
+        ]
         length = min((len(c) for c in curves), default=0)
         curve = [sum(c[e] for c in curves) / len(curves) for e in range(length)]
-        rows.append({
-            "variant": key,
-            "method": VARIANTS[key].method,
-            "seeds": list(seeds),
-            "top1": top1,
-            "n": len(done),
-            "top1_mean": mean,
-            "top1_std": std,
-            "pair_top1": [by_seed[s].pair_top1 if s in by_seed else None for s in seeds],
-            "pair_top1_mean": pmean,
-            "pair_top1_std": pstd,
-            "val_top1_by_epoch_mean": curve or None,
-            "errors": {str(r.seed): r.error for r in by_seed.values() if r.error},
-            "seconds": [by_seed[s].seconds if s in by_seed else None for s in seeds],
-        })
+        rows.append(
+            {
+                "variant": key,
+                "method": VARIANTS[key].method,
+                "seeds": list(seeds),
+                "top1": top1,
+                "n": len(done),
+                "top1_mean": mean,
+                "top1_std": std,
+                "pair_top1": [by_seed[s].pair_top1 if s in by_seed else None for s in seeds],
+                "pair_top1_mean": pmean,
+                "pair_top1_std": pstd,
+                "val_top1_by_epoch_mean": curve or None,
+                "errors": {str(r.seed): r.error for r in by_seed.values() if r.error},
+                "seconds": [by_seed[s].seconds if s in by_seed else None for s in seeds],
+            }
+        )
     return {"rows": rows, "runs": [vars(r) for r in records]}
 
 

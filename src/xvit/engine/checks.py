@@ -50,11 +50,9 @@ LIMITS: dict[str, tuple[str, typing.Callable[[Any], bool]]] = {
 }
 
 
-
 def _where(cfg: Config, key: str) -> str:
     src = cfg.sources.get(key)
     return f" (from {src})" if src and src != "default" else ""
-
 
 
 def check_config(cfg: Config) -> None:
@@ -72,18 +70,24 @@ def check_config(cfg: Config) -> None:
     scale = d.train_scale
     if scale is not None:
         if len(scale) not in (1, 2) or not scale[0] <= scale[-1]:
-            problems.append(f"data.train_scale={scale}{_where(cfg, 'data.train_scale')} must be [low, high] with low <= high")
+            problems.append(
+                f"data.train_scale={scale}{_where(cfg, 'data.train_scale')} must be [low, high] with low <= high"
+            )
         elif d.img_size >= 1 and scale[0] < d.img_size:
             problems.append(
                 f"data.train_scale={scale}{_where(cfg, 'data.train_scale')} must not go below "
                 f"data.img_size={d.img_size} (crops are taken from the resized frames)"
             )
     if d.test_scale is not None and d.test_scale < d.img_size:
-        problems.append(f"data.test_scale={d.test_scale}{_where(cfg, 'data.test_scale')} must be >= data.img_size={d.img_size}")
+        problems.append(
+            f"data.test_scale={d.test_scale}{_where(cfg, 'data.test_scale')} must be >= data.img_size={d.img_size}"
+        )
     for name in ("mean", "std"):
         value = getattr(d, name)
         if value is not None and (len(value) != 3 or not all(math.isfinite(v) for v in value)):
-            problems.append(f"data.{name}={value}{_where(cfg, 'data.' + name)} must be 3 finite numbers (R, G, B)")
+            problems.append(
+                f"data.{name}={value}{_where(cfg, 'data.' + name)} must be 3 finite numbers (R, G, B)"
+            )
     if d.std is not None and any(v <= 0 for v in d.std):
         problems.append(f"data.std={d.std}{_where(cfg, 'data.std')} must be > 0")
     b = cfg.optim.betas
@@ -99,7 +103,9 @@ def check_config(cfg: Config) -> None:
     try:
         model_config(cfg.model.name, num_classes=1, **model_options(cfg))
     except (TypeError, ValueError) as e:
-        keys = ", ".join(f"{k}={get_value(cfg, k)!r}{_where(cfg, k)}" for k in ("model.name", "data.img_size", "data.num_frames"))
+        keys = ", ".join(
+            f"{k}={get_value(cfg, k)!r}{_where(cfg, k)}"
+            for k in ("model.name", "data.img_size", "data.num_frames")
+        )
         overrides = f", model.overrides={cfg.model.overrides}" if cfg.model.overrides else ""
         raise ConfigError(f"{e} ({keys}{overrides})") from None
-

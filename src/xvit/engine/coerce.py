@@ -72,9 +72,7 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
     where = f" in {source}" if source else ""
 
     def fail() -> ConfigError:
-        return ConfigError(
-            f"config key '{key}'{where}: expected {_type_name(tp)}, got {value!r}"
-        )
+        return ConfigError(f"config key '{key}'{where}: expected {_type_name(tp)}, got {value!r}")
 
     origin = typing.get_origin(tp)
     if tp is Any:
@@ -171,9 +169,7 @@ def config_from_dict(data: dict[str, Any], source: str = "", base: Config | None
     if not data:
         return cfg
     if not isinstance(data, dict):
-        raise ConfigError(
-            f"{source or 'config'}: expected a mapping of sections, got {type(data).__name__}"
-        )
+        raise ConfigError(f"{source or 'config'}: expected a mapping of sections, got {type(data).__name__}")
     for section, values in data.items():
         if section not in sections():
             raise _unknown_key(str(section), source)
@@ -181,8 +177,7 @@ def config_from_dict(data: dict[str, Any], source: str = "", base: Config | None
             continue
         if not isinstance(values, dict):
             raise ConfigError(
-                f"config section '{section}' in {source or 'config'} must be a mapping, "
-                f"got {values!r}"
+                f"config section '{section}' in {source or 'config'} must be a mapping, got {values!r}"
             )
         for name, value in values.items():
             set_value(cfg, f"{section}.{name}", value, source)

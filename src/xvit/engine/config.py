@@ -85,8 +85,14 @@ def load_config(
         user.append((key, value, f"flag {flag}", item))
     seen: dict[str, tuple[Any, str]] = {}
     for key, value, label, item in user:
-        if key in seen and seen[key][0] != value and label.startswith("flag") != seen[key][1].startswith("flag"):
-            raise ConfigError(f"'{key}' is set twice with different values: {seen[key][1]} and {label} ({item})")
+        if (
+            key in seen
+            and seen[key][0] != value
+            and label.startswith("flag") != seen[key][1].startswith("flag")
+        ):
+            raise ConfigError(
+                f"'{key}' is set twice with different values: {seen[key][1]} and {label} ({item})"
+            )
         seen[key] = (value, label)
     user_keys = {key for key, *_ in user}
 
@@ -109,9 +115,9 @@ def load_config(
             raise ConfigError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
         cfg = config_from_dict(data or {}, source=str(path))
         mark(_dict_keys(data or {}), f"file {path}")
-    elif not user_keys & {"data.train_list", "data.val_list"} and {
-        k: v for k, v, *_ in user
-    }.get("data.format", "auto") in ("auto", "synth"):
+    elif not user_keys & {"data.train_list", "data.val_list"} and {k: v for k, v, *_ in user}.get(
+        "data.format", "auto"
+    ) in ("auto", "synth"):
         recipe = {section: dict(values) for section, values in SYNTHETIC_RECIPE.items()}
         if "model.name" in user_keys:
             # the recipe's width, depth and patch size belong to its own model: a named model
@@ -129,12 +135,18 @@ def load_config(
     if d.train_scale is None:
         d.train_scale = derived_train_scale(d.img_size)
         sources["data.train_scale"] = "derived from data.img_size (released 256-320 per 224)"
-    elif not sources["data.train_scale"].startswith(user_set) and img_when_set["data.train_scale"] != d.img_size:
+    elif (
+        not sources["data.train_scale"].startswith(user_set)
+        and img_when_set["data.train_scale"] != d.img_size
+    ):
         ratio = d.img_size / img_when_set["data.train_scale"]
         d.train_scale = [round(v * ratio) for v in d.train_scale]
         sources["data.train_scale"] += f", scaled to data.img_size={d.img_size}"
-    if (d.test_scale is not None and not sources["data.test_scale"].startswith(user_set)
-            and img_when_set["data.test_scale"] != d.img_size):
+    if (
+        d.test_scale is not None
+        and not sources["data.test_scale"].startswith(user_set)
+        and img_when_set["data.test_scale"] != d.img_size
+    ):
         d.test_scale = round(d.test_scale * d.img_size / img_when_set["data.test_scale"])
         sources["data.test_scale"] += f", scaled to data.img_size={d.img_size}"
     cfg.sources = sources

@@ -96,15 +96,17 @@ def read_split(
         from xvit.data.folders import read_class_folders
 
         if d.multi_label:
-            raise ConfigError("data.multi_label=true reads list files ('path label1,label2,...'), "
-                              "not class folders")
+            raise ConfigError(
+                "data.multi_label=true reads list files ('path label1,label2,...'), not class folders"
+            )
         result = read_class_folders(path, class_names=class_names)
         return list(result.samples), list(result.class_names), result
     if not Path(path).is_file():
         raise FileNotFoundError(f"annotation file not found: {path}")
     if d.multi_label and fmt not in ("list", "synth"):
-        raise ConfigError(f"data.multi_label=true reads list files ('path label1,label2,...'), "
-                          f"not data.format={fmt}")
+        raise ConfigError(
+            f"data.multi_label=true reads list files ('path label1,label2,...'), not data.format={fmt}"
+        )
     if fmt in ("list", "synth", "kinetics"):
         names = class_names if class_names is not None else d.class_names
         result = ann.read_annotations(path, root=d.root, class_names=names, multi_label=d.multi_label)
@@ -155,15 +157,24 @@ def build_train_dataset(cfg: Config, samples: list[Any], num_classes: int | None
         mean=mean,
         std=std,
     )
-    return VideoDataset(samples, num_frames=d.num_frames, sampler=d.sampling,
-                        sampling_rate=d.sampling_rate, transform=transform, mode="train",
-                        num_classes=num_classes,
-                        reader_kwargs={"max_frame_pixels": d.max_frame_pixels or None,
-                                       "max_decode_mb": d.max_decode_mb or None})
+    return VideoDataset(
+        samples,
+        num_frames=d.num_frames,
+        sampler=d.sampling,
+        sampling_rate=d.sampling_rate,
+        transform=transform,
+        mode="train",
+        num_classes=num_classes,
+        reader_kwargs={
+            "max_frame_pixels": d.max_frame_pixels or None,
+            "max_decode_mb": d.max_decode_mb or None,
+        },
+    )
 
 
-def build_eval_dataset(cfg: Config, samples: list[Any], views: tuple[int, int],
-                       num_classes: int | None = None) -> Dataset:
+def build_eval_dataset(
+    cfg: Config, samples: list[Any], views: tuple[int, int], num_classes: int | None = None
+) -> Dataset:
     """``t x s`` test views per video (one decode per video), failures reported per item
     (``num_classes``: for multi-label samples, whose targets are multi-hot)."""
     from xvit.data.dataset import VideoDataset
@@ -171,13 +182,23 @@ def build_eval_dataset(cfg: Config, samples: list[Any], views: tuple[int, int],
 
     d = cfg.data
     mean, std = _mean_std(cfg)
-    transform = EvalTransform(crop_size=d.img_size, resize=d.test_scale or d.img_size,
-                              num_crops=views[1], mean=mean, std=std)
-    return VideoDataset(samples, num_frames=d.num_frames, sampler=d.sampling,
-                        sampling_rate=d.sampling_rate, transform=transform, mode="eval", views=views,
-                        num_classes=num_classes,
-                        reader_kwargs={"max_frame_pixels": d.max_frame_pixels or None,
-                                       "max_decode_mb": d.max_decode_mb or None})
+    transform = EvalTransform(
+        crop_size=d.img_size, resize=d.test_scale or d.img_size, num_crops=views[1], mean=mean, std=std
+    )
+    return VideoDataset(
+        samples,
+        num_frames=d.num_frames,
+        sampler=d.sampling,
+        sampling_rate=d.sampling_rate,
+        transform=transform,
+        mode="eval",
+        views=views,
+        num_classes=num_classes,
+        reader_kwargs={
+            "max_frame_pixels": d.max_frame_pixels or None,
+            "max_decode_mb": d.max_decode_mb or None,
+        },
+    )
 
 
 def build_datasets(cfg: Config, views: tuple[int, int]) -> TrainData:
@@ -186,7 +207,9 @@ def build_datasets(cfg: Config, views: tuple[int, int]) -> TrainData:
     train_list, val_list = d.train_list, d.val_list
     if resolve_format(cfg) == "synth":
         if train_list or val_list:
-            raise ConfigError("data.format=synth uses the built-in lists; do not set data.train_list/val_list")
+            raise ConfigError(
+                "data.format=synth uses the built-in lists; do not set data.train_list/val_list"
+            )
         train_list, val_list = _synth_lists(cfg)
     if not train_list:
         raise ConfigError("data.train_list is required (or leave both lists unset for the synthetic data)")
@@ -201,11 +224,14 @@ def build_datasets(cfg: Config, views: tuple[int, int]) -> TrainData:
             raise ConfigError(f"data.val_list {val_list}: no validation videos in it")
     elif d.val_split > 0:
         samples, val_samples = split_holdout(cfg, samples)
-        held_out = (f"validation: {len(val_samples)} of the {len(samples) + len(val_samples)} "
-                    f"training videos held out (data.val_split={d.val_split}, per class, "
-                    f"seed train.seed={cfg.train.seed})")
-    data = TrainData(train=build_train_dataset(cfg, samples, num_classes), class_names=names,
-                     held_out=held_out)
+        held_out = (
+            f"validation: {len(val_samples)} of the {len(samples) + len(val_samples)} "
+            f"training videos held out (data.val_split={d.val_split}, per class, "
+            f"seed train.seed={cfg.train.seed})"
+        )
+    data = TrainData(
+        train=build_train_dataset(cfg, samples, num_classes), class_names=names, held_out=held_out
+    )
     if val_samples:
         data.val = build_eval_dataset(cfg, val_samples, (1, 1), num_classes)
         if views != (1, 1):

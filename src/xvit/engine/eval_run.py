@@ -69,7 +69,9 @@ def evaluate_checkpoint(
         shape = (1, 3, cfg.data.num_frames, cfg.data.img_size, cfg.data.img_size)
         gflops = count_flops(model, shape) / 1e9
         rows = views_curve(scores, views, cfg.eval.fuse, gflops, multi_label=multi_label)
-        csv_path, png_path = write_views_curve(rows, out, title=f"{checkpoint} on {list_file}: accuracy vs test views")
+        csv_path, png_path = write_views_curve(
+            rows, out, title=f"{checkpoint} on {list_file}: accuracy vs test views"
+        )
         extra["views_curve"] = rows
         extra["gflops_per_view"] = round(gflops, 4)
         print(f"views curve: {csv_path}, {png_path}", flush=True)

@@ -81,8 +81,7 @@ def evaluate_scores(
                 "prediction": name(int(top.indices[row, 0])),
                 "correct": bool(hits[row]),
                 "top": [
-                    [name(int(c)), round(float(p), 6)]
-                    for c, p in zip(top.indices[row], top.values[row])
+                    [name(int(c)), round(float(p), 6)] for c, p in zip(top.indices[row], top.values[row])
                 ],
             }
     for f in scores.failures:
@@ -117,7 +116,9 @@ def _evaluate_multilabel(
     probability (class order)."""
     c = _num_classes(scores, class_names)
     if scores.indices:
-        probs = scores_to_probs(fuse_views(scores.view_logits, fuse, multi_label=True), fuse, multi_label=True)
+        probs = scores_to_probs(
+            fuse_views(scores.view_logits, fuse, multi_label=True), fuse, multi_label=True
+        )
         targets = scores.labels.float()
         if targets.ndim != 2:
             raise ValueError("multi-label evaluation needs multi-hot targets (data.multi_label=true)")
@@ -137,13 +138,20 @@ def _evaluate_multilabel(
                 "path": _path(dataset, idx),
                 "labels": [name(k) for k in targets[row].nonzero().flatten().tolist()],
                 "predicted": [name(k) for k in (p >= 0.5).nonzero().flatten().tolist()],
-                "top": [[name(int(k)), round(float(v), 6)] for k, v in zip(top.indices[row], top.values[row])],
+                "top": [
+                    [name(int(k)), round(float(v), 6)] for k, v in zip(top.indices[row], top.values[row])
+                ],
                 "probs": [round(float(v), 6) for v in p],
             }
     for f in scores.failures:
         idx = f["index"]
-        records[idx] = {"index": idx, "path": _path(dataset, idx), "labels": [name(k) for k in f["label"]],
-                        "predicted": None, "error": f["error"]}
+        records[idx] = {
+            "index": idx,
+            "path": _path(dataset, idx),
+            "labels": [name(k) for k in f["label"]],
+            "predicted": None,
+            "error": f["error"],
+        }
     return metrics, [records[i] for i in sorted(records)]
 
 
@@ -182,11 +190,11 @@ def evaluate(
         return None
     if scores.indices and scores.view_logits.shape[1] != views[0] * views[1]:
         raise RuntimeError(
-            f"dataset returned {scores.view_logits.shape[1]} views per video, "
-            f"expected {views[0]}x{views[1]}"
+            f"dataset returned {scores.view_logits.shape[1]} views per video, expected {views[0]}x{views[1]}"
         )
-    metrics, records = evaluate_scores(scores, fuse=fuse, dataset=dataset, class_names=class_names,
-                                       multi_label=multi_label)
+    metrics, records = evaluate_scores(
+        scores, fuse=fuse, dataset=dataset, class_names=class_names, multi_label=multi_label
+    )
     metrics["views"] = f"{views[0]}x{views[1]}"
     metrics["eval_seconds"] = round(time.perf_counter() - start, 3)
     return metrics, records, scores

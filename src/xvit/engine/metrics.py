@@ -158,10 +158,15 @@ def multilabel_metrics(
     """
     targets = torch.as_tensor(targets).float()
     if scores.ndim != 2 or targets.shape != scores.shape:
-        raise ValueError(f"scores {tuple(scores.shape)} and targets {tuple(targets.shape)} must both be (N, C)")
+        raise ValueError(
+            f"scores {tuple(scores.shape)} and targets {tuple(targets.shape)} must both be (N, C)"
+        )
     c = scores.shape[1]
-    failed = (torch.zeros(0, c) if failed_targets is None
-              else torch.as_tensor(failed_targets).float().reshape(-1, c))
+    failed = (
+        torch.zeros(0, c)
+        if failed_targets is None
+        else torch.as_tensor(failed_targets).float().reshape(-1, c)
+    )
     n_ok, n_failed = scores.shape[0], failed.shape[0]
     if n_ok + n_failed == 0:
         raise ValueError("no videos to evaluate")
@@ -172,7 +177,9 @@ def multilabel_metrics(
         ap = average_precision(scores[:, k], targets[:, k], int(missed[k]))
         if not math.isnan(ap):  # the class has a positive
             aps.append(ap)
-            per_class[class_names[k] if class_names and k < len(class_names) else str(k)] = round(100.0 * ap, 4)
+            per_class[class_names[k] if class_names and k < len(class_names) else str(k)] = round(
+                100.0 * ap, 4
+            )
     micro = average_precision(scores.flatten(), targets.flatten(), int(missed.sum()))
     if not aps:
         raise ValueError("multi-label evaluation: no video has any label, so there is no AP to compute")

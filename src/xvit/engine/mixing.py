@@ -23,8 +23,9 @@ class MultiHotMixup:
 
     def __call__(self, videos: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if targets.ndim != 2 or targets.shape[0] != videos.shape[0]:
-            raise ValueError(f"expected multi-hot targets (B, C) for {videos.shape[0]} clips, "
-                             f"got {tuple(targets.shape)}")
+            raise ValueError(
+                f"expected multi-hot targets (B, C) for {videos.shape[0]} clips, got {tuple(targets.shape)}"
+            )
         b = videos.shape[0]
         # With the clips as their own classes, Mixup's targets are the (B, B) mixing weights.
         mix = Mixup(b, mixup_alpha=self.mixup_alpha, cutmix_alpha=self.cutmix_alpha, label_smoothing=0.0)
@@ -43,12 +44,14 @@ def build_mixer(cfg: Config, num_classes: int):
         return None
     if cfg.data.multi_label:
         return MultiHotMixup(ocfg.mixup, ocfg.cutmix)
-    return Mixup(num_classes, mixup_alpha=ocfg.mixup, cutmix_alpha=ocfg.cutmix,
-                 label_smoothing=ocfg.label_smoothing)
+    return Mixup(
+        num_classes, mixup_alpha=ocfg.mixup, cutmix_alpha=ocfg.cutmix, label_smoothing=ocfg.label_smoothing
+    )
 
 
-def training_loss(logits: torch.Tensor, target: torch.Tensor, multi_label: bool,
-                  label_smoothing: float, mixed: bool) -> torch.Tensor:
+def training_loss(
+    logits: torch.Tensor, target: torch.Tensor, multi_label: bool, label_smoothing: float, mixed: bool
+) -> torch.Tensor:
     """The loss of a batch, in float32: binary cross-entropy per class for multi-hot targets
     (smoothed towards 1/2), else cross-entropy (``mixed``: the targets are soft and already
     carry the smoothing)."""

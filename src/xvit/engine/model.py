@@ -38,7 +38,6 @@ def model_options(cfg: Config) -> dict[str, Any]:
     return kwargs
 
 
-
 def build_model(cfg: Config, num_classes: int, class_names: list[str] | None = None) -> nn.Module:
     """``xvit.create_model`` from ``cfg`` (:func:`model_options`); the class names are stored
     in ``model.config`` so the saved model describes itself, and the normalisation it was

@@ -129,4 +129,3 @@ class ModelEma(nn.Module):
 
     def forward(self, *args, **kwargs):
         return self.module(*args, **kwargs)
-

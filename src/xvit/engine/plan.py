@@ -57,11 +57,15 @@ def _model_lines(cfg: Config, num_classes: int) -> list[str]:
     shape = (1, 3, cfg.data.num_frames, cfg.data.img_size, cfg.data.img_size)
     gflops = count_flops(model, shape) / 1e9
     lines = [
-        (f"model: {cfg.model.name} ({mc.attention} attention, head {mc.head}), width "
-         f"{mc.embed_dim}, depth {mc.depth}, {mc.num_heads} heads, patch {mc.patch_size}"),
-        (f"  {count_params(model) / 1e6:.2f} M parameters, {gflops:.3f} GFLOPs per "
-         f"{cfg.data.num_frames}x{cfg.data.img_size}x{cfg.data.img_size} clip, "
-         f"normalisation mean {list(mc.mean)} std {list(mc.std)}"),
+        (
+            f"model: {cfg.model.name} ({mc.attention} attention, head {mc.head}), width "
+            f"{mc.embed_dim}, depth {mc.depth}, {mc.num_heads} heads, patch {mc.patch_size}"
+        ),
+        (
+            f"  {count_params(model) / 1e6:.2f} M parameters, {gflops:.3f} GFLOPs per "
+            f"{cfg.data.num_frames}x{cfg.data.img_size}x{cfg.data.img_size} clip, "
+            f"normalisation mean {list(mc.mean)} std {list(mc.std)}"
+        ),
     ]
     if cfg.model.pretrained:
         found = Path(cfg.model.pretrained).exists()
@@ -96,8 +100,10 @@ def describe_run(cfg: Config, probe: int = 16) -> str:
         elif d.val_split > 0:
             samples, val_samples = split_holdout(cfg, samples)
             how = f"held out of the training videos (data.val_split={d.val_split}, per class)"
-        data_lines.append(f"data: {resolve_format(cfg, train_list)} {train_list}: {len(names)} classes"
-                          + (f" ({', '.join(names[:8])}{', ...' if len(names) > 8 else ''})" if names else ""))
+        data_lines.append(
+            f"data: {resolve_format(cfg, train_list)} {train_list}: {len(names)} classes"
+            + (f" ({', '.join(names[:8])}{', ...' if len(names) > 8 else ''})" if names else "")
+        )
         data_lines.append(f"  train: {len(samples)} videos")
         data_lines.append(f"  validation: {len(val_samples)} videos, {how}")
         for split, items in (("train", samples), ("validation", val_samples)):

@@ -56,8 +56,9 @@ def predict_videos(
     samples = [Sample(path=str(v), label=() if multi_label else 0) for v in videos]
     dataset = build_eval_dataset(cfg, samples, views, num_classes if multi_label else None)
     model.to(device)
-    scores = score_dataset(model, dataset, batch_size=1, workers=0, device=device,
-                           dist_info=DistInfo(device=device))
+    scores = score_dataset(
+        model, dataset, batch_size=1, workers=0, device=device, dist_info=DistInfo(device=device)
+    )
     assert scores is not None  # a single process is always rank 0
     names = list(model.config.class_names or [])
 

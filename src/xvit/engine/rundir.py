@@ -58,8 +58,15 @@ __all__ = [
 ]
 
 # What a training run writes into OUT (everything --fresh sets aside).
-RUN_FILES = ("config.yaml", "checkpoints", "log.jsonl", "tb", "model.safetensors", "config.json",
-             "metrics.json")
+RUN_FILES = (
+    "config.yaml",
+    "checkpoints",
+    "log.jsonl",
+    "tb",
+    "model.safetensors",
+    "config.json",
+    "metrics.json",
+)
 LOCK_NAME = ".lock"
 PREVIOUS_PREFIX = ".previous-"
 
@@ -240,8 +247,10 @@ class RunLock:
             who += f", started {info['started']}"
         if info.get("command"):
             who += f", command: {info['command']}"
-        return (f"{self.out} is in use by another run ({who}); wait for it to end or stop it, "
-                f"or use another output directory")
+        return (
+            f"{self.out} is in use by another run ({who}); wait for it to end or stop it, "
+            f"or use another output directory"
+        )
 
     def release(self) -> None:
         if self._file is None:
@@ -294,8 +303,10 @@ class FreshStart:
             os.replace(self.out / name, aside / name)
         _fsync_dir(self.out)
         self.aside = aside
-        self.say(f"--fresh: the previous run's files are in {aside} until this run writes its "
-                 f"first checkpoint (then they are deleted; if it fails before, they are restored)")
+        self.say(
+            f"--fresh: the previous run's files are in {aside} until this run writes its "
+            f"first checkpoint (then they are deleted; if it fails before, they are restored)"
+        )
         return aside
 
     def commit(self) -> None:
@@ -308,8 +319,9 @@ class FreshStart:
             return
         aside, self.aside = self.aside, None
         _restore(self.out, aside)
-        self.say(f"restored the previous run in {self.out} (this --fresh start ended before its "
-                 f"first checkpoint)")
+        self.say(
+            f"restored the previous run in {self.out} (this --fresh start ended before its first checkpoint)"
+        )
 
 
 def _restore(out: Path, aside: Path) -> None:
@@ -322,8 +334,9 @@ def _restore(out: Path, aside: Path) -> None:
     _fsync_dir(out)
 
 
-def resolve_leftovers(out: str | Path, has_checkpoint: Callable[[], bool],
-                      say: Callable[[str], None] = print) -> None:
+def resolve_leftovers(
+    out: str | Path, has_checkpoint: Callable[[], bool], say: Callable[[str], None] = print
+) -> None:
     """Finish an interrupted ``--fresh`` (a ``.previous-*`` directory left in ``OUT``): when
     ``OUT`` has no checkpoint of the new run, the old run is restored; otherwise the old
     files are deleted."""
@@ -333,8 +346,10 @@ def resolve_leftovers(out: str | Path, has_checkpoint: Callable[[], bool],
             shutil.rmtree(aside, ignore_errors=True)
         else:
             _restore(out, aside)
-            say(f"restored the previous run from {aside} (a --fresh start there ended before "
-                f"its first checkpoint)")
+            say(
+                f"restored the previous run from {aside} (a --fresh start there ended before "
+                f"its first checkpoint)"
+            )
 
 
 def remove_stale_temporaries(out: str | Path) -> list[Path]:
@@ -364,8 +379,9 @@ class TrainingRunDir:
     undoes a ``--fresh`` start without a checkpoint of its own and releases the lock.
     """
 
-    def __init__(self, out: str | Path, command: list[str] | None, is_main: bool,
-                 say: Callable[[str], None] = print) -> None:
+    def __init__(
+        self, out: str | Path, command: list[str] | None, is_main: bool, say: Callable[[str], None] = print
+    ) -> None:
         self.out = Path(out)
         self.command = command
         self.is_main = is_main
@@ -383,8 +399,10 @@ class TrainingRunDir:
                 self.out.mkdir(parents=True, exist_ok=True)
                 self.lock = RunLock(self.out, self.command)
                 if not self.lock.acquire():
-                    self.say(f"warning: {self.out} cannot be locked (no flock on this file "
-                             f"system): a second run on it would not be stopped")
+                    self.say(
+                        f"warning: {self.out} cannot be locked (no flock on this file "
+                        f"system): a second run on it would not be stopped"
+                    )
                 resolve_leftovers(self.out, has_checkpoint, self.say)
                 remove_stale_temporaries(self.out)  # of a process killed while writing
             except RunDirError as e:

@@ -63,8 +63,9 @@ def fmt_time(seconds: float) -> str:
 class Progress:
     """Time and progress of the steps this process runs, from its start (or resume) on."""
 
-    def __init__(self, log: RunLogger, epochs: int, steps_per_epoch: int, total_steps: int,
-                 start_step: int) -> None:
+    def __init__(
+        self, log: RunLogger, epochs: int, steps_per_epoch: int, total_steps: int, start_step: int
+    ) -> None:
         self.log = log
         self.epochs, self.steps_per_epoch, self.total_steps = epochs, steps_per_epoch, total_steps
         self.start_step = start_step
@@ -94,8 +95,9 @@ class Progress:
             leave=False,
         )
 
-    def epoch_line(self, epoch: int, step: int, stats: dict[str, float], val: dict[str, Any] | None,
-                   multi_label: bool) -> None:
+    def epoch_line(
+        self, epoch: int, step: int, stats: dict[str, float], val: dict[str, Any] | None, multi_label: bool
+    ) -> None:
         """Print the figures of epoch ``epoch`` (0-based), the time so far and the ETA; log the
         ``epoch`` event."""
         parts = [f"epoch {epoch + 1}/{self.epochs}", f"loss {stats['train_loss']:.4f}"]

@@ -23,7 +23,11 @@ def load_run(checkpoint: str | Path, overrides: list[str] | tuple[str, ...] = ()
     """
     directory = Path(checkpoint)
     if not (directory / "model.safetensors").is_file():
-        hint = " (training not finished? its checkpoints are in checkpoints/)" if (directory / "checkpoints").is_dir() else ""
+        hint = (
+            " (training not finished? its checkpoints are in checkpoints/)"
+            if (directory / "checkpoints").is_dir()
+            else ""
+        )
         raise FileNotFoundError(
             f"{directory}: no model.safetensors; expected a finished run directory or a "
             f"save_pretrained directory{hint}"
@@ -32,7 +36,11 @@ def load_run(checkpoint: str | Path, overrides: list[str] | tuple[str, ...] = ()
     run_cfg = directory / "config.yaml"
     cfg = load_config(run_cfg) if run_cfg.is_file() else Config()
     mc = model.config
-    fixed = [f"data.num_frames={mc.num_frames}", f"data.img_size={mc.img_size}",
-             f"data.mean={list(mc.mean)}", f"data.std={list(mc.std)}",
-             f"data.multi_label={'true' if getattr(mc, 'multi_label', False) else 'false'}"]
+    fixed = [
+        f"data.num_frames={mc.num_frames}",
+        f"data.img_size={mc.img_size}",
+        f"data.mean={list(mc.mean)}",
+        f"data.std={list(mc.std)}",
+        f"data.multi_label={'true' if getattr(mc, 'multi_label', False) else 'false'}",
+    ]
     return model, apply_overrides(cfg, fixed + list(overrides))

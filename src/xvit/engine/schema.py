@@ -42,6 +42,7 @@ __all__ = [
     "valid_keys",
 ]
 
+
 class ConfigError(ValueError):
     """A configuration file or override that does not fit the schema."""
 
@@ -265,8 +266,7 @@ def config_to_dict(cfg: Config) -> dict[str, Any]:
 def copy_config(cfg: Config) -> Config:
     """A deep copy of ``cfg`` (no list or dict shared)."""
     data = config_to_dict(cfg)
-    return Config(**{name: cls(**data[name]) for name, cls in sections().items()},
-                  sources=dict(cfg.sources))
+    return Config(**{name: cls(**data[name]) for name, cls in sections().items()}, sources=dict(cfg.sources))
 
 
 # The released recipe's training scale jitter for 224-pixel crops, in proportion to the crop.

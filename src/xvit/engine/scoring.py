@@ -152,9 +152,14 @@ def _fail_non_finite(scores: ScoreSet, dataset: Dataset) -> ScoreSet:
     failures = list(scores.failures)
     for row in (~ok).nonzero().flatten().tolist():
         idx = scores.indices[row]
-        failures.append({"index": idx, **_plain_label(scores.labels[row]),
-                         "error": f"{sample_path(dataset, idx)}: {NON_FINITE} (NaN or infinity "
-                                  "in the model output)", "non_finite": True})
+        failures.append(
+            {
+                "index": idx,
+                **_plain_label(scores.labels[row]),
+                "error": f"{sample_path(dataset, idx)}: {NON_FINITE} (NaN or infinity in the model output)",
+                "non_finite": True,
+            }
+        )
     keep = ok.nonzero().flatten()
     return ScoreSet(
         indices=[scores.indices[i] for i in keep.tolist()],

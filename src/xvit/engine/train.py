@@ -109,14 +109,24 @@ class Trainer:
         # building unlocks it and undoes a --fresh start.
         self.run_dir: TrainingRunDir | None = None
         try:
-            self._setup(cfg, data=data, model=model, fresh=fresh, dist_info=dist_info,
-                        command=command, echo=echo)
+            self._setup(
+                cfg, data=data, model=model, fresh=fresh, dist_info=dist_info, command=command, echo=echo
+            )
         except BaseException:
             self.close()
             raise
 
-    def _setup(self, cfg: Config, *, data: TrainData | None, model: nn.Module | None, fresh: bool,
-               dist_info: DistInfo | None, command: list[str] | None, echo: bool) -> None:
+    def _setup(
+        self,
+        cfg: Config,
+        *,
+        data: TrainData | None,
+        model: nn.Module | None,
+        fresh: bool,
+        dist_info: DistInfo | None,
+        command: list[str] | None,
+        echo: bool,
+    ) -> None:
         check_config(cfg)  # configs built in Python get the checks load_config applies
         if cfg.train.epochs < 1:
             raise ConfigError(f"train.epochs must be at least 1, got {cfg.train.epochs}")
@@ -164,9 +174,7 @@ class Trainer:
     def _build_optimisation(self) -> None:
         """Steps, learning rate, optimiser, schedule, precision."""
         cfg, tcfg, ocfg = self.cfg, self.cfg.train, self.cfg.optim
-        self.sampler = ResumableSampler(
-            self.data.train, self.dist.world_size, self.dist.rank, seed=tcfg.seed
-        )
+        self.sampler = ResumableSampler(self.data.train, self.dist.world_size, self.dist.rank, seed=tcfg.seed)
         self.batches_per_epoch = self.sampler.num_samples // cfg.data.batch_size
         self.steps_per_epoch = self.batches_per_epoch // ocfg.accum_steps
         if self.steps_per_epoch == 0:
@@ -182,9 +190,7 @@ class Trainer:
         warmup = round(ocfg.warmup_epochs * self.steps_per_epoch)
         self.scheduler = warmup_cosine(self.optimizer, warmup, self.total_steps, ocfg.min_lr, self.lr)
         self.amp_dtype = amp_dtype_for(tcfg.amp, self.device)
-        self.scaler = torch.amp.GradScaler(
-            self.device.type, enabled=self.amp_dtype == torch.float16
-        )
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
 
     def close(self) -> None:
         """Release the run directory (idempotent; :meth:`run` calls it): a --fresh start without
@@ -220,15 +226,29 @@ class Trainer:
             + (f" ({self.threads} thread(s))" if self.device.type == "cpu" else "")
             + (f", amp {self.amp_dtype}" if self.amp_dtype else "")
         )
-        self.log.event("start", 0, world_size=self.dist.world_size, lr=self.lr,
-                       total_steps=self.total_steps, config=config_to_dict(self.cfg))
+        self.log.event(
+            "start",
+            0,
+            world_size=self.dist.world_size,
+            lr=self.lr,
+            total_steps=self.total_steps,
+            config=config_to_dict(self.cfg),
+        )
 
     def _resume(self, state: dict[str, Any], resumed_from: Path) -> None:
         changed = config_changes(state.get("config", {}), self.cfg, self.out)
         self.epoch, self.batch_in_epoch = resume_position(state, self.cfg.train.epochs, resumed_from)
-        restore_training_state(state, model=self.model, optimizer=self.optimizer,
-                               scheduler=self.scheduler, scaler=self.scaler, ema=self.ema, lr=self.lr,
-                               dist_info=self.dist, say=self.log.print)
+        restore_training_state(
+            state,
+            model=self.model,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            scaler=self.scaler,
+            ema=self.ema,
+            lr=self.lr,
+            dist_info=self.dist,
+            say=self.log.print,
+        )
         self.global_step = int(state["global_step"])
         self.history = list(state.get("history", []))
         self.last_checkpoint = resumed_from
@@ -237,13 +257,21 @@ class Trainer:
             f"{self.batch_in_epoch}/{self.batches_per_epoch}, step {self.global_step}/{self.total_steps})"
         )
         if changed:
-            self.log.print("changed settings, applied from this step on: " + "; ".join(
-                f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items()))
+            self.log.print(
+                "changed settings, applied from this step on: "
+                + "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
+            )
             if self.dist.is_main:
                 self._save_config()
-        self.log.event("resume", self.global_step, checkpoint=str(self.last_checkpoint),
-                       epoch=self.epoch, batch_in_epoch=self.batch_in_epoch, lr=self.lr,
-                       changed={k: list(v) for k, v in changed.items()})
+        self.log.event(
+            "resume",
+            self.global_step,
+            checkpoint=str(self.last_checkpoint),
+            epoch=self.epoch,
+            batch_in_epoch=self.batch_in_epoch,
+            lr=self.lr,
+            changed={k: list(v) for k, v in changed.items()},
+        )
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -259,13 +287,22 @@ class Trainer:
         error: Exception | None = None
         if self.dist.is_main:
             state = training_state(
-                epoch=epoch, batch_in_epoch=batch, global_step=self.global_step,
-                model=self.model, optimizer=self.optimizer, scheduler=self.scheduler,
-                scaler=self.scaler, ema=self.ema, rngs=rngs, history=self.history, cfg=self.cfg,
+                epoch=epoch,
+                batch_in_epoch=batch,
+                global_step=self.global_step,
+                model=self.model,
+                optimizer=self.optimizer,
+                scheduler=self.scheduler,
+                scaler=self.scaler,
+                ema=self.ema,
+                rngs=rngs,
+                history=self.history,
+                cfg=self.cfg,
             )
             try:
-                write_checkpoint(state, path, self.model, self.last_checkpoint,
-                                 self.cfg.train.keep_checkpoints)
+                write_checkpoint(
+                    state, path, self.model, self.last_checkpoint, self.cfg.train.keep_checkpoints
+                )
                 self.run_dir.commit()  # the new run can resume now: drop a --fresh start's old files
             except (NonFiniteLossError, WriteError) as e:
                 error = e
@@ -314,8 +351,9 @@ class Trainer:
     def _run(self) -> TrainResult:
         cfg = self.cfg
         loader = self._loader() if self.epoch < cfg.train.epochs else None
-        self.progress = Progress(self.log, cfg.train.epochs, self.steps_per_epoch, self.total_steps,
-                                 self.global_step)
+        self.progress = Progress(
+            self.log, cfg.train.epochs, self.steps_per_epoch, self.total_steps, self.global_step
+        )
         for epoch in range(self.epoch, cfg.train.epochs):
             self.epoch = epoch
             self.sampler.set_position(epoch, self.batch_in_epoch * cfg.data.batch_size)
@@ -349,12 +387,15 @@ class Trainer:
         for video, target, hard in self._batches(loader, batches):
             micro = self.batch_in_epoch % accum
             sync = micro == accum - 1
-            ctx = self.ddp_model.no_sync() if (self.dist.distributed and not sync) else contextlib.nullcontext()
+            ctx = (
+                self.ddp_model.no_sync() if (self.dist.distributed and not sync) else contextlib.nullcontext()
+            )
             with ctx:
                 with autocast(self.device, self.amp_dtype):
                     logits = self.ddp_model(video)
-                loss = training_loss(logits, target, self.multi_label, cfg.optim.label_smoothing,
-                                     mixed=self.mixer is not None)
+                loss = training_loss(
+                    logits, target, self.multi_label, cfg.optim.label_smoothing, mixed=self.mixer is not None
+                )
                 self.loss_watch.observe(loss, self.epoch * batches + self.batch_in_epoch)
                 self.scaler.scale(loss / accum).backward()
             loss_sum += loss.detach().double() * len(video)
@@ -375,8 +416,15 @@ class Trainer:
                 lr = self.optimizer.param_groups[0]["lr"]
                 loss = float(loss_sum) / seen
                 bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}", clips_s=f"{rate:.1f}")
-                self.log.event("train", self.global_step, epoch=self.epoch + 1,
-                               loss=loss, lr=lr, clips_per_s=rate, eta_s=self.progress.eta(self.global_step))
+                self.log.event(
+                    "train",
+                    self.global_step,
+                    epoch=self.epoch + 1,
+                    loss=loss,
+                    lr=lr,
+                    clips_per_s=rate,
+                    eta_s=self.progress.eta(self.global_step),
+                )
             every = cfg.train.checkpoint_every
             if every and self.global_step % every == 0 and self.batch_in_epoch < batches:
                 self.save_checkpoint()
@@ -384,13 +432,18 @@ class Trainer:
         self._check_finite()  # before this epoch's validation and checkpoint
         replaced = int(all_reduce_sum([float(self.replaced)], self.device)[0])
         if replaced:
-            self.log.print(f"epoch {self.epoch + 1}: {replaced} training clip(s) failed to decode "
-                           f"and were replaced by other samples (see the warnings above)")
+            self.log.print(
+                f"epoch {self.epoch + 1}: {replaced} training clip(s) failed to decode "
+                f"and were replaced by other samples (see the warnings above)"
+            )
         return {
             "replaced_clips": replaced,
             "train_loss": float(loss_sum) / max(seen, 1),
-            "train_top1": (100.0 * int(correct) / seen if seen and self.mixer is None and not self.multi_label
-                           else float("nan")),
+            "train_top1": (
+                100.0 * int(correct) / seen
+                if seen and self.mixer is None and not self.multi_label
+                else float("nan")
+            ),
         }
 
     def _batches(self, loader: DataLoader, batches: int):
@@ -429,12 +482,22 @@ class Trainer:
         """The weights used for validation and saved at the end (the EMA when enabled)."""
         return self.ema.module if self.ema is not None else self.model
 
-    def _evaluate(self, model: nn.Module, dataset: Dataset, views: tuple[int, int] = (1, 1),
-                  fuse: str = "prob") -> tuple[dict[str, Any], list[dict[str, Any]], Any] | None:
-        return evaluate(model, dataset, views=views, fuse=fuse, batch_size=self.cfg.eval.batch_size,
-                        workers=self.cfg.data.workers, device=self.device, amp_dtype=self.amp_dtype,
-                        dist_info=self.dist, class_names=self.data.class_names,
-                        multi_label=self.multi_label)
+    def _evaluate(
+        self, model: nn.Module, dataset: Dataset, views: tuple[int, int] = (1, 1), fuse: str = "prob"
+    ) -> tuple[dict[str, Any], list[dict[str, Any]], Any] | None:
+        return evaluate(
+            model,
+            dataset,
+            views=views,
+            fuse=fuse,
+            batch_size=self.cfg.eval.batch_size,
+            workers=self.cfg.data.workers,
+            device=self.device,
+            amp_dtype=self.amp_dtype,
+            dist_info=self.dist,
+            class_names=self.data.class_names,
+            multi_label=self.multi_label,
+        )
 
     def validate(self) -> dict[str, Any] | None:
         """Single-view validation; the figures (rank 0) or None."""
@@ -474,8 +537,9 @@ class Trainer:
                     f"{metrics['num_failed']} failed): {figures(metrics, self.multi_label)}"
                 )
             else:
-                write_metrics(self.out / "metrics.json", {"num_videos": 0, "num_failed": 0},
-                              None, self.command, extra)
+                write_metrics(
+                    self.out / "metrics.json", {"num_videos": 0, "num_failed": 0}, None, self.command, extra
+                )
                 self.log.print("no validation list (data.val_list): no accuracy to report")
             end_keys = headline_keys(self.multi_label)
             self.log.event("end", self.global_step, **((metrics and {k: metrics[k] for k in end_keys}) or {}))

@@ -35,13 +35,28 @@ __all__ = [
 # they take effect from the resumed step on and are recorded in config.yaml and log.jsonl.
 # Any other change (model, data, batch, seed, optimiser, augmentation, ...) is refused: it
 # would change what the checkpoint's state means. All of eval.* may change too.
-RESUMABLE_KEYS = frozenset({
-    "train.epochs", "train.device", "train.threads", "train.amp", "train.checkpoint_every",
-    "train.keep_checkpoints", "train.eval_every", "train.log_every", "train.tensorboard",
-    "data.workers", "model.grad_checkpointing",
-    "optim.lr", "optim.base_lr", "optim.base_batch_size", "optim.min_lr", "optim.warmup_epochs",
-    "optim.clip_grad", "optim.ema_decay",
-})
+RESUMABLE_KEYS = frozenset(
+    {
+        "train.epochs",
+        "train.device",
+        "train.threads",
+        "train.amp",
+        "train.checkpoint_every",
+        "train.keep_checkpoints",
+        "train.eval_every",
+        "train.log_every",
+        "train.tensorboard",
+        "data.workers",
+        "model.grad_checkpointing",
+        "optim.lr",
+        "optim.base_lr",
+        "optim.base_batch_size",
+        "optim.min_lr",
+        "optim.warmup_epochs",
+        "optim.clip_grad",
+        "optim.ema_decay",
+    }
+)
 
 
 def resumable_change(key: str) -> bool:
@@ -56,7 +71,8 @@ def config_changes(saved: dict[str, Any], cfg: Config, out: Path) -> dict[str, t
     now = config_to_dict(cfg)
     changed = {
         f"{sec}.{k}": (saved[sec][k], v)
-        for sec, values in now.items() if isinstance(values, dict)
+        for sec, values in now.items()
+        if isinstance(values, dict)
         for k, v in values.items()
         if isinstance(saved.get(sec), dict) and k in saved[sec] and saved[sec][k] != v
     }
@@ -84,8 +100,9 @@ def resume_position(state: dict[str, Any], epochs: int, path: Path) -> tuple[int
     return epoch, batch
 
 
-def newest_state(ckpt_dir: Path, is_main: bool,
-                 say: Callable[[str], None]) -> tuple[dict[str, Any] | None, Path | None]:
+def newest_state(
+    ckpt_dir: Path, is_main: bool, say: Callable[[str], None]
+) -> tuple[dict[str, Any] | None, Path | None]:
     """The newest readable checkpoint in ``ckpt_dir`` and its path, or ``(None, None)``. An
     unreadable one is set aside by rank 0 (:func:`~xvit.engine.checkpoint.quarantine`), so
     that it is neither resumed from nor counted by pruning, and an older one is tried."""
@@ -98,10 +115,20 @@ def newest_state(ckpt_dir: Path, is_main: bool,
     return None, None
 
 
-def training_state(*, epoch: int, batch_in_epoch: int, global_step: int, model: nn.Module,
-                   optimizer: torch.optim.Optimizer, scheduler: Any, scaler: torch.amp.GradScaler,
-                   ema: ModelEma | None, rngs: list[dict[str, Any]], history: list[dict[str, Any]],
-                   cfg: Config) -> dict[str, Any]:
+def training_state(
+    *,
+    epoch: int,
+    batch_in_epoch: int,
+    global_step: int,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    scaler: torch.amp.GradScaler,
+    ema: ModelEma | None,
+    rngs: list[dict[str, Any]],
+    history: list[dict[str, Any]],
+    cfg: Config,
+) -> dict[str, Any]:
     """Everything a checkpoint holds (loadable with ``torch.load(weights_only=True)``)."""
     return {
         "format": ckpt.FORMAT,
@@ -120,8 +147,9 @@ def training_state(*, epoch: int, batch_in_epoch: int, global_step: int, model: 
     }
 
 
-def write_checkpoint(state: dict[str, Any], path: Path, model: nn.Module, last_good: Path | None,
-                     keep: int) -> None:
+def write_checkpoint(
+    state: dict[str, Any], path: Path, model: nn.Module, last_good: Path | None, keep: int
+) -> None:
     """Write ``state`` to ``path`` atomically and prune the older checkpoints to ``keep``.
 
     Refused (:class:`NonFiniteLossError`) when ``model``'s weights are not finite, so that a
@@ -144,9 +172,18 @@ def write_checkpoint(state: dict[str, Any], path: Path, model: nn.Module, last_g
     ckpt.prune_checkpoints(path.parent, keep, newest=path)
 
 
-def restore_training_state(state: dict[str, Any], *, model: nn.Module, optimizer: torch.optim.Optimizer,
-                           scheduler: Any, scaler: torch.amp.GradScaler, ema: ModelEma | None,
-                           lr: float, dist_info: DistInfo, say: Callable[[str], None]) -> None:
+def restore_training_state(
+    state: dict[str, Any],
+    *,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    scaler: torch.amp.GradScaler,
+    ema: ModelEma | None,
+    lr: float,
+    dist_info: DistInfo,
+    say: Callable[[str], None],
+) -> None:
     """Load a checkpoint's model, optimiser, schedule, grad scaler and EMA state, and this
     rank's RNG states (when the checkpoint was written by as many processes).
 
@@ -171,5 +208,7 @@ def restore_training_state(state: dict[str, Any], *, model: nn.Module, optimizer
     if len(rngs) == dist_info.world_size:
         ckpt.restore_rng(rngs[dist_info.rank])
     else:
-        say(f"warning: checkpoint written by {len(rngs)} process(es), resuming with "
-            f"{dist_info.world_size}: the data order continues but the run is not bit-identical")
+        say(
+            f"warning: checkpoint written by {len(rngs)} process(es), resuming with "
+            f"{dist_info.world_size}: the data order continues but the run is not bit-identical"
+        )

@@ -19,7 +19,10 @@ __all__ = ["views_curve", "write_views_curve"]
 
 
 def views_curve(
-    scores: ScoreSet, views: tuple[int, int], fuse: str = "prob", gflops_per_view: float | None = None,
+    scores: ScoreSet,
+    views: tuple[int, int],
+    fuse: str = "prob",
+    gflops_per_view: float | None = None,
     multi_label: bool = False,
 ) -> list[dict[str, Any]]:
     """Accuracy with 1..t temporal clips x 1..s spatial crops, reusing the per-view scores
@@ -36,9 +39,16 @@ def views_curve(
             if multi_label:
                 sub = ScoreSet(scores.indices, scores.labels, scores.view_logits[:, chosen], scores.failures)
                 m, _ = evaluate_scores(sub, fuse=fuse, multi_label=True)
-                rows.append({"temporal_clips": kt, "spatial_crops": ks, "views": kt * ks,
-                             "mAP": round(m["mAP"], 4), "micro_mAP": round(m["micro_mAP"], 4),
-                             "gflops": round(gflops_per_view * kt * ks, 4) if gflops_per_view else None})
+                rows.append(
+                    {
+                        "temporal_clips": kt,
+                        "spatial_crops": ks,
+                        "views": kt * ks,
+                        "mAP": round(m["mAP"], 4),
+                        "micro_mAP": round(m["micro_mAP"], 4),
+                        "gflops": round(gflops_per_view * kt * ks, 4) if gflops_per_view else None,
+                    }
+                )
                 continue
             if scores.indices:
                 fused = fuse_views(scores.view_logits[:, chosen], fuse)
@@ -79,8 +89,9 @@ def write_views_curve(rows: list[dict[str, Any]], out_dir: str | Path, title: st
     atomic_write(csv_path, write_csv)
     has_cost = all(r["gflops"] is not None for r in rows)
     key = "top1" if "top1" in rows[0] else "mAP"
-    fig, axes = plt.subplots(1, 2 if has_cost else 1, figsize=(9.5 if has_cost else 5.5, 4),
-                             sharey=True, squeeze=False)
+    fig, axes = plt.subplots(
+        1, 2 if has_cost else 1, figsize=(9.5 if has_cost else 5.5, 4), sharey=True, squeeze=False
+    )
     for ks in sorted({r["spatial_crops"] for r in rows}):
         line = [r for r in rows if r["spatial_crops"] == ks]
         label = f"{ks} spatial crop{'s' if ks > 1 else ''}"

@@ -111,15 +111,12 @@ def _segments(x: torch.Tensor, segment_len: int | None) -> torch.Tensor:
     length = t if segment_len is None else segment_len
     if t % length != 0:
         raise ValueError(
-            f"{t} frames is not a multiple of the segment length {length} "
-            f"(input tokens {tuple(x.shape)})"
+            f"{t} frames is not a multiple of the segment length {length} (input tokens {tuple(x.shape)})"
         )
     return x.view(b * t // length, length, *x.shape[2:])
 
 
-def temporal_shift(
-    x: torch.Tensor, shift_div: int = 8, segment_len: int | None = None
-) -> torch.Tensor:
+def temporal_shift(x: torch.Tensor, shift_div: int = 8, segment_len: int | None = None) -> torch.Tensor:
     """TSM's shift of `(B, T, N, D)` tokens: channels `[0, D/div)` from t+1, the next
     `D/div` from t-1, zero padded at the clip (segment) ends; a new tensor."""
     y = x.clone()
@@ -166,8 +163,7 @@ KERNEL_ENV_VAR = "XVIT_ATTENTION_KERNEL"
 def _check_kernel(kernel: object, source: str) -> str:
     if kernel not in ATTENTION_KERNELS:
         raise ValueError(
-            f"{source}={kernel!r} is not an attention kernel; choose one of "
-            f"{', '.join(ATTENTION_KERNELS)}"
+            f"{source}={kernel!r} is not an attention kernel; choose one of {', '.join(ATTENTION_KERNELS)}"
         )
     return str(kernel)
 
@@ -213,15 +209,11 @@ def uses_chunked_product(q: torch.Tensor, k: torch.Tensor, dropout_p: float = 0.
     if kernel == "math":
         return True
     return (
-        q.device.type == "cpu"
-        and q.dtype in (torch.bfloat16, torch.float16)
-        and k.shape[-2] <= MATH_MAX_KEYS
+        q.device.type == "cpu" and q.dtype in (torch.bfloat16, torch.float16) and k.shape[-2] <= MATH_MAX_KEYS
     )
 
 
-def attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float = 0.0
-) -> torch.Tensor:
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float = 0.0) -> torch.Tensor:
     """softmax(q k^T / sqrt(hd)) v for `(R, H, Lq, hd)` queries and `(R, H, Lk, hd)` keys."""
     if uses_chunked_product(q, k, dropout_p):
         return chunked_product(q, k, v)
@@ -319,9 +311,7 @@ class Attention(_MultiHeadAttention):
         self.summary_token = summary_token
         self.shared_cls = shared_cls
         # the moved channel groups of the concatenated-heads axis, fixed by `dim`
-        self.groups = (
-            channel_groups(dim, shift.window, shift.split, shift.shift_div) if shift else []
-        )
+        self.groups = channel_groups(dim, shift.window, shift.split, shift.shift_div) if shift else []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, t, n, c = x.shape

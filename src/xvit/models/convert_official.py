@@ -135,32 +135,30 @@ def convert_official(
     """
     checkpoint = Path(checkpoint)
     state, cfg = read_official_checkpoint(checkpoint)
-    desc = describe_checkpoint(state, cfg, preset, num_classes, num_heads, head_num_heads,
-                               source=checkpoint)
+    desc = describe_checkpoint(state, cfg, preset, num_classes, num_heads, head_num_heads, source=checkpoint)
     if class_names is not None and len(class_names) != desc.num_classes:
-        raise CheckpointError(
-            f"{len(class_names)} class names given for a {desc.num_classes}-class model"
-        )
+        raise CheckpointError(f"{len(class_names)} class names given for a {desc.num_classes}-class model")
     mapped, origin, unused, unknown = map_released_keys(state, desc.head)
     model = VideoViT(build_config(desc, class_names))
     target = model.state_dict()
     missing, unexpected, mismatched = compare_state_dicts(target, mapped)
     unexpected = sorted(unknown + [origin[k] for k in unexpected])
     missing = [f"{_released_name(k)} (xvit {k})" for k in missing]
-    mismatched = [
-        re.sub(r"^(\S+):", lambda m: f"{origin[m.group(1)]}:", line) for line in mismatched
-    ]
+    mismatched = [re.sub(r"^(\S+):", lambda m: f"{origin[m.group(1)]}:", line) for line in mismatched]
     if missing or unexpected or mismatched:
         raise CheckpointError(format_key_problems(checkpoint, missing, unexpected, mismatched))
     model.load_state_dict(mapped, strict=True)
     if unused:
-        _logger.info(
-            "%s: %s unused, as in the released model (TA head)", checkpoint, ", ".join(unused)
-        )
+        _logger.info("%s: %s unused, as in the released model (TA head)", checkpoint, ", ".join(unused))
     out = save_pretrained(model, out_dir)
     _logger.info(
         "converted %s -> %s: %d frames, segments of %d, div %d, mixing in blocks %s, head %s",
-        checkpoint, out, desc.num_frames, desc.segment_len, desc.shift_div, desc.mix_layers,
+        checkpoint,
+        out,
+        desc.num_frames,
+        desc.segment_len,
+        desc.shift_div,
+        desc.mix_layers,
         desc.head,
     )
     return out

@@ -109,9 +109,7 @@ class TemporalAttentionHead(nn.Module):
             self.drop = nn.Dropout(drop)
             self.fc = nn.Linear(dim, num_classes)
         else:
-            raise ValueError(
-                f"unknown head classifier {classifier!r}; expected one of {HEAD_CLASSIFIERS}"
-            )
+            raise ValueError(f"unknown head classifier {classifier!r}; expected one of {HEAD_CLASSIFIERS}")
 
     def init_weights(self) -> None:
         nn.init.trunc_normal_(self.cls_token, std=0.02)

@@ -76,8 +76,7 @@ def convert_jax_vit(arrays: Mapping[str, Any]) -> dict[str, torch.Tensor]:
         prefix, big_vision = "params/img/", True
     if f"{prefix}embedding/kernel" not in keys:
         raise CheckpointError(
-            "not a JAX ViT checkpoint: no 'embedding/kernel' array "
-            f"(first keys: {sorted(keys)[:8]})"
+            f"not a JAX ViT checkpoint: no 'embedding/kernel' array (first keys: {sorted(keys)[:8]})"
         )
     w = arrays
     sd: dict[str, torch.Tensor] = {
@@ -86,8 +85,8 @@ def convert_jax_vit(arrays: Mapping[str, Any]) -> dict[str, torch.Tensor]:
     }
     if f"{prefix}cls" in keys:
         sd["cls_token"] = _n2p(w[f"{prefix}cls"], t=False)
-    pos_key = f"{prefix}pos_embedding" if big_vision else (
-        f"{prefix}Transformer/posembed_input/pos_embedding"
+    pos_key = (
+        f"{prefix}pos_embedding" if big_vision else (f"{prefix}Transformer/posembed_input/pos_embedding")
     )
     sd["pos_embed"] = _n2p(w[pos_key], t=False)
     sd["norm.weight"] = _n2p(w[f"{prefix}Transformer/encoder_norm/scale"])
@@ -107,9 +106,7 @@ def convert_jax_vit(arrays: Mapping[str, Any]) -> dict[str, torch.Tensor]:
         depth = max(found) + 1 if found else 0
     mha_sub, b_sub, ln1_sub = (0, 0, 1) if big_vision else (1, 3, 2)
     for i in range(depth):
-        bp = f"{prefix}Transformer/encoderblock/" if scanned else (
-            f"{prefix}Transformer/encoderblock_{i}/"
-        )
+        bp = f"{prefix}Transformer/encoderblock/" if scanned else (f"{prefix}Transformer/encoderblock_{i}/")
         idx = i if scanned else None
         mp = f"{bp}MultiHeadDotProductAttention_{mha_sub}/"
         out = f"blocks.{i}."
@@ -161,10 +158,7 @@ _QKV_ORDER = {"query": 0, "key": 1, "value": 2, "q": 0, "k": 1, "v": 2}
 
 def is_hf_vit_state_dict(state_dict: Mapping[str, Any]) -> bool:
     """True for a Hugging Face `ViTModel` / `ViTForImageClassification` state dict."""
-    return any(
-        k.removeprefix("vit.") == "embeddings.patch_embeddings.projection.weight"
-        for k in state_dict
-    )
+    return any(k.removeprefix("vit.") == "embeddings.patch_embeddings.projection.weight" for k in state_dict)
 
 
 def convert_hf_vit(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -191,8 +185,7 @@ def convert_hf_vit(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Te
     for (i, kind), parts in sorted(qkv.items()):
         if sorted(parts) != [0, 1, 2]:
             raise CheckpointError(
-                f"Hugging Face ViT layer {i}: query/key/value {kind} incomplete "
-                f"(found {len(parts)} of 3)"
+                f"Hugging Face ViT layer {i}: query/key/value {kind} incomplete (found {len(parts)} of 3)"
             )
         out[f"blocks.{i}.attn.qkv.{kind}"] = torch.cat([parts[0], parts[1], parts[2]])
     return out
@@ -310,11 +303,13 @@ class LoadReport:
         if self.adapted:
             lines.append("adapted: " + "; ".join(self.adapted))
         if self.missing:
-            lines.append(f"not in the checkpoint, kept initialised ({len(self.missing)}): "
-                         + ", ".join(self.missing))
+            lines.append(
+                f"not in the checkpoint, kept initialised ({len(self.missing)}): " + ", ".join(self.missing)
+            )
         if self.unexpected:
-            lines.append(f"in the checkpoint, not used ({len(self.unexpected)}): "
-                         + ", ".join(self.unexpected))
+            lines.append(
+                f"in the checkpoint, not used ({len(self.unexpected)}): " + ", ".join(self.unexpected)
+            )
         return "\n".join(lines)
 
 
@@ -380,9 +375,7 @@ def checkpoint_filter_fn(
     return out, adapted, dropped
 
 
-def load_pretrained(
-    model: nn.Module, path: str | os.PathLike[str], strict: bool = False
-) -> LoadReport:
+def load_pretrained(model: nn.Module, path: str | os.PathLike[str], strict: bool = False) -> LoadReport:
     """Initialise `model`'s backbone from image-ViT weights at `path` (timm `.pth` /
     `.safetensors` / JAX `.npz` / Hugging Face ViT), in place.
 

@@ -40,9 +40,7 @@ class DropPath(nn.Module):
 class Mlp(nn.Module):
     """Linear, GELU, Dropout, Linear, Dropout (timm names `fc1`, `fc2`)."""
 
-    def __init__(
-        self, dim: int, hidden: int, out_dim: int | None = None, drop: float = 0.0
-    ) -> None:
+    def __init__(self, dim: int, hidden: int, out_dim: int | None = None, drop: float = 0.0) -> None:
         super().__init__()
         self.fc1 = nn.Linear(dim, hidden)
         self.act = nn.GELU()
@@ -71,9 +69,7 @@ class PatchEmbed(nn.Module):
         return self.proj(x).flatten(2).transpose(1, 2)
 
 
-def resize_pos_embed(
-    pos_embed: torch.Tensor, grid: tuple[int, int], num_prefix: int = 1
-) -> torch.Tensor:
+def resize_pos_embed(pos_embed: torch.Tensor, grid: tuple[int, int], num_prefix: int = 1) -> torch.Tensor:
     """Resize `(1, prefix + h*w, D)` position embeddings to `grid`: bicubic without
     antialiasing, exactly as HF's `ViTEmbeddings.interpolate_pos_encoding` (timm's
     `resample_abs_pos_embed` antialiases by default, which gives slightly different values)."""
@@ -89,9 +85,7 @@ def resize_pos_embed(
     return torch.cat([prefix, pos], dim=1)
 
 
-def resize_temp_embed(
-    temp_embed: torch.Tensor, num_frames: int, mode: str = "interpolate"
-) -> torch.Tensor:
+def resize_temp_embed(temp_embed: torch.Tensor, num_frames: int, mode: str = "interpolate") -> torch.Tensor:
     """Fit a `(1, Tp, 1, D)` temporal embedding to `num_frames`: linear interpolation, or
     repeating it every Tp frames ("tile"; T must then be a multiple of Tp)."""
     tp = temp_embed.shape[1]

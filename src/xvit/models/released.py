@@ -124,9 +124,7 @@ def read_official_checkpoint(
     path = Path(path)
     ckpt = torch_load(path)
     if not isinstance(ckpt, Mapping):
-        raise CheckpointError(
-            f"{path}: expected a dict with 'model_state', got {type(ckpt).__name__}"
-        )
+        raise CheckpointError(f"{path}: expected a dict with 'model_state', got {type(ckpt).__name__}")
     if "model_state" in ckpt:
         state = ckpt["model_state"]
     elif any(str(k).startswith(("base_model.", "module.base_model.")) for k in ckpt):
@@ -135,9 +133,7 @@ def read_official_checkpoint(
         raise CheckpointError(
             f"{path}: no 'model_state' in the checkpoint (keys: {sorted(map(str, ckpt))[:10]})"
         )
-    if not isinstance(state, Mapping) or not all(
-        isinstance(v, torch.Tensor) for v in state.values()
-    ):
+    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path}: 'model_state' is not a dict of tensors")
     state = dict(state)
     if state and all(k.startswith("module.") for k in state):
@@ -226,20 +222,20 @@ def describe_checkpoint(
     xv, th, data, model_cfg = c["XVIT"], c["TEMPORAL_HEAD"], c["DATA"], c["MODEL"]
 
     required = [
-        "base_model.cls_token", "base_model.pos_embed", "base_model.temp_embed",
-        "base_model.patch_embed.proj.weight", "base_model.blocks.0.mlp.fc1.weight",
+        "base_model.cls_token",
+        "base_model.pos_embed",
+        "base_model.temp_embed",
+        "base_model.patch_embed.proj.weight",
+        "base_model.blocks.0.mlp.fc1.weight",
     ]
     absent = [k for k in required if k not in state]
     if absent:
         raise CheckpointError(
-            f"{source}: not a released X-ViT checkpoint; missing {absent} "
-            f"(first keys: {sorted(state)[:6]})"
+            f"{source}: not a released X-ViT checkpoint; missing {absent} (first keys: {sorted(state)[:6]})"
         )
     norm = str(xv.get("BACKBONE", {}).get("NORM_LAYER", "LN"))
     if norm != "LN":
-        raise CheckpointError(
-            f"{source}: XVIT.BACKBONE.NORM_LAYER {norm!r} is not supported (LN only)"
-        )
+        raise CheckpointError(f"{source}: XVIT.BACKBONE.NORM_LAYER {norm!r} is not supported (LN only)")
 
     embed_dim = int(state["base_model.cls_token"].shape[-1])
     proj = state["base_model.patch_embed.proj.weight"]
@@ -306,8 +302,7 @@ def describe_checkpoint(
     segment = int(xv["NUM_SEGMENTS"])
     if segment <= 0 or num_frames % segment:
         raise CheckpointError(
-            f"{source}: DATA.NUM_FRAMES {num_frames} is not a multiple of "
-            f"XVIT.NUM_SEGMENTS {segment}"
+            f"{source}: DATA.NUM_FRAMES {num_frames} is not a multiple of XVIT.NUM_SEGMENTS {segment}"
         )
     temp_len = int(state["base_model.temp_embed"].shape[1])
     if num_frames % temp_len:

@@ -91,9 +91,7 @@ def save_pretrained(model: nn.Module, directory: str | os.PathLike[str]) -> Path
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     config = model.config.to_dict()  # type: ignore[attr-defined]
-    config.update(
-        architecture=ARCHITECTURE, xvit_version=xvit_version(), format_version=FORMAT_VERSION
-    )
+    config.update(architecture=ARCHITECTURE, xvit_version=xvit_version(), format_version=FORMAT_VERSION)
     tensors = _unshared_state_dict(model)
     _atomic_write(
         directory / WEIGHTS_NAME,
@@ -259,9 +257,7 @@ def format_key_problems(
     return "\n".join(lines)
 
 
-def load_state_dict_strict(
-    model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: object
-) -> None:
+def load_state_dict_strict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: object) -> None:
     """`model.load_state_dict(state_dict)` that lists every missing, unexpected and
     mismatched key (with shapes) in one `CheckpointError` naming `source`."""
     missing, unexpected, mismatched = compare_state_dicts(model.state_dict(), state_dict)

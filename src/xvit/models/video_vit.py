@@ -121,13 +121,9 @@ class VideoViTConfig:
             if getattr(self, key) not in allowed:
                 raise ValueError(f"{key}={getattr(self, key)!r}; expected one of {allowed}")
         if self.embed_dim % self.num_heads:
-            raise ValueError(
-                f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}"
-            )
+            raise ValueError(f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}")
         if self.img_size % self.patch_size:
-            raise ValueError(
-                f"img_size {self.img_size} is not divisible by patch_size {self.patch_size}"
-            )
+            raise ValueError(f"img_size {self.img_size} is not divisible by patch_size {self.patch_size}")
         for key in ("num_frames", "depth", "num_heads", "patch_size", "shift_div", "head_depth"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
@@ -249,28 +245,21 @@ class VideoViT(nn.Module):
         c = self.config
         shape = tuple(x.shape)
         if x.ndim != 5:
-            raise ValueError(
-                f"expected a (B, {c.in_chans}, T, H, W) clip, got a tensor of shape {shape}"
-            )
+            raise ValueError(f"expected a (B, {c.in_chans}, T, H, W) clip, got a tensor of shape {shape}")
         _, ch, t, h, w = x.shape
         if ch != c.in_chans:
             raise ValueError(
-                f"input {shape} has {ch} channels at dim 1; expected {c.in_chans} "
-                f"(layout (B, C, T, H, W))"
+                f"input {shape} has {ch} channels at dim 1; expected {c.in_chans} (layout (B, C, T, H, W))"
             )
         if h % c.patch_size or w % c.patch_size:
             raise ValueError(
                 f"input {shape}: H={h} and W={w} must be multiples of the patch size {c.patch_size}"
             )
         if self.uses_segments and c.segment_len is not None and t % c.segment_len:
-            raise ValueError(
-                f"input {shape}: T={t} frames is not a multiple of segment_len={c.segment_len}"
-            )
+            raise ValueError(f"input {shape}: T={t} frames is not a multiple of segment_len={c.segment_len}")
         tp = self.temp_embed.shape[1]
         if c.temp_embed_mode == "tile" and t % tp:
-            raise ValueError(
-                f"input {shape}: T={t} is not a multiple of the {tp} tiled temporal embeddings"
-            )
+            raise ValueError(f"input {shape}: T={t} is not a multiple of the {tp} tiled temporal embeddings")
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """`(B, C, T, H, W)` -> `(B, T, N, D)` tokens with position and temporal embeddings."""
