@@ -106,6 +106,10 @@ def test_run_directory_layout(tmp_path, capsys):
     for key in ("top1", "top5", "mean_class_accuracy", "num_videos", "num_failed"):
         assert key in metrics
     assert metrics["num_videos"] == 3 and 0 <= metrics["top1"] <= metrics["top5"] <= 100
+    card = (out / "README.md").read_text()  # the model card carries the run's final figures
+    assert (
+        card.startswith("---\nlibrary_name: xvit") and f"| top-1 accuracy | {metrics['top1']:.2f} |" in card
+    )
     events = [json.loads(line)["event"] for line in (out / "log.jsonl").read_text().splitlines()]
     assert events[0] == "start" and "train" in events and "val" in events and events[-1] == "end"
     assert list((out / "tb").glob("events.out.tfevents.*"))

@@ -185,7 +185,7 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
     )
     model = randomise(VideoViT(config)).eval()
     out = model.save_pretrained(tmp_path / "run")
-    assert sorted(p.name for p in Path(out).iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in Path(out).iterdir()) == ["README.md", "config.json", "model.safetensors"]
     meta = json.loads((tmp_path / "run" / "config.json").read_text())
     assert meta["architecture"] == "VideoViT" and meta["format_version"] == 1
     assert meta["xvit_version"] == xvit.__version__ and meta["class_names"][4] == "c4"

@@ -1,4 +1,5 @@
-"""`xvit models`: the registered models with their parameters and GFLOPs."""
+"""`xvit models`: the registered models with their parameters and GFLOPs; `--weights`: the
+pretrained weights registry."""
 
 from __future__ import annotations
 
@@ -23,7 +24,33 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--classes", type=int, default=400, help="number of classes (default 400)")
     p.add_argument("--no-flops", action="store_true", help="skip counting FLOPs")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument(
+        "--weights",
+        action="store_true",
+        help="list the pretrained weights by name (source, licence, provenance, accuracy) instead",
+    )
     p.set_defaults(func=run)
+
+
+def run_weights(args: argparse.Namespace) -> int:
+    """`xvit models --weights [PATTERN]`: the weights registry."""
+    from xvit.models.weights import get_weights, list_weights
+
+    names = list_weights(args.pattern)
+    if not names:
+        print(f"no registered weights match {args.pattern!r}")
+        return 1
+    entries = [get_weights(n) for n in names]
+    if args.json:
+        print(json.dumps([w.to_dict() for w in entries], indent=2))
+        return 0
+    print(f"{'weights':<30} {'arch':<10} {'tags':<22} {'trained on':<40} {'top-1':>6}  source")
+    for w in entries:
+        top1 = f"{w.top1:.2f}" if w.top1 is not None else "-"
+        tags = ",".join(w.tags) or "-"
+        print(f"{w.name:<30} {w.arch:<10} {tags:<22} {w.dataset:<40} {top1:>6}  {w.source.describe()}")
+        print(f"{'':<30} licence: {w.license}; {w.paper}")
+    return 0
 
 
 def describe(name: str, frames: int, img_size: int, classes: int, flops: bool = True) -> dict:
@@ -46,6 +73,8 @@ def describe(name: str, frames: int, img_size: int, classes: int, flops: bool = 
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.weights:
+        return run_weights(args)
     from xvit.models import list_models
 
     names = list_models(args.pattern)

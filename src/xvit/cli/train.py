@@ -58,7 +58,13 @@ def add_arguments(p: argparse.ArgumentParser, intermixed: bool) -> None:
     )
     p.add_argument("--model", help="registered model name (see `xvit models`)")
     p.add_argument("--head", choices=HEAD_TYPES, help="temporal aggregation head")
-    p.add_argument("--pretrained", help="initial weights: a weights file or a save_pretrained directory")
+    p.add_argument(
+        "--pretrained",
+        help=(
+            "initial weights: a weights file, a save_pretrained directory, a registry name or tag "
+            "(xvit models --weights; e.g. in21k) or hf-hub:ORG/NAME"
+        ),
+    )
     p.add_argument(
         "--train-list",
         help="training annotations (list file, Kinetics CSV, SSv2 JSON, "

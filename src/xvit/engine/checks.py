@@ -10,7 +10,7 @@ from typing import Any
 
 from xvit.engine.model import model_options
 from xvit.engine.schema import Config, ConfigError, get_value, parse_views
-from xvit.models.registry import model_config
+from xvit.models.registry import model_config, pretrained_source
 
 __all__ = ["LIMITS", "check_config"]
 
@@ -101,7 +101,7 @@ def check_config(cfg: Config) -> None:
         raise ConfigError("; ".join(problems))
     # The model: only once the numbers themselves are sane.
     try:
-        model_config(cfg.model.name, num_classes=1, **model_options(cfg))
+        mc = model_config(cfg.model.name, num_classes=1, **model_options(cfg))
     except (TypeError, ValueError) as e:
         keys = ", ".join(
             f"{k}={get_value(cfg, k)!r}{_where(cfg, k)}"
@@ -109,3 +109,10 @@ def check_config(cfg: Config) -> None:
         )
         overrides = f", model.overrides={cfg.model.overrides}" if cfg.model.overrides else ""
         raise ConfigError(f"{e} ({keys}{overrides})") from None
+    if cfg.model.pretrained:  # a registry name or tag must exist and fit the model (no download here)
+        try:
+            pretrained_source(cfg.model.pretrained, mc)
+        except ValueError as e:
+            raise ConfigError(
+                f"model.pretrained={cfg.model.pretrained!r}{_where(cfg, 'model.pretrained')}: {e}"
+            ) from None

@@ -18,6 +18,7 @@ from xvit.engine.data import cache_dir, read_split, resolve_format, split_holdou
 from xvit.engine.model import model_options
 from xvit.engine.schema import Config
 from xvit.models import count_flops, count_params, create_model
+from xvit.models.weights import looks_like_weights_name
 
 __all__ = ["describe_run", "probe_videos"]
 
@@ -68,8 +69,11 @@ def _model_lines(cfg: Config, num_classes: int) -> list[str]:
         ),
     ]
     if cfg.model.pretrained:
-        found = Path(cfg.model.pretrained).exists()
-        lines.append(f"  initial weights: {cfg.model.pretrained}" + ("" if found else " (NOT FOUND)"))
+        if looks_like_weights_name(cfg.model.pretrained):
+            note = " (weights by name: downloaded and converted on first use, then cached)"
+        else:
+            note = "" if Path(cfg.model.pretrained).exists() else " (NOT FOUND)"
+        lines.append(f"  initial weights: {cfg.model.pretrained}{note}")
     return lines
 
 

@@ -66,6 +66,7 @@ RUN_FILES = (
     "model.safetensors",
     "config.json",
     "metrics.json",
+    "README.md",
 )
 LOCK_NAME = ".lock"
 PREVIOUS_PREFIX = ".previous-"

@@ -58,7 +58,8 @@ class ModelConfig:
     name: str = "xvit_base_patch16"
     # Temporal aggregation head: average of per-frame predictions, temporal attention, linear.
     head: str = field(default="ta", metadata=_choices(*HEAD_TYPES))
-    # ImageNet / released weights: a weights file or a save_pretrained directory.
+    # ImageNet / released weights: a weights file, a save_pretrained directory, a registry name
+    # or tag (`xvit models --weights`) or hf-hub:ORG/NAME.
     pretrained: str | None = None
     # Dropout before the classifier (the recipe's 0.5) and the stochastic depth rate.
     head_drop_rate: float = 0.5

@@ -72,6 +72,7 @@ from xvit.engine.train_state import (
     training_state,
     write_checkpoint,
 )
+from xvit.models.storage import write_model_card
 
 __all__ = ["TrainResult", "Trainer", "train"]
 
@@ -541,6 +542,7 @@ class Trainer:
                     self.out / "metrics.json", {"num_videos": 0, "num_failed": 0}, None, self.command, extra
                 )
                 self.log.print("no validation list (data.val_list): no accuracy to report")
+            write_model_card(self.out)  # the card again, now with the run's metrics
             end_keys = headline_keys(self.multi_label)
             self.log.event("end", self.global_step, **((metrics and {k: metrics[k] for k in end_keys}) or {}))
             self.log.print(f"model and metrics written to {self.out}")

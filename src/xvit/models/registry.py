@@ -13,11 +13,13 @@ import fnmatch
 import functools
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from xvit.models.heads import HEAD_TYPES
 from xvit.models.imagenet import load_pretrained
 from xvit.models.video_vit import VideoViT, VideoViTConfig
+from xvit.models.weights import HF_HUB_PREFIX, fetch_hub_weights, fetch_weights, resolve_pretrained
 
 _MODELS: dict[str, Callable[[], VideoViTConfig]] = {}
 _ALLOWED_HEADS: dict[str, tuple[str, ...]] = {}
@@ -153,12 +155,31 @@ def create_model(
 
     `head` replaces the model's default head (one of `HEAD_TYPES`); `overrides` set any
     other `VideoViTConfig` field (e.g. `mix_split="even"`, `drop_path_rate=0.1`).
-    `pretrained` is an image-ViT checkpoint (timm / HF / JAX npz) to initialise the
-    backbone from (`xvit.models.imagenet.load_pretrained`). Unknown names raise `ValueError`,
-    unknown options `TypeError`, both listing close matches.
+    `pretrained` initialises the backbone (`xvit.models.imagenet.load_pretrained`) from an
+    image-ViT checkpoint file (timm / HF / JAX npz), a registry name (`"vit-b16-in21k"`,
+    `"xvit-b16-k600"`; `xvit models --weights`), a tag resolved for this model's width and
+    depth (`"in21k"`, `"in1k"`, `"augreg_in21k"`, ...) or `"hf-hub:ORG/NAME"`; named weights
+    are downloaded and converted on first use (`xvit.models.weights`). Unknown names raise
+    `ValueError`, unknown options `TypeError`, both listing close matches.
     """
     config = model_config(name, num_classes, num_frames, img_size, head, **overrides)
+    source = None if pretrained is None else pretrained_source(pretrained, config)
     model = VideoViT(config)
-    if pretrained is not None:
-        load_pretrained(model, pretrained)
+    if source is not None:
+        load_pretrained(model, source() if callable(source) else source)
     return model
+
+
+def pretrained_source(
+    pretrained: str | os.PathLike[str], config: VideoViTConfig
+) -> str | os.PathLike[str] | Callable[[], os.PathLike[str]]:
+    """What `create_model(pretrained=...)` loads: the path itself, or (for a registry name, a
+    tag or `hf-hub:`) a function that downloads and converts it. Names are checked against
+    the model here, before anything is built or downloaded (`ValueError`)."""
+    text = str(pretrained)
+    if text.startswith(HF_HUB_PREFIX):
+        return functools.partial(fetch_hub_weights, text)
+    if Path(text).exists() or "/" in text or os.sep in text or "." in text:
+        return pretrained  # a file or directory (a missing one is reported by load_pretrained)
+    entry = resolve_pretrained(text, config.embed_dim, config.depth, config.name or "the model")
+    return functools.partial(fetch_weights, entry.name)

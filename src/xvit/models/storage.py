@@ -1,7 +1,8 @@
 """Weight files on disk, below the model classes (nothing here imports them).
 
 * The `save_pretrained` directory: `config.json` (the model config plus `architecture`,
-  `xvit_version`, `format_version`) and `model.safetensors`, both written atomically;
+  `xvit_version`, `format_version`), `model.safetensors` and the model card `README.md`
+  (`xvit.models.card`), all written atomically;
   `read_config_dict` / `resolve_pretrained_dir` read it back (`xvit.models.hub.load_model`
   rebuilds the model).
 * Reading weight files with one clear `CheckpointError` when they are missing, truncated
@@ -79,11 +80,15 @@ def _unshared_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     return out
 
 
-def save_pretrained(model: nn.Module, directory: str | os.PathLike[str]) -> Path:
+def save_pretrained(
+    model: nn.Module, directory: str | os.PathLike[str], card: bool = True, repo_id: str | None = None
+) -> Path:
     """Write `model.safetensors` and `config.json` for `model` (a `VideoViT`) into
-    `directory`.
+    `directory`, and with `card` a model card `README.md` (`xvit.models.card`; with the
+    run's `metrics.json` / `config.yaml` when the directory has them; a README.md that xvit
+    did not write is left alone).
 
-    Both files are written atomically (temporary file, then rename), so a crash never leaves
+    Every file is written atomically (temporary file, then rename), so a crash never leaves
     a half-written checkpoint behind. Returns the directory.
     """
     from safetensors.torch import save_file
@@ -104,7 +109,33 @@ def save_pretrained(model: nn.Module, directory: str | os.PathLike[str]) -> Path
             f.write("\n")
 
     _atomic_write(directory / CONFIG_NAME, write_config)
+    if card:
+        write_model_card(directory, config, repo_id=repo_id)
     return directory
+
+
+def write_model_card(
+    directory: str | os.PathLike[str], config: dict[str, Any] | None = None, repo_id: str | None = None
+) -> Path | None:
+    """(Re)write `directory/README.md` from its `config.json` (or `config`) and, in a run
+    directory, `metrics.json` / `config.yaml`; a README.md xvit did not write is kept
+    (returns None then)."""
+    from xvit.models.card import CARD_NAME, card_for_directory, is_xvit_card
+
+    directory = Path(directory)
+    path = directory / CARD_NAME
+    if path.exists() and not is_xvit_card(path):
+        return None
+    if config is None:
+        config = read_config_dict(directory / CONFIG_NAME)
+    text = card_for_directory(directory, config, repo_id=repo_id)
+
+    def write_card(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+
+    _atomic_write(path, write_card)
+    return path
 
 
 def resolve_pretrained_dir(directory_or_file: str | os.PathLike[str]) -> Path:
