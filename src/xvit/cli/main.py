@@ -18,6 +18,7 @@ _COMMAND_MODULES = (
     "xvit.cli.convert",
     "xvit.cli.benchmark",
     "xvit.cli.ablate",
+    "xvit.cli.extract",
 )
 
 

@@ -22,7 +22,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "error line naming it; the others are still answered, and the exit code is 1."
         ),
     )
-    p.add_argument("videos", nargs="+", metavar="VIDEO")
+    p.add_argument("videos", nargs="*", metavar="VIDEO")
     p.add_argument("--checkpoint", required=True, help="a run directory or a save_pretrained directory")
     p.add_argument("--topk", type=int, default=5, help="how many classes to print (>= 1, default 5)")
     p.add_argument(
@@ -35,6 +35,64 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--views", default="1x1", help="TxS test views fused per video (default 1x1)")
     p.add_argument("--json", action="store_true", help="print one JSON document instead of text")
     p.add_argument("--device", help="auto (default), cpu, cuda")
+    # Flags shared by the modes below (--timeline, --stream, --list): each mode reads the ones
+    # it needs and documents its default; None means "the mode's default".
+    p.add_argument(
+        "--out",
+        help="output file: the timeline (.json or .csv) with --timeline, the predictions CSV with --list",
+    )
+    # --list: every video of a list file -> --out predictions.csv (xvit.engine.batch_predict)
+    p.add_argument(
+        "--list",
+        dest="list_file",
+        help="a file with one video path per line: top-k of each into --out CSV (resumable; failures "
+        "in OUT.failed.csv)",
+    )
+    p.add_argument("--workers", type=int, default=None, help="--list: decoding worker processes (default 2)")
+    p.add_argument(
+        "--stride",
+        type=int,
+        default=None,
+        help="frames between the starts of consecutive windows (--timeline, --stream; default: half a clip)",
+    )
+    p.add_argument(
+        "--sampling-rate",
+        type=int,
+        default=None,
+        help="frames between the frames of one window (default: the run's data.sampling_rate)",
+    )
+    p.add_argument(
+        "--batch-size", type=int, default=None, help="windows or videos per model call (default 8)"
+    )
+    # --timeline: one long video, the model's clip slid along it (xvit.engine.timeline)
+    tl = p.add_argument_group("timeline (--timeline: classes over time in one long video)")
+    tl.add_argument("--timeline", action="store_true", help="slide the clip along the whole video")
+    tl.add_argument(
+        "--smooth", type=int, default=1, help="average each window with its K neighbours (default 1: off)"
+    )
+    tl.add_argument("--plot", help="PNG of the top classes' probabilities over time")
+    tl.add_argument("--render", help="MP4 of the video with the current top label drawn on every frame")
+    tl.add_argument(
+        "--no-reuse",
+        action="store_true",
+        help="recompute every window's backbone instead of reusing overlapping segments",
+    )
+    # --stream: a live source, one JSON line per window as it completes (xvit.engine.stream)
+    st = p.add_argument_group("live streams (--stream: predictions as each window completes)")
+    st.add_argument(
+        "--stream",
+        metavar="SOURCE",
+        help="an HTTP / HLS / RTSP URL, a v4l2 camera (/dev/video0) or a file: one JSON line per "
+        "window on stdout, then a summary line; exit 0 when the source ends or a limit is reached, "
+        "1 when it breaks or no window completed",
+    )
+    st.add_argument(
+        "--realtime",
+        action="store_true",
+        help="pace the frames at their own timestamps (files, fast servers)",
+    )
+    st.add_argument("--max-windows", type=int, default=None, help="stop after N windows")
+    st.add_argument("--max-seconds", type=float, default=None, help="stop after S seconds")
     p.set_defaults(func=run)
 
 
@@ -47,6 +105,23 @@ def run(args: argparse.Namespace) -> int:
         check_predict_options(args.topk, args.threshold)
     except ValueError as e:
         return error("xvit predict", e, 2)
+    if (
+        args.stream is not None
+        or args.realtime
+        or args.max_windows is not None
+        or args.max_seconds is not None
+    ):
+        from xvit.cli._stream import run_stream_command
+
+        return run_stream_command(args)
+    if args.timeline:
+        return _run_timeline(args)
+    if args.list_file is not None:
+        from xvit.cli.predict_list import run_list
+
+        return run_list(args)
+    if not args.videos:
+        return error("xvit predict", "give at least one VIDEO", 2)
     overrides = [f"eval.views={args.views}"] + ([f"train.device={args.device}"] if args.device else [])
     try:
         results = predict_videos(
@@ -63,6 +138,100 @@ def run(args: argparse.Namespace) -> int:
         elif not args.json:
             print(f"{r['path']}: {_text(r)}")
     return 1 if any("error" in r for r in results) else 0
+
+
+def _run_timeline(args: argparse.Namespace) -> int:
+    """`xvit predict VIDEO --timeline`: windows along one video -> --out, --plot, --render.
+
+    Exit codes: 2 for bad input (options, a missing or unreadable video, output paths), 1
+    when the video breaks part-way (the windows done are written, as NAME.partial.json/csv,
+    and no plot or rendered video), 130 when interrupted (the same), 0 otherwise."""
+    from pathlib import Path
+
+    from xvit.data.errors import VideoDecodeError
+    from xvit.engine.distributed import resolve_device
+    from xvit.engine.saved import load_run
+    from xvit.engine.schema import ConfigError
+    from xvit.engine.timeline import (
+        TIMELINE_SUFFIXES,
+        TimelineOptions,
+        check_timeline_options,
+        compute_timeline,
+        write_timeline,
+    )
+
+    prog = "xvit predict --timeline"
+    options = TimelineOptions(
+        stride=args.stride,
+        smooth=args.smooth,
+        topk=args.topk,
+        sampling_rate=args.sampling_rate,
+        batch_size=args.batch_size or 8,
+        reuse=not args.no_reuse,
+    )
+    try:
+        check_timeline_options(options)
+        if len(args.videos) != 1:
+            raise ValueError(f"--timeline takes one VIDEO, got {len(args.videos)}")
+        if args.views != "1x1" or args.threshold is not None:
+            raise ValueError("--views and --threshold do not apply to --timeline")
+        video = Path(args.videos[0])
+        checks = [(args.out, TIMELINE_SUFFIXES), (args.plot, (".png",)), (args.render, (".mp4",))]
+        for out, suffixes in checks:
+            if out is not None and Path(out).suffix.lower() not in suffixes:
+                raise ValueError(f"{out}: expected a {' or '.join(suffixes)} file")
+            if out is not None and video.exists() and Path(out).resolve() == video.resolve():
+                raise ValueError(f"{out}: an output would overwrite the video")
+        model, cfg = load_run(args.checkpoint, [f"train.device={args.device}"] if args.device else [])
+        device = resolve_device(cfg.train.device)
+        model.to(device).eval()
+        tl = compute_timeline(
+            model,
+            cfg,
+            video,
+            options,
+            device,
+            notify=lambda msg: print(f"{prog}: note: {msg}", file=sys.stderr),
+            progress=sys.stderr.isatty(),
+        )
+    except (ConfigError, FileNotFoundError, ValueError, VideoDecodeError) as e:
+        return error(prog, e, 2)
+    except FloatingPointError as e:
+        return error(prog, e, 1)
+    written = []
+    if args.out:
+        out = Path(args.out)
+        if not tl.complete:
+            out = out.with_name(f"{out.stem}.partial{out.suffix}")
+        written.append(str(write_timeline(tl, out)))
+    if tl.complete:
+        if args.plot:
+            from xvit.engine.timeline_plot import plot_timeline
+
+            written.append(str(plot_timeline(tl, args.plot)))
+        if args.render:
+            from xvit.engine.render import render_timeline
+
+            try:
+                written.append(str(render_timeline(tl, video, args.render)))
+            except VideoDecodeError as e:
+                return error(prog, f"--render: {e}", 1)
+    data = tl.to_dict()
+    if args.json:
+        print(json.dumps(data, indent=1))
+    else:
+        reuse = f", {tl.reused} of {tl.reused + tl.computed} segments reused" if tl.reuse_unit else ""
+        print(
+            f"{video}: {len(tl.starts)} windows of {tl.window_frames} frames, stride {tl.stride}{reuse}; "
+            f"video: {_classes(data['video_result'])}"
+        )
+        for path in written:
+            print(f"wrote {path}")
+    if not tl.complete:
+        kept = f"; the {len(tl.starts)} windows done are in {written[0]}" if written else ""
+        print(f"{prog}: error: {tl.error}{kept}", file=sys.stderr)
+        return 130 if tl.error == "interrupted" else 1
+    return 0
 
 
 def _classes(entries: list[dict]) -> str:

@@ -12,6 +12,10 @@ names a variant. A variant is resolved once, when the model is built.
 | tsm       | `TSMBlock`     | `Attention`                          | the block input        |
 | divided   | `DividedBlock` | `TemporalAttention`, then `Attention` with one CLS per clip | no |
 | joint     | `Block`        | `JointAttention` (one CLS per clip)  | no                     |
+
+`clip_wide` says why a variant's frames meet across the whole clip whatever `segment_len`
+is (summary tokens, temporal or joint attention); the others keep frames apart except for
+the channel shift, which `segment_len` bounds. `VideoViT.segment_len_for_reuse` reads it.
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ class AttentionVariant:
     build: BuildBlock
     mixes: bool = False
     shifts: bool = False
+    # why frames meet across the whole clip whatever segment_len is ("": they do not)
+    clip_wide: str = ""
 
     @property
     def temporal(self) -> bool:
@@ -75,10 +81,12 @@ def _joint(shift: ChannelShift, **kw: Any) -> Block:
 VARIANTS: dict[str, AttentionVariant] = {
     "spatial": AttentionVariant(_spatial),
     "mixing": AttentionVariant(_mixing, mixes=True),
-    "summary": AttentionVariant(_summary, mixes=True),
+    "summary": AttentionVariant(_summary, mixes=True, clip_wide="the summary tokens span the whole clip"),
     "tsm": AttentionVariant(_tsm, shifts=True),
-    "divided": AttentionVariant(_divided),
-    "joint": AttentionVariant(_joint),
+    "divided": AttentionVariant(
+        _divided, clip_wide="temporal attention and the shared CLS span the whole clip"
+    ),
+    "joint": AttentionVariant(_joint, clip_wide="joint attention spans the whole clip"),
 }
 ATTENTION_TYPES = tuple(VARIANTS)
 

@@ -10,6 +10,7 @@ for divided attention, and the head under `head.*`. See docs/design.md.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -229,6 +230,28 @@ class VideoViT(nn.Module):
         `xvit.load_model` reads them back)."""
         return save_pretrained(self, directory)
 
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        token: str | None = None,
+        private: bool | None = None,
+        revision: str | None = None,
+        commit_message: str = "Upload xvit model",
+    ) -> str:
+        """Upload `config.json`, `model.safetensors` and a model card to the Hugging Face Hub
+        repo `repo_id` (created when missing; `$HF_ENDPOINT` honoured); returns the commit
+        URL. `xvit.load_model("hf-hub:" + repo_id)` loads it back. Needs `xvit[hub]`."""
+        import tempfile
+
+        from xvit.models.download import upload_folder
+
+        with tempfile.TemporaryDirectory(prefix="xvit-push-") as tmp:
+            save_pretrained(self, tmp, repo_id=repo_id)
+            return upload_folder(
+                tmp, repo_id, token=token, private=private, revision=revision, commit_message=commit_message
+            )
+
     def no_weight_decay(self) -> set[str]:
         """Parameter names to exclude from weight decay (embeddings and CLS tokens)."""
         names = {"pos_embed", "cls_token", "temp_embed", "head.cls_token", "head.pos_embed"}
@@ -264,6 +287,11 @@ class VideoViT(nn.Module):
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """`(B, C, T, H, W)` -> `(B, T, N, D)` tokens with position and temporal embeddings."""
         self.check_input(x)
+        return self._tokens(x, resize_temp_embed(self.temp_embed, x.shape[2], self.config.temp_embed_mode))
+
+    def _tokens(self, x: torch.Tensor, temp: torch.Tensor) -> torch.Tensor:
+        """Patch tokens of `(B, C, T, H, W)` frames plus CLS, position and the `(1, T, 1, D)`
+        temporal embedding `temp`: `(B, T, N, D)`."""
         b, ch, t, h, w = x.shape
         p = self.config.patch_size
         x = x.transpose(1, 2).reshape(b * t, ch, h, w)
@@ -271,7 +299,6 @@ class VideoViT(nn.Module):
         cls = self.cls_token.expand(b * t, -1, -1)
         x = torch.cat([cls, x], dim=1) + resize_pos_embed(self.pos_embed, (h // p, w // p))
         x = x.view(b, t, x.shape[1], x.shape[2])
-        temp = resize_temp_embed(self.temp_embed, t, self.config.temp_embed_mode)
         if self.config.temp_embed_cls:
             x = x + temp
         else:
@@ -281,7 +308,10 @@ class VideoViT(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """`(B, C, T, H, W)` -> `(B, T, F)` per-frame features: the final-norm CLS of every
         frame, through the representation layer when there is one."""
-        x = self.embed(x)
+        return self._backbone(self.embed(x))
+
+    def _backbone(self, x: torch.Tensor) -> torch.Tensor:
+        """`(B, T, N, D)` embedded tokens -> `(B, T, F)` per-frame features."""
         for blk in self.blocks:
             if self.grad_checkpointing and torch.is_grad_enabled():
                 x = checkpoint(blk, x, use_reentrant=False)
@@ -289,12 +319,90 @@ class VideoViT(nn.Module):
                 x = blk(x)
         return self.pre_logits(self.norm(x[:, :, 0]))
 
+    # -- segment reuse: sliding windows that share whole segments -----------------------------
+
+    def _reuse_unit(self) -> tuple[int | None, str]:
+        """(unit, "") or (None, why): see `segment_len_for_reuse`."""
+        c, t = self.config, self.config.num_frames
+        kinds = layer_kinds(c)
+        for kind in dict.fromkeys(kinds):
+            if VARIANTS[kind].clip_wide:
+                return None, f"attention={kind}: {VARIANTS[kind].clip_wide}"
+        moves = any(VARIANTS[kind].temporal for kind in kinds)
+        segment = (c.segment_len or t) if moves else 1
+        if segment >= t:
+            return None, (
+                f"attention={c.attention} moves channels across all {t} frames of the clip "
+                "(segment_len is not set)"
+            )
+        with torch.no_grad():
+            period = temp_embed_period(resize_temp_embed(self.temp_embed, t, c.temp_embed_mode))
+        unit = math.lcm(segment, period)
+        if unit >= t:
+            return None, (
+                f"the temporal embedding (temp_embed_mode={c.temp_embed_mode}, "
+                f"{self.temp_embed.shape[1]} entries) differs at each of the {t} positions of the "
+                "clip, so a frame's features depend on where it sits in the window"
+            )
+        return unit, ""
+
+    @property
+    def segment_len_for_reuse(self) -> int | None:
+        """The fewest frames U (a divisor of num_frames) such that, for every block of U
+        consecutive clip positions starting at a multiple of U, the per-frame features of
+        those frames depend only on those frames, not on the rest of the clip nor on where
+        the block sits in the clip; None when there is no such U below num_frames.
+
+        U is the least common multiple of the segment frames meet in (1 for per-frame
+        attention, `segment_len` for mixing and TSM; the variants whose frames meet across
+        the whole clip have none, see `variants.AttentionVariant.clip_wide`) and the period
+        of the temporal embedding over the clip (read from its values: the released
+        `temp_embed_mode="tile"` layout repeats every `temp_embed_frames`). Two windows that
+        overlap by whole such blocks share those frames' features exactly
+        (`forward_segment_features`); `why_no_segment_reuse` says why when it is None.
+        """
+        return self._reuse_unit()[0]
+
+    def why_no_segment_reuse(self) -> str:
+        """Why `segment_len_for_reuse` is None, in one clause ("" when it is not)."""
+        return self._reuse_unit()[1]
+
+    def forward_segment_features(self, x: torch.Tensor, offset: int) -> torch.Tensor:
+        """Per-frame features of the `(B, C, L, H, W)` frames at clip positions
+        `offset .. offset+L-1` of a `num_frames` clip: `(B, L, F)`, equal to
+        `forward_features(clip)[:, offset:offset+L]`. `offset` and `L` must be multiples of
+        `segment_len_for_reuse` (a `ValueError` otherwise, or when there is none)."""
+        unit, why = self._reuse_unit()
+        t = self.config.num_frames
+        if unit is None:
+            raise ValueError(f"no segment reuse for this model: {why}")
+        if x.ndim != 5:
+            raise ValueError(f"expected (B, C, L, H, W) frames, got a tensor of shape {tuple(x.shape)}")
+        length = x.shape[2]
+        if length < 1 or offset < 0 or offset + length > t or offset % unit or length % unit:
+            raise ValueError(
+                f"frames {offset}..{offset + length - 1} of a {t}-frame clip: offset and length must "
+                f"be multiples of {unit} (segment_len_for_reuse) inside the clip"
+            )
+        temp = resize_temp_embed(self.temp_embed, t, self.config.temp_embed_mode)
+        return self._backbone(self._tokens(x, temp[:, offset : offset + length]))
+
     def forward_head(self, feats: torch.Tensor) -> torch.Tensor:
         """`(B, T, F)` per-frame features -> `(B, num_classes)` logits."""
         return self.head(feats)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
+
+
+def temp_embed_period(temp: torch.Tensor) -> int:
+    """The smallest P dividing T with `temp[:, i] == temp[:, i % P]` exactly for every i, for
+    a `(1, T, 1, D)` temporal embedding (1 when all entries are equal, T when none repeat)."""
+    t = temp.shape[1]
+    for period in range(1, t + 1):
+        if t % period == 0 and torch.equal(temp, temp[:, :period].repeat(1, t // period, 1, 1)):
+            return period
+    return t
 
 
 def layer_kinds(config: VideoViTConfig) -> Sequence[str]:
@@ -306,4 +414,4 @@ def layer_kinds(config: VideoViTConfig) -> Sequence[str]:
     return [config.attention if i in mix else "spatial" for i in range(config.depth)]
 
 
-__all__ = ["VideoViT", "VideoViTConfig", "layer_kinds"]
+__all__ = ["VideoViT", "VideoViTConfig", "layer_kinds", "temp_embed_period"]

@@ -1,0 +1,56 @@
+"""`xvit predict --list FILE --out predictions.csv`: the batch mode of `xvit predict`
+(:mod:`xvit.engine.batch_predict`); `xvit.cli.predict` hands ``--list`` runs to :func:`run_list`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from xvit.cli._common import error, guarded
+
+PROG = "xvit predict --list"
+
+
+def run_list(args: argparse.Namespace) -> int:
+    """Predict every video of ``args.list_file`` into ``args.out``: 0 when all were predicted,
+    1 when some failed (listed in the .failed.csv next to it), 2 for bad input."""
+    from xvit.engine.batch_predict import predict_list
+    from xvit.engine.schema import ConfigError
+    from xvit.engine.video_list import read_video_list
+
+    if args.videos:
+        return error(PROG, "give videos or --list FILE, not both", 2)
+    if not args.out:
+        return error(PROG, "--list needs --out FILE.csv for the predictions", 2)
+    if args.threshold is not None or args.json:
+        return error(PROG, "--threshold and --json do not apply to --list (the CSV holds the top-k)", 2)
+    workers = getattr(args, "workers", None)
+    if workers is not None and workers < 0:
+        return error(PROG, f"--workers must be >= 0, got {workers}", 2)
+    if args.batch_size is not None and args.batch_size < 1:
+        return error(PROG, f"--batch-size must be >= 1, got {args.batch_size}", 2)
+    overrides = [f"eval.views={args.views}"] + ([f"train.device={args.device}"] if args.device else [])
+    code, res = guarded(
+        PROG,
+        lambda: predict_list(
+            args.checkpoint,
+            read_video_list(args.list_file),
+            args.out,
+            topk=args.topk,
+            batch_size=args.batch_size,
+            workers=2 if workers is None else workers,
+            overrides=overrides,
+        ),
+        [((ConfigError, FileNotFoundError, ValueError), 2), ((OSError,), 1)],
+    )
+    if code or res is None:
+        return code
+    for f in res["failures"]:
+        print(f"failed: {f['error']}", file=sys.stderr)
+    print(
+        f"{res['predicted']} predicted, {res['skipped']} already in {res['out']}, {res['failed']} failed "
+        f"of {res['videos']} videos in {res['seconds']:.1f} s"
+        + (f"; failures: {res['failed_csv']}" if res["failed"] else ""),
+        flush=True,
+    )
+    return 1 if res["failed"] else 0
