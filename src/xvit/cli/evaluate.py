@@ -58,6 +58,12 @@ def add_arguments(p: argparse.ArgumentParser, intermixed: bool) -> None:
     p.add_argument("--workers", type=int, help="data-loading worker processes")
     p.add_argument("--device", help="auto (default), cpu, cuda")
     p.add_argument(
+        "--runtime",
+        choices=("torch", "onnxruntime", "openvino"),
+        default="torch",
+        help="run the model in torch (default) or, from its ONNX export (CPU), in ONNX Runtime / OpenVINO",
+    )
+    p.add_argument(
         "overrides",
         nargs="*" if intermixed else argparse.REMAINDER,
         metavar="key=value",
@@ -69,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
     """Entry point of `xvit eval`; returns the exit code (1 when videos failed to decode)."""
     from xvit.engine.distributed import cleanup
     from xvit.engine.eval_run import evaluate_checkpoint
+    from xvit.engine.export import ExportError
+    from xvit.engine.runtimes import RuntimeUnavailable
     from xvit.engine.schema import ConfigError
 
     args = parse_intermixed(args, add_arguments, "xvit eval", "overrides")
@@ -99,9 +107,12 @@ def run(args: argparse.Namespace) -> int:
                 out=args.out,
                 curve=args.views_curve,
                 command=command_line(args, "eval", "overrides"),
+                runtime=args.runtime,
             ),
             [
-                ((ConfigError, FileNotFoundError, ValueError), 2),  # incl. an unusable --out
+                # incl. an unusable --out
+                ((ConfigError, FileNotFoundError, ValueError, RuntimeUnavailable), 2),
+                ((ExportError,), 1),
                 ((OSError,), 1),
             ],  # disk full, I/O error writing the results (they were printed above)
         )

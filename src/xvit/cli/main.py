@@ -19,6 +19,9 @@ _COMMAND_MODULES = (
     "xvit.cli.benchmark",
     "xvit.cli.ablate",
     "xvit.cli.extract",
+    "xvit.cli.export",
+    "xvit.cli.quantize",
+    "xvit.cli.serve",
 )
 
 

@@ -35,6 +35,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--views", default="1x1", help="TxS test views fused per video (default 1x1)")
     p.add_argument("--json", action="store_true", help="print one JSON document instead of text")
     p.add_argument("--device", help="auto (default), cpu, cuda")
+    p.add_argument(
+        "--runtime",
+        choices=("torch", "onnxruntime", "openvino"),
+        default="torch",
+        help="run the model in torch (default) or, from its ONNX export (CPU), in ONNX Runtime / OpenVINO",
+    )
     # Flags shared by the modes below (--timeline, --stream, --list): each mode reads the ones
     # it needs and documents its default; None means "the mode's default".
     p.add_argument(
@@ -98,13 +104,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of `xvit predict`; exit code 1 when any video failed."""
+    from xvit.engine.export import ExportError
     from xvit.engine.predict import check_predict_options, predict_videos
+    from xvit.engine.runtimes import RuntimeUnavailable
     from xvit.engine.schema import ConfigError
 
     try:
         check_predict_options(args.topk, args.threshold)
     except ValueError as e:
         return error("xvit predict", e, 2)
+    if args.runtime != "torch" and (args.stream is not None or args.timeline or args.list_file is not None):
+        return error("xvit predict", "--runtime applies to VIDEO arguments only, not --stream etc.", 2)
     if (
         args.stream is not None
         or args.realtime
@@ -125,10 +135,17 @@ def run(args: argparse.Namespace) -> int:
     overrides = [f"eval.views={args.views}"] + ([f"train.device={args.device}"] if args.device else [])
     try:
         results = predict_videos(
-            args.checkpoint, args.videos, topk=args.topk, threshold=args.threshold, overrides=overrides
+            args.checkpoint,
+            args.videos,
+            topk=args.topk,
+            threshold=args.threshold,
+            overrides=overrides,
+            runtime=args.runtime,
         )
-    except (ConfigError, FileNotFoundError, ValueError) as e:
+    except (ConfigError, FileNotFoundError, ValueError, RuntimeUnavailable) as e:
         return error("xvit predict", e, 2)
+    except ExportError as e:
+        return error("xvit predict", e, 1)
     if args.json:
         print(json.dumps(results, indent=2))
     for r in results:

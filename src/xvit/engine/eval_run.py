@@ -28,10 +28,13 @@ def evaluate_checkpoint(
     out: str | Path | None = None,
     curve: bool = False,
     command: list[str] | None = None,
+    runtime: str = "torch",
 ) -> dict[str, Any] | None:
     """`xvit eval`: multi-view evaluation of a saved model on an annotation file.
 
     Writes ``metrics.json`` (and the views curve) into ``out``; returns the figures on rank 0.
+    ``runtime``: ``torch``, or ``onnxruntime`` / ``openvino`` on the model's ONNX export (CPU,
+    fp32; ``xvit.engine.export.runtime_model``).
     """
     model, cfg = load_run(checkpoint, overrides)
     if out is None:
@@ -46,15 +49,22 @@ def evaluate_checkpoint(
     multi_label = bool(cfg.data.multi_label)
     dataset = build_eval_dataset(cfg, samples, views, model.config.num_classes if multi_label else None)
     model.to(dist_info.device)
+    runner = model
+    if runtime != "torch":
+        from xvit.engine.export import runtime_model
+
+        if dist_info.device.type != "cpu":
+            raise ValueError(f"--runtime {runtime} runs on the CPU; add --device cpu")
+        runner = runtime_model(checkpoint, model, runtime)
     res = evaluate(
-        model,
+        runner,
         dataset,
         views=views,
         fuse=cfg.eval.fuse,
         batch_size=cfg.eval.batch_size,
         workers=cfg.data.workers,
         device=dist_info.device,
-        amp_dtype=amp_dtype_for(cfg.train.amp, dist_info.device),
+        amp_dtype=amp_dtype_for(cfg.train.amp, dist_info.device) if runtime == "torch" else None,
         dist_info=dist_info,
         class_names=class_names,
         progress=True,

@@ -31,6 +31,7 @@ def predict_videos(
     topk: int = 5,
     threshold: float | None = None,
     overrides: list[str] | tuple[str, ...] = (),
+    runtime: str = "torch",
 ) -> list[dict[str, Any]]:
     """Top-k classes of each video, in the order given.
 
@@ -40,6 +41,9 @@ def predict_videos(
     class with its own sigmoid: ``predictions`` is the top-k of those, and ``labels`` lists
     every class whose probability is at least ``threshold`` (default 0.5), most likely first;
     ``threshold`` is in the result.
+
+    ``runtime``: ``torch``, or ``onnxruntime`` / ``openvino`` on the model's ONNX export (CPU;
+    ``xvit.engine.export.runtime_model``).
 
     A video that cannot be read, or whose logits are not finite (NaN or infinity from the
     model), gets ``{"path", "error"}`` instead; one failure never stops the others.
@@ -56,8 +60,15 @@ def predict_videos(
     samples = [Sample(path=str(v), label=() if multi_label else 0) for v in videos]
     dataset = build_eval_dataset(cfg, samples, views, num_classes if multi_label else None)
     model.to(device)
+    runner = model
+    if runtime != "torch":
+        from xvit.engine.export import runtime_model
+
+        if device.type != "cpu":
+            raise ValueError(f"--runtime {runtime} runs on the CPU; add --device cpu")
+        runner = runtime_model(checkpoint, model, runtime)
     scores = score_dataset(
-        model, dataset, batch_size=1, workers=0, device=device, dist_info=DistInfo(device=device)
+        runner, dataset, batch_size=1, workers=0, device=device, dist_info=DistInfo(device=device)
     )
     assert scores is not None  # a single process is always rank 0
     names = list(model.config.class_names or [])

@@ -72,6 +72,13 @@ def load_model(
     state_dict = read_safetensors(directory / WEIGHTS_NAME)
     model = VideoViT(config)
     load_state_dict_strict(model, state_dict, directory / WEIGHTS_NAME)
+    from xvit.models.quantization import apply_quantization, read_quantization
+
+    recipe = read_quantization(directory)  # an int8 directory (`xvit quantize`): re-quantised here
+    if recipe is not None:
+        if torch.device(map_location).type != "cpu":
+            raise CheckpointError(f"{directory}: an int8 quantised model runs on the CPU only")
+        return apply_quantization(model.eval(), recipe)  # type: ignore[return-value]
     return model.to(map_location).eval()
 
 

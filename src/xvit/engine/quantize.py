@@ -1,0 +1,132 @@
+"""`xvit quantize`: an int8 copy of a saved model, measured against fp32 before it is kept.
+
+Method ``dynamic``: ``torch.ao`` dynamic quantisation of every ``nn.Linear`` (int8 weights,
+activations quantised per batch on the fly; no calibration data needed). The output directory
+holds the fp32 weights and ``quantization.json`` (the recipe and the measured figures);
+``xvit.models.load_model`` re-applies the recipe (see ``xvit.models.quantization``).
+
+Top-1 agreement with fp32 (and accuracy, when the clips are labelled) is measured on a
+validation list (one centre view per video) or, without one, on seeded random clips. The
+directory is written only when the agreement reaches ``min_agreement`` (or ``force``), into a
+temporary directory renamed into place at the end.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from xvit.engine.data import build_eval_dataset, read_split
+from xvit.engine.saved import load_run
+from xvit.engine.scoring import score_dataset
+from xvit.models.quantization import QUANTIZATION_NAME, SUPPORTED_METHODS, apply_quantization
+from xvit.models.storage import save_pretrained
+
+__all__ = ["AgreementTooLow", "quantize_checkpoint"]
+
+RANDOM_CLIPS = 32
+
+
+class AgreementTooLow(RuntimeError):
+    """The quantised model agrees with fp32 on fewer clips than asked; nothing written."""
+
+
+def _logits_on_list(model, cfg, list_file: str, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    class_names = list(model.config.class_names) if model.config.class_names else None
+    samples, _, _ = read_split(cfg, str(list_file), class_names=class_names)
+    dataset = build_eval_dataset(cfg, samples, (1, 1))
+    scores = score_dataset(model, dataset, batch_size=batch_size, workers=0, device="cpu")
+    assert scores is not None
+    return scores.view_logits[:, 0], scores.labels
+
+
+def _compare(fp32: torch.Tensor, int8: torch.Tensor, labels: torch.Tensor | None) -> dict[str, Any]:
+    p32, p8 = fp32.softmax(-1), int8.softmax(-1)
+    out: dict[str, Any] = {
+        "clips": int(fp32.shape[0]),
+        "top1_agreement": float((fp32.argmax(-1) == int8.argmax(-1)).float().mean()),
+        "max_prob_diff": float((p32 - p8).abs().max()),
+        "max_logit_diff": float((fp32 - int8).abs().max()),
+    }
+    if labels is not None and labels.ndim == 1:
+        out["accuracy_fp32"] = float((fp32.argmax(-1) == labels).float().mean())
+        out["accuracy_int8"] = float((int8.argmax(-1) == labels).float().mean())
+    return out
+
+
+def quantize_checkpoint(
+    checkpoint: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    method: str = "dynamic",
+    val_list: str | None = None,
+    min_agreement: float = 0.99,
+    force: bool = False,
+    batch_size: int = 8,
+    overrides: list[str] | tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """Quantise the model of ``checkpoint`` into the new directory ``out``; returns the
+    figures (``top1_agreement``, ``max_prob_diff``, accuracies with a labelled list)."""
+    if method not in SUPPORTED_METHODS:
+        raise ValueError(f"--method must be one of {', '.join(SUPPORTED_METHODS)}, got {method!r}")
+    if not 0.0 <= min_agreement <= 1.0:
+        raise ValueError(f"--min-agreement must be in [0, 1], got {min_agreement}")
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ValueError(f"--out {out} exists and is not an empty directory")
+    if not out.parent.is_dir():
+        raise ValueError(f"--out: the directory {out.parent} does not exist")
+    model, cfg = load_run(checkpoint, overrides)
+    if getattr(model, "quantization", None):
+        raise ValueError(f"{checkpoint} is already quantised")
+    model = model.cpu().eval()
+    recipe: dict[str, Any] = {"method": method, "dtype": "qint8", "modules": ["Linear"]}
+    int8 = apply_quantization(model, recipe)
+    if val_list is not None:
+        fp32_logits, labels = _logits_on_list(model, cfg, val_list, batch_size)
+        int8_logits, _ = _logits_on_list(int8, cfg, val_list, batch_size)
+        if fp32_logits.shape[0] == 0:
+            raise ValueError(f"{val_list}: no video could be read")
+        source = str(val_list)
+    else:
+        g = torch.Generator().manual_seed(0)
+        c = model.config
+        x = torch.randn(RANDOM_CLIPS, 3, c.num_frames, c.img_size, c.img_size, generator=g)
+        with torch.inference_mode():
+            fp32_logits = torch.cat([model(b) for b in x.split(batch_size)])
+            int8_logits = torch.cat([int8(b) for b in x.split(batch_size)])
+        labels, source = None, f"{RANDOM_CLIPS} seeded random clips (no --list given)"
+    figures = _compare(fp32_logits, int8_logits, labels)
+    figures.update(measured_on=source, min_agreement=min_agreement)
+    if figures["top1_agreement"] < min_agreement and not force:
+        raise AgreementTooLow(
+            f"int8 agrees with fp32 on {figures['top1_agreement']:.2%} of {figures['clips']} clips, "
+            f"below --min-agreement {min_agreement:.2%}; nothing written (--force to keep it anyway)"
+        )
+    recipe.update(
+        figures=figures,
+        source=str(checkpoint),
+        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        torch_version=torch.__version__,
+    )
+    tmp = out.parent / f".{out.name}.{uuid.uuid4().hex}.tmp"
+    try:
+        save_pretrained(model, tmp)
+        run_cfg = Path(checkpoint) / "config.yaml"
+        if run_cfg.is_file():  # the run's sampling settings, as load_run reads them
+            shutil.copy2(run_cfg, tmp / "config.yaml")
+        (tmp / QUANTIZATION_NAME).write_text(json.dumps(recipe, indent=2, sort_keys=True) + "\n")
+        if out.is_dir():
+            out.rmdir()  # empty, checked above
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return figures
