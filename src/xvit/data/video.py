@@ -20,6 +20,10 @@ Rotation metadata (the display matrix) is applied as FFmpeg's command line does 
 
 Frame folders and HDF5 frame packs live in :mod:`xvit.data.frames`; :func:`open_video` and
 :func:`read_frames` pick the reader from the path.
+
+Length: over 500 lines because the PyAV reader is one class whose seek, decode-order and
+fallback paths share one open container and one decode budget; the index, the limits, the
+rotation and the torchcodec backend are in their own modules.
 """
 
 from __future__ import annotations

@@ -24,6 +24,10 @@ Determinism: the data order and every clip's augmentation are functions of the s
 position in the run (:mod:`xvit.engine.sampling`), and the main process's RNG (dropout,
 stochastic depth, mixup) is saved in every checkpoint, so a resumed run continues with exactly
 the numbers the uninterrupted run would have seen.
+
+Length: over 500 lines because the Trainer is one class whose steps share its state (model,
+optimiser, sampler, run directory); every piece that stands alone lives in the modules named
+above.
 """
 
 from __future__ import annotations
