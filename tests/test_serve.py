@@ -13,6 +13,7 @@ import time
 
 import pytest
 import torch
+from _model_helpers import tiny_segmented_xvit
 from _video_fixtures import write_video
 from test_engine_utils import one_thread  # noqa: F401
 
@@ -21,7 +22,6 @@ httpx = pytest.importorskip("httpx")
 uvicorn = pytest.importorskip("uvicorn")
 from fastapi.testclient import TestClient  # noqa: E402
 
-import xvit  # noqa: E402
 from xvit.cli.main import main  # noqa: E402
 from xvit.engine.serve_app import create_app  # noqa: E402
 from xvit.engine.serve_service import ModelService, ServeOptions  # noqa: E402
@@ -36,20 +36,7 @@ def files(tmp_path_factory):
     """A tiny X-ViT with random weights that move the output, a 2-second clip, a broken file."""
     root = tmp_path_factory.mktemp("serve")
     torch.manual_seed(0)
-    model = xvit.create_model(
-        "xvit_tiny_patch16",
-        num_frames=8,
-        num_classes=len(CLASSES),
-        class_names=CLASSES,
-        embed_dim=32,
-        depth=2,
-        num_heads=2,
-        img_size=32,
-        head="avg",
-        segment_len=4,
-        temp_embed_frames=4,
-        temp_embed_mode="tile",
-    )
+    model = tiny_segmented_xvit(CLASSES)
     with torch.no_grad():
         model.patch_embed.proj.weight.mul_(30)
         classifier = [m for m in model.head.modules() if isinstance(m, torch.nn.Linear)][-1]

@@ -25,9 +25,7 @@ import httpx
 import numpy as np
 import pytest
 import torch
-from _model_helpers import randomise
-
-import xvit
+from _model_helpers import randomise, tiny_segmented_xvit
 
 CLASSES = ["walking", "running", "jumping", "sitting", "waving", "clapping"]
 CHROMIUM_FLAGS = [
@@ -56,20 +54,7 @@ def _tiny_model(out: Path) -> Path:
     """A tiny X-ViT with random weights (every parameter), whose top class changes with the
     scenes of `_scene_video`."""
     torch.manual_seed(0)
-    model = xvit.create_model(
-        "xvit_tiny_patch16",
-        num_frames=8,
-        num_classes=len(CLASSES),
-        class_names=CLASSES,
-        embed_dim=32,
-        depth=2,
-        num_heads=2,
-        img_size=32,
-        head="avg",
-        segment_len=4,
-        temp_embed_frames=4,
-        temp_embed_mode="tile",
-    )
+    model = tiny_segmented_xvit(CLASSES)
     randomise(model, seed=0, std=0.2)
     model.save_pretrained(out)
     return out

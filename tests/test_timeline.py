@@ -10,6 +10,7 @@ import json
 import av
 import pytest
 import torch
+from _model_helpers import tiny_segmented_xvit
 from _video_fixtures import write_video
 from test_engine_utils import one_thread  # noqa: F401
 
@@ -34,20 +35,7 @@ def files(tmp_path_factory):
     weights, a 60-frame video and a 5-frame one."""
     root = tmp_path_factory.mktemp("timeline")
     torch.manual_seed(0)
-    model = xvit.create_model(
-        "xvit_tiny_patch16",
-        num_frames=8,
-        num_classes=len(CLASSES),
-        class_names=CLASSES,
-        embed_dim=32,
-        depth=2,
-        num_heads=2,
-        img_size=32,
-        head="avg",
-        segment_len=4,
-        temp_embed_frames=4,
-        temp_embed_mode="tile",
-    )
+    model = tiny_segmented_xvit(CLASSES)
     with torch.no_grad():
         model.temp_embed.normal_(std=0.5)
         model.patch_embed.proj.weight.mul_(30)  # so that the pictures move the output
