@@ -99,3 +99,15 @@ def guarded(
             if isinstance(e, types):
                 return error(prog, e, code), None
         raise
+
+
+def add_runtime_argument(p: argparse.ArgumentParser) -> None:
+    """``--runtime``: where the model runs (`xvit.engine.runtimes.RUNTIMES`)."""
+    from xvit.engine.runtimes import RUNTIMES
+
+    p.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        default="torch",
+        help="run the model in torch (default) or, from its ONNX export (CPU), in ONNX Runtime / OpenVINO",
+    )

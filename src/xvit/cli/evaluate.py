@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from xvit.cli._common import add_command, command_line, error, guarded, parse_intermixed
+from xvit.cli._common import add_command, add_runtime_argument, command_line, error, guarded, parse_intermixed
 from xvit.engine.metrics import FUSE_MODES
 
 
@@ -57,12 +57,7 @@ def add_arguments(p: argparse.ArgumentParser, intermixed: bool) -> None:
     p.add_argument("--batch-size", type=int, help="videos per batch")
     p.add_argument("--workers", type=int, help="data-loading worker processes")
     p.add_argument("--device", help="auto (default), cpu, cuda")
-    p.add_argument(
-        "--runtime",
-        choices=("torch", "onnxruntime", "openvino"),
-        default="torch",
-        help="run the model in torch (default) or, from its ONNX export (CPU), in ONNX Runtime / OpenVINO",
-    )
+    add_runtime_argument(p)
     p.add_argument(
         "overrides",
         nargs="*" if intermixed else argparse.REMAINDER,

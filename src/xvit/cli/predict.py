@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from xvit.cli._common import error
+from xvit.cli._common import add_runtime_argument, error
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -35,12 +35,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--views", default="1x1", help="TxS test views fused per video (default 1x1)")
     p.add_argument("--json", action="store_true", help="print one JSON document instead of text")
     p.add_argument("--device", help="auto (default), cpu, cuda")
-    p.add_argument(
-        "--runtime",
-        choices=("torch", "onnxruntime", "openvino"),
-        default="torch",
-        help="run the model in torch (default) or, from its ONNX export (CPU), in ONNX Runtime / OpenVINO",
-    )
+    add_runtime_argument(p)
     # Flags shared by the modes below (--timeline, --stream, --list): each mode reads the ones
     # it needs and documents its default; None means "the mode's default".
     p.add_argument(

@@ -165,11 +165,16 @@ def build_train_dataset(cfg: Config, samples: list[Any], num_classes: int | None
         transform=transform,
         mode="train",
         num_classes=num_classes,
-        reader_kwargs={
-            "max_frame_pixels": d.max_frame_pixels or None,
-            "max_decode_mb": d.max_decode_mb or None,
-        },
+        reader_kwargs=reader_limits(cfg),
     )
+
+
+def reader_limits(cfg: Config) -> dict[str, int | None]:
+    """The decoding limits of ``cfg.data`` as reader arguments (0 in the config: no limit)."""
+    return {
+        "max_frame_pixels": cfg.data.max_frame_pixels or None,
+        "max_decode_mb": cfg.data.max_decode_mb or None,
+    }
 
 
 def build_eval_dataset(
@@ -194,10 +199,7 @@ def build_eval_dataset(
         mode="eval",
         views=views,
         num_classes=num_classes,
-        reader_kwargs={
-            "max_frame_pixels": d.max_frame_pixels or None,
-            "max_decode_mb": d.max_decode_mb or None,
-        },
+        reader_kwargs=reader_limits(cfg),
     )
 
 

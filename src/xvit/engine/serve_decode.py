@@ -53,12 +53,12 @@ def decode_clip(cfg: Config, path: str, num_classes: int) -> DecodedClip | str:
     from xvit.data.annotations import Sample
     from xvit.data.errors import VideoDecodeError
     from xvit.data.video import VideoReader
-    from xvit.engine.data import build_eval_dataset
+    from xvit.engine.data import build_eval_dataset, reader_limits
     from xvit.engine.schema import parse_views
 
     multi_label = bool(cfg.data.multi_label)
     try:
-        with VideoReader(path, backend="pyav", max_frame_pixels=cfg.data.max_frame_pixels or None) as r:
+        with VideoReader(path, backend="pyav", **reader_limits(cfg)) as r:
             num_frames, duration, fps = int(r.num_frames), float(r.duration), float(r.fps)
     except (VideoDecodeError, OSError, ValueError) as e:
         return str(e).splitlines()[0] if str(e) else type(e).__name__
