@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import logging
 import os
 import uuid
 import warnings
@@ -92,9 +93,16 @@ def compare_logits(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
 def _quiet():
     """The exporters print progress and warnings on stdout/stderr; keep them for errors only."""
     buf = io.StringIO()
-    with warnings.catch_warnings(), contextlib.redirect_stdout(buf):
-        warnings.simplefilter("ignore")
-        yield buf
+    # torch's ONNX exporter logs one warning per torchvision operator it cannot register
+    onnx_log = logging.getLogger("torch.onnx")
+    level = onnx_log.level
+    onnx_log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(buf):
+            warnings.simplefilter("ignore")
+            yield buf
+    finally:
+        onnx_log.setLevel(level)
 
 
 def _one_line(e: BaseException) -> str:
