@@ -187,7 +187,11 @@ def test_stream_that_breaks_off_ends_with_a_summary_and_exit_1(media, capsys):
     windows, summary = _windows_and_summary(lines)
     assert 0 < summary["frames_read"] < 60
     assert summary["exit"].startswith("read error")
-    assert len(err) == 1 and err[0].startswith("xvit predict: error:") and "read error" in err[0]
+    # one error line; a "cannot keep up" warning may come first when the reader outruns the
+    # model (no --realtime here), and nothing else
+    errors = [line for line in err if line.startswith("xvit predict: error:")]
+    assert len(errors) == 1 and "read error" in errors[0]
+    assert all(line.startswith(("xvit predict: error:", "xvit predict: warning:")) for line in err), err
     assert "Traceback" not in "\n".join(err)
     _check_window_grid(windows)
 
