@@ -40,6 +40,13 @@ class HeadConfig(Protocol):
     head_classifier: str
 
 
+def trunc_normal_linear(m: nn.Linear, std: float = 0.02) -> None:
+    """timm's ViT initialisation of a linear layer: truncated normal weight, zero bias."""
+    nn.init.trunc_normal_(m.weight, std=std)
+    if m.bias is not None:
+        nn.init.zeros_(m.bias)
+
+
 class _LinearClassifier(nn.Module):
     """`drop` and `fc` of the heads with one linear classifier."""
 
@@ -47,6 +54,10 @@ class _LinearClassifier(nn.Module):
         super().__init__()
         self.drop = nn.Dropout(drop)
         self.fc = nn.Linear(dim, num_classes)
+
+    def init_weights(self) -> None:
+        """timm's: `fc` truncated normal (std 0.02), zero bias."""
+        trunc_normal_linear(self.fc)
 
 
 class AvgHead(_LinearClassifier):
@@ -112,7 +123,21 @@ class TemporalAttentionHead(nn.Module):
             raise ValueError(f"unknown head classifier {classifier!r}; expected one of {HEAD_CLASSIFIERS}")
 
     def init_weights(self) -> None:
-        nn.init.trunc_normal_(self.cls_token, std=0.02)
+        """As the released X-ViT builds its head (`VitHead`, constructed apart from the timm
+        backbone and never re-initialised): PyTorch's default initialisation for every
+        linear layer (uniform, bound 1/sqrt(fan_in)), LayerNorms at one and zero, a zero
+        CLS token; the optional `pos_embed` truncated normal (std 0.02).
+
+        Not timm's std-0.02 linears: at width 768 the two are nearly the same scale
+        (1/sqrt(3 * 768) = 0.021), but at narrower widths 0.02 makes each of the head's
+        linear maps shrink its input (gain 0.02 * sqrt(D), 0.2 at D = 96), and end to end
+        the backbone then never learns (docs/results.md, "Why temporal attention did not
+        train").
+        """
+        for m in self.modules():
+            if isinstance(m, nn.Linear | nn.LayerNorm):
+                m.reset_parameters()
+        nn.init.zeros_(self.cls_token)
         if self.pos_embed is not None:
             nn.init.trunc_normal_(self.pos_embed, std=0.02)
 
@@ -189,4 +214,5 @@ __all__ = [
     "LinearHead",
     "TemporalAttentionHead",
     "build_head",
+    "trunc_normal_linear",
 ]

@@ -22,7 +22,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from xvit.models.attention import MIX_SPLITS, ChannelShift
-from xvit.models.heads import HEAD_CLASSIFIERS, HEAD_TYPES, build_head
+from xvit.models.heads import HEAD_CLASSIFIERS, HEAD_TYPES, build_head, trunc_normal_linear
 from xvit.models.layers import TEMP_EMBED_MODES, PatchEmbed, resize_pos_embed, resize_temp_embed
 from xvit.models.storage import save_pretrained
 from xvit.models.variants import ATTENTION_TYPES, VARIANTS
@@ -204,24 +204,26 @@ class VideoViT(nn.Module):
         self.init_weights()
 
     def init_weights(self) -> None:
-        """timm's ViT initialisation: truncated normal (std 0.02) for linear layers and the
-        position embedding, small normal CLS, zero temporal embedding; TimeSformer's
-        `temporal_fc` starts at zero so a divided block starts as a spatial one."""
+        """timm's ViT initialisation of the backbone: truncated normal (std 0.02) for linear
+        layers and the position embedding, small normal CLS, zero temporal embedding;
+        TimeSformer's `temporal_fc` starts at zero so a divided block starts as a spatial
+        one. The head initialises itself (`heads.py`: the TA head as the released X-ViT
+        builds it, apart from the backbone)."""
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         nn.init.normal_(self.cls_token, std=1e-6)
         nn.init.zeros_(self.temp_embed)
+        head = set(self.head.modules())
         for m in self.modules():
+            if m in head:
+                continue
             if isinstance(m, nn.Linear):
-                nn.init.trunc_normal_(m.weight, std=0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+                trunc_normal_linear(m)
             elif isinstance(m, nn.LayerNorm):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
         for blk in self.blocks:
             blk.init_weights()
-        if hasattr(self.head, "init_weights"):
-            self.head.init_weights()
+        self.head.init_weights()
 
     # -- API used by the engine ------------------------------------------------------------
 
