@@ -105,6 +105,41 @@ def shift_channels_(x: torch.Tensor, groups: Sequence[tuple[int, int, int]]) -> 
     return x
 
 
+def shift_channels(x: torch.Tensor, groups: Sequence[tuple[int, int, int]]) -> torch.Tensor:
+    """`shift_channels_` out of place: the same values in a new tensor, built by one
+    `torch.cat` of the shifted and unshifted channel slices along the last dim.
+
+    This is the form exported graphs get (`exporting()`): the in-place sliced assignments of
+    `shift_channels_` export as `ScatterND` between two full `Transpose`s in every block, which
+    ONNX Runtime runs at 0.75x eager (docs/deploy.md); a concatenation exports as `Concat`.
+    The groups must not overlap (as `channel_groups` makes them)."""
+    length, channels = x.shape[1], x.shape[-1]
+    no_pad = [0, 0] * (x.ndim - 2)
+    pieces, at = [], 0
+    for start, end, offset in sorted(groups):
+        if start < at or end > channels:
+            raise ValueError(f"channel groups overlap or exceed {channels} channels: {list(groups)}")
+        if start > at:
+            pieces.append(x[..., at:start])
+        src = x[..., start:end]
+        if abs(offset) >= length:
+            pieces.append(torch.zeros_like(src))
+        elif offset > 0:
+            pieces.append(F.pad(src[:, offset:], no_pad + [0, offset]))
+        else:
+            pieces.append(F.pad(src[:, : length + offset], no_pad + [-offset, 0]))
+        at = end
+    if at < channels:
+        pieces.append(x[..., at:])
+    return torch.cat(pieces, dim=-1) if pieces else x.clone()
+
+
+def exporting() -> bool:
+    """True while torch's ONNX exporters (dynamo or TorchScript), `torch.export` or
+    `torch.jit.trace` trace the model: the shifts then take their out-of-place form."""
+    return torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting() or torch.jit.is_tracing()
+
+
 def _segments(x: torch.Tensor, segment_len: int | None) -> torch.Tensor:
     """View `(B, T, ...)` as `(B*T/L, L, ...)` (free); checks that L divides T."""
     b, t = x.shape[:2]
@@ -119,8 +154,10 @@ def _segments(x: torch.Tensor, segment_len: int | None) -> torch.Tensor:
 def temporal_shift(x: torch.Tensor, shift_div: int = 8, segment_len: int | None = None) -> torch.Tensor:
     """TSM's shift of `(B, T, N, D)` tokens: channels `[0, D/div)` from t+1, the next
     `D/div` from t-1, zero padded at the clip (segment) ends; a new tensor."""
-    y = x.clone()
     groups = channel_groups(x.shape[-1], 1, "released", shift_div)
+    if exporting():
+        return shift_channels(_segments(x, segment_len), groups).view(x.shape)
+    y = x.clone()
     shift_channels_(_segments(y, segment_len), groups)
     return y
 
@@ -319,7 +356,12 @@ class Attention(_MultiHeadAttention):
         if self.summary_token:
             # (B, T, 2C): per-frame mean of the unmixed patch keys and values
             summary = qkv[:, :, 1:, c:].mean(dim=2)
-        if self.shift is not None:
+        if self.shift is not None and exporting():
+            # out of place (see `shift_channels`): the groups of k, v (and q) on the 3C axis
+            first = 0 if self.shift.mix_queries else 1
+            flat = [(j * c + s, j * c + e, o) for j in range(first, 3) for s, e, o in self.groups]
+            qkv = shift_channels(_segments(qkv, self.shift.segment_len), flat).view(b, t, n, 3 * c)
+        elif self.shift is not None:
             parts = _segments(qkv, self.shift.segment_len)  # (B*T/L, L, N, 3C), a view
             parts = parts.view(*parts.shape[:3], 3, c)
             moving = parts if self.shift.mix_queries else parts[:, :, :, 1:]  # q? k, v
