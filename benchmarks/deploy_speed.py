@@ -2,10 +2,12 @@
 top-1 agreement of each deployment with eager fp32 on a trained model.
 
     python benchmarks/deploy_speed.py [--frames 8 16] [--size 224] [--repeats 3] [--peer] [--out FILE.json]
-    python benchmarks/deploy_speed.py --agreement RUN_DIR [--list VAL_LIST] [--out FILE.json]
+    python benchmarks/deploy_speed.py --agreement RUN_DIR [--list VAL_LIST] [--calib LIST] [--out FILE.json]
 
 Speed rows, for every ``--frames``: eager fp32, eager bf16 (autocast), ONNX Runtime fp32,
-OpenVINO fp32 (when installed), int8 dynamic (torch.ao); with ``--peer``, transformers'
+OpenVINO fp32 (when installed), int8 dynamic (torch.ao), int8 static (ONNX Runtime's
+quantiser, as ``xvit quantize --method static``; calibrated on 4 seeded random clips for the
+speed rows, whose ranges do not change the work done); with ``--peer``, transformers'
 TimeSformer-base (random weights, eager attention) in eager fp32 and ONNX Runtime fp32 at the
 same clip sizes. Each repeat times one batch-1 clip in every row in turn, so load on a shared
 machine hits every row alike; the median is reported with the load average. The models have
@@ -16,7 +18,9 @@ output is its encoder's last hidden state, the softmax over that state's feature
 ``--agreement RUN_DIR`` scores the run's validation list (its ``data.val_list``, or
 ``--list``; one centre view per video, through the same scoring loop as ``xvit eval``) with
 every deployment of the trained model and prints each one's top-1 agreement with eager fp32,
-max probability difference and accuracy.
+max probability difference and accuracy. The static int8 row is calibrated on the first
+``--calib-size`` (32) videos of ``--calib`` (default: the run's training list, else the
+``train.txt`` next to the validation list).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from torch import nn
 import xvit
 from xvit.engine.data import build_eval_dataset, cache_dir, read_split
 from xvit.engine.export import export_model
+from xvit.engine.quantize_static import INPUT_NAME, CalibrationClips, quantize_onnx_static
 from xvit.engine.runtimes import (
     OnnxRuntime,
     OpenVINORuntime,
@@ -63,8 +68,23 @@ class Bf16Runtime:
             return self.model(torch.from_numpy(np.ascontiguousarray(batch, np.float32))).float().numpy()
 
 
-def deployments(model: nn.Module, tmp: str, dynamic_batch: bool) -> dict[str, object]:
-    """Every deployment of ``model`` (its ONNX export written under ``tmp``)."""
+class RandomClips:
+    """Seeded random calibration clips (``quantize_onnx_static``'s reader) for the speed rows."""
+
+    def __init__(self, model: nn.Module, count: int = 4):
+        c = model.config  # type: ignore[attr-defined]
+        g = torch.Generator().manual_seed(1)
+        self.clips = [
+            torch.randn(1, 3, c.num_frames, c.img_size, c.img_size, generator=g) for _ in range(count)
+        ]
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return {INPUT_NAME: self.clips.pop().numpy()} if self.clips else None
+
+
+def deployments(model: nn.Module, tmp: str, dynamic_batch: bool, calib: object = None) -> dict[str, object]:
+    """Every deployment of ``model`` (its ONNX exports written under ``tmp``); ``calib``: the
+    static int8 row's calibration reader (default ``RandomClips``)."""
     rows: dict[str, object] = {"eager fp32": TorchRuntime(model), "eager bf16": Bf16Runtime(model)}
     t0 = time.perf_counter()
     path = f"{tmp}/{onnx_name(model)}.onnx"
@@ -76,6 +96,11 @@ def deployments(model: nn.Module, tmp: str, dynamic_batch: bool) -> dict[str, ob
     except RuntimeUnavailable as e:
         print(f"openvino skipped: {e}")
     rows["int8 dynamic (torch)"] = TorchRuntime(apply_quantization(model, {"method": "dynamic"}))
+    t0 = time.perf_counter()
+    static = f"{tmp}/{onnx_name(model)}.int8.onnx"
+    quantize_onnx_static(model, calib if calib is not None else RandomClips(model), static)
+    print(f"static int8 quantisation: {time.perf_counter() - t0:.0f} s", flush=True)
+    rows["int8 static (onnxruntime)"] = OnnxRuntime(static)
     return rows
 
 
@@ -171,16 +196,26 @@ def agreement(args: argparse.Namespace) -> dict:
     class_names = list(model.config.class_names) if model.config.class_names else None
     samples, _, _ = read_split(cfg, str(val_list), class_names=class_names)
     dataset = build_eval_dataset(cfg, samples, (1, 1))
+    calib_list = args.calib or cfg.data.train_list or str(Path(val_list).parent / "train.txt")
+    calib = CalibrationClips(cfg, calib_list, args.calib_size, class_names)
     logits: dict[str, torch.Tensor] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for k, r in deployments(model, tmp, dynamic_batch=True).items():
+        for k, r in deployments(model, tmp, dynamic_batch=True, calib=calib).items():
             scores = score_dataset(RuntimeModule(r), dataset, batch_size=8, workers=0, device="cpu")
             assert scores is not None
             logits[k], labels = scores.view_logits[:, 0], scores.labels
     ref = logits["eager fp32"]
-    result = {"run": str(args.agreement), "list": str(val_list), "videos": int(ref.shape[0]), "rows": {}}
-    print(f"{len(samples)} videos of {val_list}, {ref.shape[0]} scored")
-    print(f"{'deployment':24s} {'top-1 agree':>11s} {'max prob diff':>14s} {'accuracy':>9s}")
+    result = {
+        "run": str(args.agreement),
+        "list": str(val_list),
+        "videos": int(ref.shape[0]),
+        "calibration": calib.facts(),
+        "rows": {},
+    }
+    print(
+        f"{len(samples)} videos of {val_list}, {ref.shape[0]} scored; static int8 calibration {calib.facts()}"
+    )
+    print(f"{'deployment':26s} {'top-1 agree':>11s} {'max prob diff':>14s} {'accuracy':>9s}")
     for k, out in logits.items():
         row = {
             "top1_agreement": float((out.argmax(-1) == ref.argmax(-1)).float().mean()),
@@ -188,7 +223,7 @@ def agreement(args: argparse.Namespace) -> dict:
             "accuracy": float((out.argmax(-1) == labels).float().mean()),
         }
         result["rows"][k] = row
-        print(f"{k:24s} {row['top1_agreement']:11.2%} {row['max_prob_diff']:14.2e} {row['accuracy']:9.2%}")
+        print(f"{k:26s} {row['top1_agreement']:11.2%} {row['max_prob_diff']:14.2e} {row['accuracy']:9.2%}")
     return result
 
 
@@ -201,6 +236,10 @@ def main() -> None:
     ap.add_argument("--peer", action="store_true", help="add TimeSformer-base (transformers) rows")
     ap.add_argument("--agreement", metavar="RUN_DIR", help="agreement on a trained run's validation list")
     ap.add_argument("--list", help="validation list for --agreement (default: the run's data.val_list)")
+    ap.add_argument(
+        "--calib", help="static int8 calibration list for --agreement (default: the run's train list)"
+    )
+    ap.add_argument("--calib-size", type=int, default=32, help="calibration videos (default 32)")
     ap.add_argument("--out")
     args = ap.parse_args()
     result = agreement(args) if args.agreement else speed(args)

@@ -38,8 +38,10 @@ __all__ = [
     "compare_logits",
     "example_clips",
     "export_model",
+    "one_line",
     "onnx_cache_dir",
     "onnx_for_checkpoint",
+    "runtime_model",
 ]
 
 FORMATS = ("onnx", "pt2")
@@ -105,7 +107,7 @@ def _quiet():
         onnx_log.setLevel(level)
 
 
-def _one_line(e: BaseException) -> str:
+def one_line(e: BaseException) -> str:
     text = " ".join(str(e).split())
     return f"{type(e).__name__}: {text[:400]}"
 
@@ -132,7 +134,7 @@ def _export_onnx(model: nn.Module, x: torch.Tensor, tmp: str, dynamic_batch: boo
             program.save(tmp, external_data=False)
         return "dynamo"
     except Exception as e:  # the exporter raises many types; fall back, keep the reason
-        errors.append(f"dynamo exporter: {_one_line(e)}")
+        errors.append(f"dynamo exporter: {one_line(e)}")
     try:
         with _quiet():
             torch.onnx.export(
@@ -147,7 +149,7 @@ def _export_onnx(model: nn.Module, x: torch.Tensor, tmp: str, dynamic_batch: boo
             )
         return "torchscript"
     except Exception as e:
-        errors.append(f"TorchScript exporter: {_one_line(e)}")
+        errors.append(f"TorchScript exporter: {one_line(e)}")
     raise ExportError("cannot export to ONNX: " + "; ".join(errors))
 
 
@@ -199,7 +201,7 @@ def export_model(
         with torch.inference_mode():
             eager = model(check_x).float().numpy()
     except Exception as e:
-        raise ExportError(f"the eager model does not run on {tuple(x.shape)} clips: {_one_line(e)}") from e
+        raise ExportError(f"the eager model does not run on {tuple(x.shape)} clips: {one_line(e)}") from e
     tmp = str(out.parent / f".tmp-{uuid.uuid4().hex}-{out.name}")  # same suffix: torch.export checks it
     try:
         if fmt == "onnx":
@@ -209,7 +211,7 @@ def export_model(
             except ExportError:
                 raise
             except Exception as e:
-                raise ExportError(f"the exported ONNX file does not load or run: {_one_line(e)}") from e
+                raise ExportError(f"the exported ONNX file does not load or run: {one_line(e)}") from e
         else:
             exporter = "torch.export"
             try:
@@ -217,12 +219,12 @@ def export_model(
                     program = torch.export.export(model, (x,), dynamic_shapes=_batch_dim(dynamic_batch))
                     torch.export.save(program, tmp)
             except Exception as e:
-                raise ExportError(f"cannot export with torch.export: {_one_line(e)}") from e
+                raise ExportError(f"cannot export with torch.export: {one_line(e)}") from e
             try:
                 with torch.inference_mode():
                     got = torch.export.load(tmp).module()(check_x).float().numpy()
             except Exception as e:
-                raise ExportError(f"the exported program does not reload or run: {_one_line(e)}") from e
+                raise ExportError(f"the exported program does not reload or run: {one_line(e)}") from e
             checked_with = "torch.export.load"
             diff, agree = compare_logits(eager, got)
         if diff is not None and not diff <= tolerance:
@@ -279,16 +281,30 @@ def onnx_for_checkpoint(directory: str | os.PathLike[str], model: nn.Module) -> 
 
 def runtime_model(checkpoint: str | os.PathLike[str], model: nn.Module, runtime: str) -> nn.Module:
     """``model`` (loaded from ``checkpoint``) in ``runtime`` as an ``nn.Module`` running on the
-    CPU (``torch``: ``model`` itself); says on stderr which ONNX file it runs."""
+    CPU (``torch``: ``model`` itself); says on stderr which ONNX file it runs.
+
+    A static int8 model (``xvit quantize --method static``) runs its own int8 ONNX file in
+    ONNX Runtime, the runtime it was measured in, and only there; a dynamic int8 model runs in
+    torch only."""
     import sys
 
     from xvit.engine.runtimes import RUNTIMES, RuntimeModule, open_onnx_runtime
 
     if runtime not in RUNTIMES:
         raise ValueError(f"--runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+    recipe = getattr(model, "quantization", None) or {}
+    if recipe.get("method") == "static":
+        if runtime != "onnxruntime":
+            raise ValueError(
+                f"{checkpoint} is an ONNX int8 model (xvit quantize --method static), which runs "
+                "with --runtime onnxruntime only"
+            )
+        path = Path(recipe["onnx_path"])
+        print(f"runtime onnxruntime: using {path} (static int8)", file=sys.stderr, flush=True)
+        return RuntimeModule(open_onnx_runtime(runtime, path), config=model.config, source=path)
     if runtime == "torch":
         return model
-    if getattr(model, "quantization", None):
+    if recipe:
         raise ValueError(f"{checkpoint} is an int8 quantised model, which runs with --runtime torch only")
     path, how = onnx_for_checkpoint(checkpoint, model)
     print(f"runtime {runtime}: {how}", file=sys.stderr, flush=True)

@@ -29,6 +29,7 @@ __all__ = [
     "RuntimeUnavailable",
     "TorchRuntime",
     "open_onnx_runtime",
+    "require",
 ]
 
 RUNTIMES = ("torch", "onnxruntime", "openvino")
@@ -56,6 +57,14 @@ def _import(runtime: str, module: str):
         raise RuntimeUnavailable(
             f"--runtime {runtime} needs the {module} package: pip install 'xvit[{_EXTRA[runtime]}]' ({e})"
         ) from e
+
+
+def require(runtime: str):
+    """The package of the optional runtime ``onnxruntime`` or ``openvino`` (imported now), or
+    ``RuntimeUnavailable`` naming the extra to install."""
+    if runtime not in _EXTRA:
+        raise ValueError(f"unknown optional runtime {runtime!r}; expected one of {', '.join(_EXTRA)}")
+    return _import(runtime, runtime)
 
 
 def _threads() -> int:
