@@ -101,6 +101,23 @@ def guarded(
         raise
 
 
+def add_precision_arguments(p: argparse.ArgumentParser) -> None:
+    """``--precision`` and ``--min-agreement`` (`xvit.engine.precision_auto`), torch runtime."""
+    p.add_argument(
+        "--precision",
+        default=None,
+        help="fp32, bf16 (autocast), int8 (dynamic, CPU) or auto: measure them on this machine once "
+        "(cached in $XVIT_CACHE/precision.json) and use the fastest that agrees with fp32 on "
+        "--min-agreement of the clips (default: the model as saved; torch runtime only)",
+    )
+    p.add_argument(
+        "--min-agreement",
+        type=float,
+        default=0.99,
+        help="--precision auto: the top-1 agreement with fp32 a precision needs (default 0.99)",
+    )
+
+
 def add_runtime_argument(p: argparse.ArgumentParser) -> None:
     """``--runtime``: where the model runs (`xvit.engine.runtimes.RUNTIMES`)."""
     from xvit.engine.runtimes import RUNTIMES

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from xvit.cli._common import add_command, add_runtime_argument, command_line, error, guarded, parse_intermixed
+from xvit.cli._common import (
+    add_command,
+    add_precision_arguments,
+    add_runtime_argument,
+    command_line,
+    error,
+    guarded,
+    parse_intermixed,
+)
 from xvit.engine.metrics import FUSE_MODES
 
 
@@ -58,6 +66,7 @@ def add_arguments(p: argparse.ArgumentParser, intermixed: bool) -> None:
     p.add_argument("--workers", type=int, help="data-loading worker processes")
     p.add_argument("--device", help="auto (default), cpu, cuda")
     add_runtime_argument(p)
+    add_precision_arguments(p)
     p.add_argument(
         "overrides",
         nargs="*" if intermixed else argparse.REMAINDER,
@@ -71,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
     from xvit.engine.distributed import cleanup
     from xvit.engine.eval_run import evaluate_checkpoint
     from xvit.engine.export import ExportError
+    from xvit.engine.precision_auto import check_precision
     from xvit.engine.runtimes import RuntimeUnavailable
     from xvit.engine.schema import ConfigError
 
@@ -80,6 +90,12 @@ def run(args: argparse.Namespace) -> int:
     ]
     if missing:
         return error("xvit eval", f"the following arguments are required: {', '.join(missing)}", 2)
+    try:
+        check_precision(args.precision, args.min_agreement)
+        if args.precision is not None and args.runtime != "torch":
+            raise ValueError(f"--precision applies to --runtime torch, not {args.runtime}")
+    except ValueError as e:
+        return error("xvit eval", e, 2)
     overrides = list(args.overrides)
     for flag, key in (
         ("root", "data.root"),
@@ -103,6 +119,8 @@ def run(args: argparse.Namespace) -> int:
                 curve=args.views_curve,
                 command=command_line(args, "eval", "overrides"),
                 runtime=args.runtime,
+                precision=args.precision,
+                min_agreement=args.min_agreement,
             ),
             [
                 # incl. an unusable --out

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from xvit.cli._common import add_runtime_argument, error
+from xvit.cli._common import add_precision_arguments, add_runtime_argument, error
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -36,6 +36,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON document instead of text")
     p.add_argument("--device", help="auto (default), cpu, cuda")
     add_runtime_argument(p)
+    add_precision_arguments(p)
     # Flags shared by the modes below (--timeline, --stream, --list): each mode reads the ones
     # it needs and documents its default; None means "the mode's default".
     p.add_argument(
@@ -100,16 +101,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Entry point of `xvit predict`; exit code 1 when any video failed."""
     from xvit.engine.export import ExportError
+    from xvit.engine.precision_auto import check_precision
     from xvit.engine.predict import check_predict_options, predict_videos
     from xvit.engine.runtimes import RuntimeUnavailable
     from xvit.engine.schema import ConfigError
 
     try:
         check_predict_options(args.topk, args.threshold)
+        check_precision(args.precision, args.min_agreement)
     except ValueError as e:
         return error("xvit predict", e, 2)
-    if args.runtime != "torch" and (args.stream is not None or args.timeline or args.list_file is not None):
-        return error("xvit predict", "--runtime applies to VIDEO arguments only, not --stream etc.", 2)
+    for flag, used in (("--runtime", args.runtime != "torch"), ("--precision", args.precision is not None)):
+        if used and (args.stream is not None or args.timeline or args.list_file is not None):
+            return error("xvit predict", f"{flag} applies to VIDEO arguments only, not --stream etc.", 2)
+    if args.precision is not None and args.runtime != "torch":
+        return error("xvit predict", f"--precision applies to --runtime torch, not {args.runtime}", 2)
     if (
         args.stream is not None
         or args.realtime
@@ -136,6 +142,8 @@ def run(args: argparse.Namespace) -> int:
             threshold=args.threshold,
             overrides=overrides,
             runtime=args.runtime,
+            precision=args.precision,
+            min_agreement=args.min_agreement,
         )
     except (ConfigError, FileNotFoundError, ValueError, RuntimeUnavailable) as e:
         return error("xvit predict", e, 2)

@@ -29,12 +29,16 @@ def evaluate_checkpoint(
     curve: bool = False,
     command: list[str] | None = None,
     runtime: str = "torch",
+    precision: str | None = None,
+    min_agreement: float = 0.99,
 ) -> dict[str, Any] | None:
     """`xvit eval`: multi-view evaluation of a saved model on an annotation file.
 
     Writes ``metrics.json`` (and the views curve) into ``out``; returns the figures on rank 0.
     ``runtime``: ``torch``, or ``onnxruntime`` / ``openvino`` on the model's ONNX export (CPU,
-    fp32; ``xvit.engine.export.runtime_model``).
+    fp32; ``xvit.engine.export.runtime_model``). ``precision`` (torch only): ``fp32``, ``bf16``,
+    ``int8`` or ``auto`` (``xvit.engine.precision_auto``; the list's first videos are its real
+    clips); None runs the model as saved.
     """
     model, cfg = load_run(checkpoint, overrides)
     if out is None:
@@ -49,13 +53,25 @@ def evaluate_checkpoint(
     multi_label = bool(cfg.data.multi_label)
     dataset = build_eval_dataset(cfg, samples, views, model.config.num_classes if multi_label else None)
     model.to(dist_info.device)
-    runner = model
-    if runtime != "torch":
-        from xvit.engine.export import runtime_model
+    from xvit.engine.export import runtime_model
 
-        if dist_info.device.type != "cpu":
-            raise ValueError(f"--runtime {runtime} runs on the CPU; add --device cpu")
-        runner = runtime_model(checkpoint, model, runtime)
+    if runtime != "torch" and dist_info.device.type != "cpu":
+        raise ValueError(f"--runtime {runtime} runs on the CPU; add --device cpu")
+    # before any video is decoded: refuses a model that cannot run in this runtime
+    runner = runtime_model(checkpoint, model, runtime)
+    if precision is not None:
+        from xvit.engine.precision_auto import first_clips, resolve_precision
+
+        if runtime != "torch":
+            raise ValueError(f"--precision applies to --runtime torch, not {runtime}")
+        runner, _ = resolve_precision(
+            model,
+            precision,
+            dist_info.device,
+            checkpoint=checkpoint,
+            real_clips=lambda: first_clips(dataset),
+            min_agreement=min_agreement,
+        )
     res = evaluate(
         runner,
         dataset,

@@ -32,6 +32,8 @@ def predict_videos(
     threshold: float | None = None,
     overrides: list[str] | tuple[str, ...] = (),
     runtime: str = "torch",
+    precision: str | None = None,
+    min_agreement: float = 0.99,
 ) -> list[dict[str, Any]]:
     """Top-k classes of each video, in the order given.
 
@@ -43,7 +45,9 @@ def predict_videos(
     ``threshold`` is in the result.
 
     ``runtime``: ``torch``, or ``onnxruntime`` / ``openvino`` on the model's ONNX export (CPU;
-    ``xvit.engine.export.runtime_model``).
+    ``xvit.engine.export.runtime_model``). ``precision`` (torch only): ``fp32``, ``bf16``,
+    ``int8`` or ``auto`` (``xvit.engine.precision_auto``; the first videos are its real clips);
+    None runs the model as saved.
 
     A video that cannot be read, or whose logits are not finite (NaN or infinity from the
     model), gets ``{"path", "error"}`` instead; one failure never stops the others.
@@ -60,13 +64,25 @@ def predict_videos(
     samples = [Sample(path=str(v), label=() if multi_label else 0) for v in videos]
     dataset = build_eval_dataset(cfg, samples, views, num_classes if multi_label else None)
     model.to(device)
-    runner = model
-    if runtime != "torch":
-        from xvit.engine.export import runtime_model
+    from xvit.engine.export import runtime_model
 
-        if device.type != "cpu":
-            raise ValueError(f"--runtime {runtime} runs on the CPU; add --device cpu")
-        runner = runtime_model(checkpoint, model, runtime)
+    if runtime != "torch" and device.type != "cpu":
+        raise ValueError(f"--runtime {runtime} runs on the CPU; add --device cpu")
+    # before any video is decoded: refuses a model that cannot run in this runtime
+    runner = runtime_model(checkpoint, model, runtime)
+    if precision is not None:
+        from xvit.engine.precision_auto import first_clips, resolve_precision
+
+        if runtime != "torch":
+            raise ValueError(f"--precision applies to --runtime torch, not {runtime}")
+        runner, _ = resolve_precision(
+            model,
+            precision,
+            device,
+            checkpoint=checkpoint,
+            real_clips=lambda: first_clips(dataset),
+            min_agreement=min_agreement,
+        )
     scores = score_dataset(
         runner, dataset, batch_size=1, workers=0, device=device, dist_info=DistInfo(device=device)
     )
