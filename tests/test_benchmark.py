@@ -279,3 +279,145 @@ def test_goals_file_refuses_unknown_targets_and_non_numbers(tmp_path):
     }
     assert evaluate_targets(payload, {}) == []  # no goals, no targets
     assert [t["status"] for t in evaluate_targets(payload, {"xvit_vs_vit": 1.0})] == ["PASS"]
+
+
+def test_runtime_rows_join_the_interleaved_rounds(monkeypatch):
+    calls: list[str] = []
+
+    class Recorder(nn.Module):
+        def __init__(self, tag: str) -> None:
+            super().__init__()
+            self.tag = tag
+            self.lin = nn.Linear(4, 4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            calls.append(self.tag)
+            return self.lin(x.flatten(1)[:, :4])
+
+    monkeypatch.setattr(ModelSpec, "build", lambda self: Recorder(self.name).eval())
+
+    def target(spec, model, runtime, batches):
+        if spec.name == "b":
+            raise RuntimeError("cannot export b")
+
+        def bind(x):
+            def call():
+                calls.append(f"{runtime}:{spec.name}")
+                return model.lin(x.flatten(1)[:, :4]) + 1.0
+
+            return call
+
+        return bind
+
+    specs = [ModelSpec("a", 1, 2), ModelSpec("b", 1, 2)]
+    payload = run_benchmark(
+        specs,
+        batches=(1,),
+        dtypes=("fp32", "bf16-autocast"),
+        runtimes=("torch", "onnxruntime"),
+        runtime_target=target,
+        repeats=3,
+        warmup=1,
+        memory=False,
+        matmul_n=None,
+        log=lambda _: None,
+    )
+    rows = [(r["model"], r["runtime"], r["precision"], r["error"]) for r in payload["results"]]
+    assert rows == [
+        ("a", "torch", "fp32", None),
+        ("a", "torch", "bf16", None),
+        ("b", "torch", "fp32", None),
+        ("b", "torch", "bf16", None),
+        ("a", "onnxruntime", "fp32", None),
+        ("b", "onnxruntime", "fp32", "RuntimeError: cannot export b"),
+    ]
+    # 5 live rows, each timed once per round in turn, the start moving by 5 * round // 3
+    timed = calls[-15:]
+    order = ["a", "a", "b", "b", "onnxruntime:a"]
+    assert timed == order + order[1:] + order[:1] + order[3:] + order[:3]
+    r = {(x["model"], x["runtime"], x["precision"]): x for x in payload["results"]}
+    assert r[("a", "onnxruntime", "fp32")]["max_abs_diff_vs_fp32"] == pytest.approx(1.0)
+    assert r[("a", "torch", "fp32")]["max_abs_diff_vs_fp32"] == 0.0
+    assert payload["meta"]["notes"] == ["onnxruntime: fp32 only here (bf16 rows are eager torch)"]
+    table = cli_results_table(payload)
+    assert "| a | 1x2 | 1 | fp32 | no | onnxruntime |" in table
+    assert (
+        "| b | 1x2 | 1 | fp32 | no | onnxruntime | 0.0 | 0.0 | failed: RuntimeError: cannot export b |"
+        in table
+    )
+    widths = {line.count("|") for line in table.splitlines()}
+    assert len(widths) == 1  # every row has the header's columns
+    with pytest.raises(ValueError, match="runtime_target"):
+        run_benchmark(specs, runtimes=("torch", "openvino"), memory=False, matmul_n=None)
+
+
+def cli_results_table(payload):
+    from xvit.benchmarks.report import results_table
+
+    return results_table(payload["results"])
+
+
+def test_int8_rows_and_onnx_runtimes_for_ours_and_a_peer(tmp_path):
+    pytest.importorskip("onnxruntime", reason="onnxruntime is an optional extra (xvit[onnx])")
+    pytest.importorskip("openvino", reason="openvino is an optional extra (xvit[openvino])")
+    pytest.importorskip("transformers", reason="the peer needs transformers (xvit[bench])")
+    from xvit.engine.runtime_targets import OnnxTargets
+
+    peer = ModelSpec(
+        "hf_timesformer", 2, 32, size="tiny", overrides=dict(hidden_size=32, num_layers=1, num_heads=2)
+    )
+    specs = [ModelSpec("xvit_tiny_patch16", 2, 32, overrides=dict(embed_dim=32, depth=1, num_heads=2)), peer]
+    targets = OnnxTargets(tmp_path)
+
+    def target(spec, model, runtime, batches):
+        return targets.target(
+            spec.display,
+            model,
+            runtime,
+            num_frames=spec.num_frames,
+            img_size=spec.img_size,
+            channels_last_time=spec.source == "hf",
+            batches=batches,
+        )
+
+    payload = run_benchmark(
+        specs,
+        batches=(1,),
+        dtypes=("fp32", "int8"),
+        runtimes=("torch", "onnxruntime", "openvino"),
+        runtime_target=target,
+        repeats=1,
+        warmup=1,
+        threads=1,
+        memory=False,
+        matmul_n=None,
+        log=lambda _: None,
+    )
+    got = {(r["model"], r["runtime"], r["precision"]): r for r in payload["results"]}
+    assert len(got) == 8 and all(r["clips_per_s"] > 0 and not r["error"] for r in got.values())
+    for model in ("xvit_tiny_patch16", "hf_timesformer"):
+        for runtime in ("onnxruntime", "openvino"):  # the same answers as eager fp32
+            assert got[(model, runtime, "fp32")]["max_abs_diff_vs_fp32"] < 1e-4
+        assert 0 < got[(model, "torch", "int8")]["max_abs_diff_vs_fp32"] < 0.5  # really quantised
+    assert len(targets.files) == 2  # one export per model, opened by both runtimes
+
+
+def test_benchmark_precision_and_runtime_flags(tmp_path, capsys):
+    args = _parse(["--precision", "all", "--runtime", "torch,openvino"])
+    assert cli.dtypes_and_runtimes(args) == (["fp32", "bf16", "int8"], ["torch", "openvino"])
+    assert cli.dtypes_and_runtimes(_parse(["--runtime", "all"]))[1] == ["torch", "onnxruntime", "openvino"]
+    assert cli.dtypes_and_runtimes(_parse([])) == (["fp32"], ["torch"])
+    for argv, message in [
+        (["--precision", "fp64"], "--precision must be a comma list of fp32, bf16, int8 or all"),
+        (["--runtime", "tensorrt"], "--runtime must be a comma list of torch, onnxruntime, openvino"),
+        (["--dtype", "fp32", "--precision", "int8"], "give --dtype or --precision, not both"),
+        (["--dtype", "fp8"], "--dtype must be a comma list"),
+    ]:
+        args = _parse([*argv, "--out", str(tmp_path)])
+        assert args.func(args) == 2
+        err = capsys.readouterr().err.strip()
+        assert err == f"xvit benchmark: error: {message}" or (message in err and len(err.splitlines()) == 1)
+    from xvit.benchmarks.forward import prepare_model
+
+    with pytest.raises(ValueError, match="int8 .* runs on the CPU only"):
+        prepare_model(nn.Linear(2, 2), "int8", torch.device("cuda"))

@@ -41,7 +41,11 @@ def frame_scaling(
     rows = [
         r
         for r in payload["results"]
-        if r["batch"] == batch and r["dtype"] == dtype and r["compiled"] == compiled and r.get("median_s")
+        if r["batch"] == batch
+        and r["dtype"] == dtype
+        and r["compiled"] == compiled
+        and r.get("runtime", "torch") == "torch"
+        and r.get("median_s")
     ]
     for fam in sorted({model_family(r["model"]) for r in rows}):
         pts = sorted((r["frames"], r) for r in rows if model_family(r["model"]) == fam)
@@ -134,30 +138,42 @@ def machine_summary(meta: dict[str, Any]) -> str:
 
 
 def results_table(results: Sequence[dict[str, Any]]) -> str:
-    """Markdown table of timed results, one row per model, batch, dtype and compile."""
+    """Markdown table of timed results, one row per model, batch, precision (dtype mode),
+    compile and runtime; ``x fp32`` is the clips/s over the same model's eager fp32 row at
+    the same batch, ``max diff`` the largest output difference to it on the same clip."""
     lines = [
-        "| model | T x S | batch | dtype | compile | params M | GFLOPs/clip | clips/s "
-        "| ms/clip median | ms/clip IQR | ms/clip min-max | achieved GFLOP/s | peak mem MiB "
-        "| forward MiB |",
-        "|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| model | T x S | batch | precision | compile | runtime | params M | GFLOPs/clip | clips/s "
+        "| x fp32 | ms/clip median | ms/clip IQR | ms/clip min-max | achieved GFLOP/s | peak mem MiB "
+        "| forward MiB | max diff vs fp32 |",
+        "|---|---|---:|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    base = {
+        (r["display"], r["batch"]): r["clips_per_s"]
+        for r in results
+        if r.get("clips_per_s")
+        and r["dtype_mode"] == "fp32"
+        and not r["compiled"]
+        and r.get("runtime", "torch") == "torch"
+    }
     for r in results:
         dtype = r["dtype"] if r["dtype"] == r["dtype_mode"] else f"{r['dtype']} ({r['dtype_mode']})"
         comp = "yes" if r["compiled"] else "no"
         head = (
             f"| {r['model']} | {r['frames']}x{r['img_size']} | {r['batch']} | {dtype} | {comp} "
-            f"| {r['params'] / 1e6:.1f} | {r['gflops_per_clip']:.1f} "
+            f"| {r.get('runtime', 'torch')} | {r['params'] / 1e6:.1f} | {r['gflops_per_clip']:.1f} "
         )
         if not r.get("clips_per_s"):
-            lines.append(head + f"| failed: {r.get('error')} | | | | | | |")
+            lines.append(head + f"| failed: {r.get('error')} | | | | | | | | |")
             continue
         b = r["batch"]
+        ref = base.get((r["display"], b))
         lines.append(
-            head + f"| {r['clips_per_s']:.3f} | {r['ms_per_clip']:.1f} "
+            head + f"| {r['clips_per_s']:.3f} | {_fmt(ref and r['clips_per_s'] / ref, '.2f')} "
+            f"| {r['ms_per_clip']:.1f} "
             f"| {1000 * r['q1_s'] / b:.1f}-{1000 * r['q3_s'] / b:.1f} "
             f"| {1000 * r['min_s'] / b:.1f}-{1000 * r['max_s'] / b:.1f} "
             f"| {r['achieved_gflops']:.0f} | {_fmt(r.get('peak_mem_mib'), '.0f')} "
-            f"| {_fmt(r.get('activation_mib'), '.0f')} |"
+            f"| {_fmt(r.get('activation_mib'), '.0f')} | {_fmt(r.get('max_abs_diff_vs_fp32'), '.1e')} |"
         )
     return "\n".join(lines)
 
@@ -196,7 +212,7 @@ def plot_speed(payload: dict[str, Any], path: str | Path) -> Path:
     plt = _pyplot()
     res = [r for r in payload["results"] if r.get("clips_per_s")]
     batches = sorted({r["batch"] for r in res})
-    variants = sorted({(r["dtype"], r["compiled"]) for r in res})
+    variants = sorted({(r.get("runtime", "torch"), r["dtype"], r["compiled"]) for r in res})
     models = list(dict.fromkeys(r["display"] for r in res))
     fig, axes = plt.subplots(
         1,
@@ -206,7 +222,7 @@ def plot_speed(payload: dict[str, Any], path: str | Path) -> Path:
     )
     h = 0.8 / max(len(variants), 1)
     for ax, b in zip(axes[0], batches):
-        for j, (dtype, comp) in enumerate(variants):
+        for j, (runtime, dtype, comp) in enumerate(variants):
             vals = []
             for m in models:
                 r = next(
@@ -217,12 +233,14 @@ def plot_speed(payload: dict[str, Any], path: str | Path) -> Path:
                         and r["batch"] == b
                         and r["dtype"] == dtype
                         and r["compiled"] == comp
+                        and r.get("runtime", "torch") == runtime
                     ),
                     None,
                 )
                 vals.append(r["clips_per_s"] if r else 0.0)
             ys = [i + j * h for i in range(len(models))]
-            ax.barh(ys, vals, height=h, label=f"{dtype}{' +compile' if comp else ''}")
+            where = "" if runtime == "torch" else f"{runtime} "
+            ax.barh(ys, vals, height=h, label=f"{where}{dtype}{' +compile' if comp else ''}")
         ax.set_yticks([i + 0.4 - h / 2 for i in range(len(models))], models, fontsize=8)
         ax.invert_yaxis()
         ax.set_xlabel("clips/s (median)")
@@ -303,6 +321,8 @@ def write_report(
         "## Results",
         results_table(payload["results"]),
     ]
+    if payload["meta"].get("notes"):
+        sections += ["\n".join(f"Note: {n}" for n in payload["meta"]["notes"])]
     if compile_table(payload["results"]):
         sections += ["## torch.compile", compile_table(payload["results"])]
     if payload["targets"]:

@@ -23,6 +23,7 @@ def find_result(
     dtype: str = "fp32",
     compiled: bool = False,
     img_size: int | None = None,
+    runtime: str = "torch",
 ) -> dict[str, Any] | None:
     """The timed result of a model family (``xvit``, ``vit``, ``hf_timesformer``, ...)."""
     for r in results:
@@ -33,6 +34,7 @@ def find_result(
             and r["dtype"] == dtype
             and r["compiled"] == compiled
             and (img_size is None or r["img_size"] == img_size)
+            and r.get("runtime", "torch") == runtime
             and r.get("clips_per_s")
         ):
             return r

@@ -10,7 +10,17 @@ and achieved GFLOP/s. Peak memory is measured afterwards, one fresh subprocess p
 
 bf16 comes in three modes: ``bf16-model`` (weights and input cast to bfloat16),
 ``bf16-autocast`` (fp32 weights under ``torch.autocast``) and ``bf16``, which times both on
-each model and keeps the faster, recording which it picked.
+each model and keeps the faster, recording which it picked. ``int8`` is dynamic int8
+quantisation of the linear layers, in eager torch on the CPU.
+
+Runtimes other than eager torch (``onnxruntime``, ``openvino``) come from the caller as a
+``runtime_target(spec, model, runtime, batches) -> bind``, ``bind(x) -> call`` (this package
+does not export models; :mod:`xvit.engine.runtime_targets` does): their fp32 rows join the
+same interleaved rounds. A combination that cannot run (runtime missing, model that does not
+export, int8 off the CPU) is a row with its reason in ``error``; one that is not offered (an
+ONNX runtime in bf16 or int8) is a line in ``meta["notes"]``. With a warm-up call, every row
+records ``max_abs_diff_vs_fp32``: the largest difference of its output to the eager fp32
+row of the same model and batch, on the same clip.
 """
 
 from __future__ import annotations
@@ -19,6 +29,7 @@ import copy
 import math
 import statistics
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,7 +37,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from xvit.benchmarks.forward import DTYPE_MODES, input_dtype, make_call, prepare_model, time_once
+from xvit.benchmarks.forward import (
+    DTYPE_MODES,
+    input_dtype,
+    make_call,
+    precision_of,
+    prepare_model,
+    time_once,
+)
 from xvit.benchmarks.machine import load_average, machine_info, measure_matmul_rate
 from xvit.benchmarks.memory import measure_memory
 from xvit.benchmarks.spec import ModelSpec
@@ -36,6 +54,7 @@ __all__ = [
     "DTYPE_MODES",
     "BenchItem",
     "ModelSpec",
+    "RuntimeTarget",
     "count_forward_flops",
     "run_benchmark",
     "summarize_times",
@@ -56,6 +75,21 @@ class BenchItem:
     times: list[float] = field(default_factory=list)
     compile_s: float | None = None
     error: str | None = None
+    runtime: str = "torch"
+    output: torch.Tensor | None = None  # of the first warm-up call, to compare with fp32
+    max_abs_diff: float | None = None
+
+
+#: ``(spec, model, runtime, batches) -> bind``, ``bind(x) -> call``: a model in a runtime
+#: other than eager torch, as a no-argument call on the clip batch ``x`` (fp32).
+RuntimeTarget = Callable[
+    [ModelSpec, nn.Module, str, Sequence[int]], Callable[[torch.Tensor], Callable[[], Any]]
+]
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return f"{type(e).__name__}: {text[:300]}"
 
 
 # --------------------------------------------------------------------------------------
@@ -112,6 +146,8 @@ def run_benchmark(
     min_repeat_s: float = 0.0,
     matmul_n: int | None = 2048,
     log: Callable[[str], None] | None = None,
+    runtimes: Sequence[str] = ("torch",),
+    runtime_target: RuntimeTarget | None = None,
 ) -> dict[str, Any]:
     """Measure every spec at every batch and dtype mode, interleaved; return a JSON-able dict.
 
@@ -119,6 +155,8 @@ def run_benchmark(
     ``models`` (one entry per spec: params, GFLOPs per clip) and ``results`` (one entry per
     timed item). ``min_repeat_s`` makes each timed repeat loop over as many calls as needed
     to last that long (for tiny models); ``matmul_n=None`` skips the matmul reference.
+    ``runtimes``: ``torch`` (eager, every dtype mode) and runtimes built by ``runtime_target``
+    (fp32 rows).
     """
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     for d in dtypes:
@@ -126,6 +164,10 @@ def run_benchmark(
             raise ValueError(f"unknown dtype {d!r}; choose from {', '.join(DTYPE_MODES)}")
     if not specs:
         raise ValueError("no models to benchmark")
+    if not runtimes or len(set(runtimes)) != len(runtimes):
+        raise ValueError(f"runtimes must be distinct and at least one, got {list(runtimes)}")
+    if any(r != "torch" for r in runtimes) and runtime_target is None:
+        raise ValueError("runtimes other than torch need a runtime_target")
     if repeats < 1 or warmup < 0 or any(b < 1 for b in batches):
         raise ValueError("need repeats >= 1, warmup >= 0 and batch sizes >= 1")
     if threads:
@@ -139,6 +181,7 @@ def run_benchmark(
         device=device,
         batches=list(batches),
         dtypes=list(dtypes),
+        runtimes=list(runtimes),
         compile=compile,
         repeats=repeats,
         warmup=warmup,
@@ -172,36 +215,55 @@ def run_benchmark(
 
     # Resolve each dtype mode per model (bf16 picks the faster of model and autocast).
     variants: dict[tuple[int, str], nn.Module] = {}
+    failed: dict[tuple[int, str], str] = {}
     resolved: dict[tuple[int, str], str] = {}
     probes: dict[int, dict[str, float]] = {}
+    torch_dtypes = dtypes if "torch" in runtimes else ()
     for i, (spec, model) in enumerate(zip(specs, models)):
-        for d in dtypes:
+        for d in torch_dtypes:
             mode = d
             if d == "bf16":
                 mode, probes[i] = _pick_bf16_mode(spec, model, dev, log)
                 model_rows[i]["bf16_probe_s"] = probes[i]
                 model_rows[i]["bf16_mode"] = mode
             resolved[(i, d)] = mode
-            if (i, mode) not in variants:
-                variants[(i, mode)] = prepare_model(model, mode, dev)
+            if (i, mode) not in variants and (i, mode) not in failed:
+                try:
+                    variants[(i, mode)] = prepare_model(model, mode, dev)
+                except (ValueError, RuntimeError) as e:  # int8 off the CPU, a failed quantisation
+                    failed[(i, mode)] = _one_line(e)
+                    log(f"{spec.display} {mode}: {failed[(i, mode)]}")
 
-    # Items: every (model, batch, dtype), eager and, with compile, compiled.
-    items: list[BenchItem] = []
     inputs: dict[tuple[int, int, str], torch.Tensor] = {}
-    for i, spec in enumerate(specs):
-        for d in dtypes:
+
+    def clip(i: int, b: int, mode: str) -> torch.Tensor:
+        if (i, b, mode) not in inputs:
+            g = torch.Generator(device="cpu").manual_seed(0)
+            x = torch.randn(specs[i].input_shape(b), generator=g)
+            inputs[(i, b, mode)] = x.to(dev, input_dtype(mode))
+        return inputs[(i, b, mode)]
+
+    # Items: every (model, batch, dtype) in torch, eager and, with compile, compiled; then
+    # the fp32 rows of the other runtimes.
+    items: list[BenchItem] = []
+    for i in range(len(specs)):
+        for d in torch_dtypes:
             mode = resolved[(i, d)]
             for b in batches:
-                key = (i, b, mode)
-                if key not in inputs:
-                    g = torch.Generator(device="cpu").manual_seed(0)
-                    x = torch.randn(spec.input_shape(b), generator=g)
-                    inputs[key] = x.to(dev, input_dtype(mode))
                 eager = BenchItem(i, b, d, False, mode)
-                eager.fn = make_call(variants[(i, mode)], inputs[key], mode, dev)
+                if (i, mode) in failed:
+                    eager.error = failed[(i, mode)]
+                else:
+                    eager.fn = make_call(variants[(i, mode)], clip(i, b, mode), mode, dev)
                 items.append(eager)
     if compile:
-        items += _compiled_items(specs, items, variants, inputs, dev, log)
+        ok = [it for it in items if not it.error]
+        items += _compiled_items(specs, ok, variants, inputs, dev, log)
+    meta["notes"] = []
+    for rt in runtimes:
+        if rt != "torch":
+            assert runtime_target is not None
+            items += _runtime_items(rt, specs, models, dtypes, batches, dev, runtime_target, clip, meta, log)
 
     # Warm-up, then calibrate the calls per repeat (one warm call at least when calibrating).
     for it in items:
@@ -211,10 +273,16 @@ def run_benchmark(
         if n_warm:
             log(f"warm-up {_item_name(specs, it)}")
         t = float("inf")
-        for _ in range(n_warm):
-            t = time_once(it.fn)
+        for k in range(n_warm):
+            if k == 0:  # keep the first output, to compare with eager fp32
+                t0 = time.perf_counter()
+                it.output = _as_tensor(it.fn())
+                t = time.perf_counter() - t0
+            else:
+                t = time_once(it.fn)
         if min_repeat_s > 0 and t < min_repeat_s:
             it.inner = max(1, math.ceil(min_repeat_s / max(t, 1e-6)))
+    _diff_to_fp32(items)
 
     live = [it for it in items if not it.error]
     meta["load_per_repeat"] = []
@@ -228,6 +296,7 @@ def run_benchmark(
     meta["load_average_after"] = load_average()
     for it in items:
         it.fn = None
+        it.output = None
     variants.clear()
     inputs.clear()
 
@@ -235,6 +304,76 @@ def run_benchmark(
     if memory:
         _attach_memory(specs, results, threads, device, log)
     return {"meta": meta, "models": model_rows, "results": results}
+
+
+def _runtime_items(
+    runtime: str,
+    specs: Sequence[ModelSpec],
+    models: Sequence[nn.Module],
+    dtypes: Sequence[str],
+    batches: Sequence[int],
+    dev: torch.device,
+    runtime_target: RuntimeTarget,
+    clip: Callable[[int, int, str], torch.Tensor],
+    meta: dict[str, Any],
+    log: Callable[[str], None],
+) -> list[BenchItem]:
+    """The fp32 rows of ``runtime`` (one per model and batch), or rows naming why not."""
+    others = sorted({precision_of(d) for d in dtypes} - {"fp32"})
+    if others:
+        meta["notes"].append(
+            f"{runtime}: fp32 only here ({', '.join(others)} rows are eager torch); "
+            "ask for --precision fp32 to get its rows"
+            if "fp32" not in dtypes
+            else f"{runtime}: fp32 only here ({', '.join(others)} rows are eager torch)"
+        )
+    if "fp32" not in dtypes:
+        return []
+    out = []
+    for i, (spec, model) in enumerate(zip(specs, models)):
+        bind, error = None, None
+        if dev.type != "cpu":
+            error = f"{runtime} runs on the CPU only, not {dev.type}"
+        else:
+            log(f"{runtime}: export and load {spec.display}")
+            try:
+                bind = runtime_target(spec, model, runtime, batches)
+            except Exception as e:  # missing package, exporter or runtime failure: the row says why
+                error = _one_line(e)
+                log(f"{runtime} {spec.display}: {error}")
+        for b in batches:
+            it = BenchItem(i, b, "fp32", False, "fp32", runtime=runtime, error=error)
+            if bind is not None:
+                try:
+                    it.fn = bind(clip(i, b, "fp32"))
+                except Exception as e:
+                    it.error = _one_line(e)
+            out.append(it)
+    return out
+
+
+def _as_tensor(out: Any) -> torch.Tensor | None:
+    if isinstance(out, torch.Tensor):
+        return out.detach().float().cpu()
+    try:
+        import numpy as np
+
+        return torch.from_numpy(np.asarray(out, dtype=np.float32))
+    except (TypeError, ValueError):
+        return None
+
+
+def _diff_to_fp32(items: Sequence[BenchItem]) -> None:
+    """``max_abs_diff`` of each item's first output to eager fp32's (same model and batch)."""
+    ref = {
+        (it.spec_index, it.batch): it.output
+        for it in items
+        if it.runtime == "torch" and it.dtype_mode == "fp32" and not it.compiled and it.output is not None
+    }
+    for it in items:
+        r = ref.get((it.spec_index, it.batch))
+        if it.output is not None and r is not None and it.output.shape == r.shape:
+            it.max_abs_diff = float((it.output - r).abs().max())
 
 
 def _pick_bf16_mode(
@@ -298,7 +437,7 @@ def _compiled_items(
 
 def _item_name(specs: Sequence[ModelSpec], it: BenchItem) -> str:
     tag = " +compile" if it.compiled else ""
-    return f"{specs[it.spec_index].display} b{it.batch} {it.dtype}{tag}"
+    return f"{specs[it.spec_index].display} b{it.batch} {it.runtime} {it.dtype}{tag}"
 
 
 def _result_row(
@@ -314,6 +453,8 @@ def _result_row(
         "batch": it.batch,
         "dtype": it.dtype,
         "dtype_mode": it.dtype_mode,
+        "precision": precision_of(it.dtype_mode),
+        "runtime": it.runtime,
         "compiled": it.compiled,
         "params": mrow["params"],
         "gflops_per_clip": mrow["gflops_per_clip"],
@@ -322,6 +463,7 @@ def _result_row(
         "times_s": it.times,
         "compile_s": it.compile_s,
         "error": it.error,
+        "max_abs_diff_vs_fp32": it.max_abs_diff,
     }
     if it.times:
         stats = summarize_times(it.times)
@@ -342,7 +484,7 @@ def _attach_memory(
     """Peak memory of each eager result, one fresh subprocess per model."""
     by_spec: dict[str, list[dict[str, Any]]] = {}
     for row in results:
-        if not row["compiled"] and not row["error"]:
+        if not row["compiled"] and not row["error"] and row["runtime"] == "torch":
             by_spec.setdefault(row["display"], []).append(row)
     for spec in specs:
         rows = by_spec.get(spec.display, [])

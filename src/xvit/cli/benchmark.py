@@ -5,10 +5,15 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+import tempfile
 from typing import Any
+
+from xvit.cli._common import error
 
 # Model families of ours, in table order; a family plus --size gives the registry name.
 FAMILIES = ("xvit", "xvit_st", "vit", "tsm_vit", "timesformer", "joint_vit", "vivit_fe")
+# --precision values and the benchmark dtype mode each is timed as (bf16: the faster mode).
+PRECISIONS = {"fp32": "fp32", "bf16": "bf16", "int8": "int8"}
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -41,9 +46,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", help="cpu or cuda[:i]")
     p.add_argument(
         "--dtype",
-        default="fp32",
-        help="comma list of fp32, bf16 (the faster of bf16-model and "
-        "bf16-autocast, per model), bf16-model, bf16-autocast",
+        default=None,
+        help="comma list of fp32 (default), bf16 (the faster of bf16-model and "
+        "bf16-autocast, per model), bf16-model, bf16-autocast, int8",
+    )
+    p.add_argument(
+        "--precision",
+        default=None,
+        help="comma list of fp32, bf16, int8 (dynamic int8 of the linear layers, CPU), or all; "
+        "instead of --dtype",
+    )
+    p.add_argument(
+        "--runtime",
+        default="torch",
+        help="comma list of torch (eager, default), onnxruntime, openvino (CPU, fp32: each model "
+        "is exported to ONNX once and checked against eager), or all",
     )
     p.add_argument(
         "--compile",
@@ -156,15 +173,63 @@ def _model_list(text: str) -> list[tuple[str, list[int] | None]]:
     return out
 
 
+def _names(text: str, flag: str, allowed: tuple[str, ...], everything: tuple[str, ...]) -> list[str]:
+    """A comma list of ``allowed`` names (``all``: ``everything``), or ValueError naming the bad ones."""
+    items = [v.strip() for v in text.split(",") if v.strip()]
+    if items == ["all"]:
+        return list(everything)
+    bad = [v for v in items if v not in allowed]
+    if bad or not items:
+        raise ValueError(f"{flag} must be a comma list of {', '.join(allowed)} or all, got {text!r}")
+    return list(dict.fromkeys(items))
+
+
+def dtypes_and_runtimes(args: argparse.Namespace) -> tuple[list[str], list[str]]:
+    """The benchmark dtype modes and runtimes of ``--dtype`` / ``--precision`` and ``--runtime``."""
+    from xvit.benchmarks.forward import DTYPE_MODES
+    from xvit.engine.runtimes import RUNTIMES
+
+    if args.dtype is not None and args.precision is not None:
+        raise ValueError("give --dtype or --precision, not both")
+    if args.precision is not None:
+        dtypes = [
+            PRECISIONS[p] for p in _names(args.precision, "--precision", tuple(PRECISIONS), tuple(PRECISIONS))
+        ]
+    else:
+        dtypes = _names(args.dtype or "fp32", "--dtype", DTYPE_MODES, DTYPE_MODES)
+    runtimes = _names(args.runtime, "--runtime", RUNTIMES, RUNTIMES)
+    return dtypes, runtimes
+
+
+def _runtime_target(workdir: str):
+    """Exports each benchmarked model once into ``workdir``; its runtimes run that file."""
+    from xvit.engine.runtime_targets import OnnxTargets
+
+    targets = OnnxTargets(workdir)
+
+    def build(spec, model, runtime, batches):
+        return targets.target(
+            f"{spec.name}_{spec.num_frames}x{spec.img_size}",
+            model,
+            runtime,
+            num_frames=spec.num_frames,
+            img_size=spec.img_size,
+            channels_last_time=spec.source == "hf",  # transformers' models take (B, T, 3, H, W)
+            batches=batches,
+        )
+
+    return build
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark and write the report; prints the tables."""
     from xvit.benchmarks.report import compile_table, results_table, targets_table, write_report
-    from xvit.benchmarks.speed import DTYPE_MODES, run_benchmark
+    from xvit.benchmarks.speed import run_benchmark
 
-    dtypes = [d.strip() for d in args.dtype.split(",") if d.strip()]
-    bad = [d for d in dtypes if d not in DTYPE_MODES]
-    if bad:
-        raise SystemExit(f"xvit benchmark: unknown --dtype {bad}; choose from {DTYPE_MODES}")
+    try:
+        dtypes, runtimes = dtypes_and_runtimes(args)
+    except ValueError as e:
+        return error("xvit benchmark", e, 2)
     goals = None
     if args.targets:
         from xvit.benchmarks.targets import load_goals
@@ -175,24 +240,29 @@ def run(args: argparse.Namespace) -> int:
             print(f"xvit benchmark: error: {e}", file=sys.stderr)
             return 2
     specs = build_specs(args)
-    payload = run_benchmark(
-        specs,
-        batches=_int_list(args.batch, "--batch"),
-        dtypes=dtypes,
-        device=args.device,
-        compile=args.compile,
-        repeats=args.repeats,
-        warmup=args.warmup,
-        threads=args.threads,
-        memory=not args.no_memory,
-        min_repeat_s=args.min_time,
-        matmul_n=args.matmul_n or None,
-    )
+    with tempfile.TemporaryDirectory(prefix="xvit-benchmark-") as workdir:
+        payload = run_benchmark(
+            specs,
+            batches=_int_list(args.batch, "--batch"),
+            dtypes=dtypes,
+            device=args.device,
+            compile=args.compile,
+            repeats=args.repeats,
+            warmup=args.warmup,
+            threads=args.threads,
+            memory=not args.no_memory,
+            min_repeat_s=args.min_time,
+            matmul_n=args.matmul_n or None,
+            runtimes=runtimes,
+            runtime_target=_runtime_target(workdir),
+        )
     payload["meta"]["args"] = {k: v for k, v in vars(args).items() if k != "func"}
     if sys.argv[1:2] == ["benchmark"]:
         payload["meta"]["command"] = "xvit " + shlex.join(sys.argv[1:])
     paths = write_report(payload, args.out, args.name, goals=goals)
     print(results_table(payload["results"]))
+    for note in payload["meta"].get("notes", []):
+        print(f"note: {note}")
     if compile_table(payload["results"]):
         print()
         print(compile_table(payload["results"]))
