@@ -2,7 +2,7 @@
 
 Trains the built-in synthetic recipe's models (tiny backbones of width 96, 8 frames of
 32x32, AdamW, weight decay 0.05, one warm-up epoch then cosine, gradient clipping 1.0,
-batch 16) for a few epochs, once per setting, from the same seed, and records what the
+batch 16) for a few epochs, once per setting and seed, and records what the
 issue's candidates need:
 
 - per-module gradient norms (patch embedding, backbone blocks, final norm, the head's
@@ -20,9 +20,11 @@ issue's candidates need:
 Settings (`--settings`, comma list): `HEAD` or `HEAD:INIT` with HEAD one of avg, linear, ta
 and INIT `released` (the package's initialisation: the TA head as the released X-ViT builds
 it, PyTorch's default linears and a zero CLS) or `timm` (every linear of the head
-truncated-normal std 0.02 and a std-0.02 CLS, as the model initialised its head before the
-fix) or `stdX` (the same with std X: `std0.057` = 0.02 * sqrt(768 / 96) gives each linear
-map at width 96 the gain std 0.02 has at ViT-B's width 768); `--model` picks the backbone.
+truncated-normal std 0.02 with zero bias and a std-0.02 CLS, as the model initialised its
+head before the fix) or `stdX` (the same with std X: `std0.057` = 0.02 * sqrt(768 / 96)
+gives each linear map at width 96 the gain std 0.02 has at ViT-B's width 768); `+clsX`
+after any of them sets the CLS token instead (`+cls0`: zeros, `+cls0.02`: truncated normal
+std 0.02). `--seeds` repeats every setting per seed; `--model` picks the backbone.
 Clips are decoded once with the evaluation transform (no scale jitter), so a probe run is a
 close but not identical copy of `xvit train` (which also jitters the scale); every setting
 sees the same clips in the same order.
@@ -156,20 +158,24 @@ def evaluate(model: nn.Module, clips: torch.Tensor, labels: torch.Tensor) -> dic
 
 def run_setting(cfg: Any, setting: str, data: dict, epochs: int, seed: int, log_steps: set[int]) -> dict:
     head, _, init = setting.partition(":")
-    init = init or "released"
-    std = 0.02
-    if init.startswith("std"):
-        try:
-            std = float(init[3:])
-        except ValueError:
-            raise SystemExit(f"ta_probe: bad init {init!r} in {setting!r} (stdX, e.g. std0.057)") from None
-    elif init not in ("released", "timm"):
-        raise SystemExit(f"ta_probe: unknown init {init!r} in {setting!r} (released, timm or stdX)")
+    init, _, cls = (init or "released").partition("+")
+    try:
+        std = 0.02 if init in ("released", "timm") else float(init.removeprefix("std"))
+        cls_std = None if not cls else float(cls.removeprefix("cls"))
+    except ValueError:
+        raise SystemExit(f"ta_probe: bad init in {setting!r} (released, timm or stdX, then +clsX)") from None
+    if not (init in ("released", "timm") or init.startswith("std")) or (cls and not cls.startswith("cls")):
+        raise SystemExit(f"ta_probe: bad init in {setting!r} (released, timm or stdX, then +clsX)")
     cfg = apply_overrides(cfg, [f"model.head={head}", f"train.seed={seed}"])
     torch.manual_seed(seed)
     model = build_model(cfg, num_classes=8)
     if init != "released":
         timm_head_init(model.head, std)
+    if cls_std is not None and isinstance(model.head, TemporalAttentionHead):
+        if cls_std:
+            nn.init.trunc_normal_(model.head.cls_token, std=cls_std)
+        else:
+            nn.init.zeros_(model.head.cls_token)
     model.train()
     xtr, ytr = data["train"]
     xva, yva = data["val"]
@@ -200,13 +206,14 @@ def run_setting(cfg: Any, setting: str, data: dict, epochs: int, seed: int, log_
         curve.append({"epoch": epoch + 1, **evaluate(model, xva, yva)})
         c = curve[-1]
         print(
-            f"  {setting:<14} epoch {epoch + 1}: top-1 {c['top1']:.1f}%  twin {c['twin_pair_acc']:.1f}%  "
+            f"  {setting:<14} seed {seed} epoch {epoch + 1}: top-1 {c['top1']:.1f}%  twin {c['twin_pair_acc']:.1f}%  "
             f"loss {c['loss']:.3f} = pair {c['loss_pair']:.3f} + within {c['loss_within_pair']:.3f}  "
             f"video-cos {c['video_cos']:.3f}",
             flush=True,
         )
     return {
         "setting": setting,
+        "seed": seed,
         "head": head,
         "init": init,
         "model": cfg.model.name,
@@ -226,7 +233,7 @@ def summary(results: list[dict]) -> str:
         e = r["epochs"][-1]
         g0, g1 = r["steps"][0]["grad_norm"], r["steps"][-1]["grad_norm"]
         rows.append(
-            f"| {r['model']} {r['setting']} | {e['top1']:.1f} | {e['twin_pair_acc']:.1f} | "
+            f"| {r['model']} {r['setting']} seed {r['seed']} | {e['top1']:.1f} | {e['twin_pair_acc']:.1f} | "
             f"{e['loss']:.3f} = {e['loss_pair']:.3f} + {e['loss_within_pair']:.3f} | {e['video_cos']:.3f} | "
             f"{e.get('cls_self', float('nan')):.3f} | {g0.get('blocks', 0):.3g} -> {g1.get('blocks', 0):.3g} |"
         )
@@ -239,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="xvit_tiny_patch16", help="registry name of the backbone")
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--lr", type=float, default=3e-4, help="peak learning rate (Table 2's 3e-4)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", default="0", help="comma list of seeds")
     p.add_argument(
         "--steps", default="0,1,2,5,10,20,40,63,127,191,255", help="steps whose gradient norms are kept"
     )
@@ -252,9 +259,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     data = load_clips(cfg)
     log_steps = {int(s) for s in args.steps.split(",") if s.strip()}
-    results = [
-        run_setting(cfg, s.strip(), data, args.epochs, args.seed, log_steps) for s in args.settings.split(",")
-    ]
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    settings = [s.strip() for s in args.settings.split(",") if s.strip()]
+    results = [run_setting(cfg, s, data, args.epochs, seed, log_steps) for s in settings for seed in seeds]
     table = summary(results)
     print(table)
     if args.out:
