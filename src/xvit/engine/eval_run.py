@@ -53,25 +53,17 @@ def evaluate_checkpoint(
     multi_label = bool(cfg.data.multi_label)
     dataset = build_eval_dataset(cfg, samples, views, model.config.num_classes if multi_label else None)
     model.to(dist_info.device)
-    from xvit.engine.export import runtime_model
+    from xvit.engine.precision_auto import inference_runner
 
-    if runtime != "torch" and dist_info.device.type != "cpu":
-        raise ValueError(f"--runtime {runtime} runs on the CPU; add --device cpu")
-    # before any video is decoded: refuses a model that cannot run in this runtime
-    runner = runtime_model(checkpoint, model, runtime)
-    if precision is not None:
-        from xvit.engine.precision_auto import first_clips, resolve_precision
-
-        if runtime != "torch":
-            raise ValueError(f"--precision applies to --runtime torch, not {runtime}")
-        runner, _ = resolve_precision(
-            model,
-            precision,
-            dist_info.device,
-            checkpoint=checkpoint,
-            real_clips=lambda: first_clips(dataset),
-            min_agreement=min_agreement,
-        )
+    runner = inference_runner(
+        checkpoint,
+        model,
+        dist_info.device,
+        runtime=runtime,
+        precision=precision,
+        dataset=dataset,
+        min_agreement=min_agreement,
+    )
     res = evaluate(
         runner,
         dataset,

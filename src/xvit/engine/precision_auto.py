@@ -48,6 +48,7 @@ __all__ = [
     "check_precision",
     "choose",
     "first_clips",
+    "inference_runner",
     "machine_key",
     "model_key",
     "resolve_precision",
@@ -433,3 +434,38 @@ def resolve_precision(
     log(line)
     runner = _runner(model, fp32, best, device)
     return runner, PrecisionChoice(best, "auto", line, cached, figures)
+
+
+def inference_runner(
+    checkpoint: str | os.PathLike[str],
+    model: nn.Module,
+    device: torch.device,
+    *,
+    runtime: str = "torch",
+    precision: str | None = None,
+    dataset: Any = None,
+    min_agreement: float = DEFAULT_MIN_AGREEMENT,
+) -> nn.Module:
+    """The module that scores clips for `xvit predict` and `xvit eval`: ``model`` (loaded
+    from ``checkpoint``) in ``runtime`` (``xvit.engine.export.runtime_model``, which refuses a
+    model that cannot run there before any video is decoded) and, in torch, in ``precision``
+    (:func:`resolve_precision`; the first clips of ``dataset`` are ``auto``'s real clips).
+    ``ValueError`` for a combination that cannot run."""
+    from xvit.engine.export import runtime_model
+
+    if runtime != "torch" and device.type != "cpu":
+        raise ValueError(f"--runtime {runtime} runs on the CPU; add --device cpu")
+    runner = runtime_model(checkpoint, model, runtime)
+    if precision is None:
+        return runner
+    if runtime != "torch":
+        raise ValueError(f"--precision applies to --runtime torch, not {runtime}")
+    runner, _ = resolve_precision(
+        model,
+        precision,
+        device,
+        checkpoint=checkpoint,
+        real_clips=(lambda: first_clips(dataset)) if dataset is not None else None,
+        min_agreement=min_agreement,
+    )
+    return runner

@@ -64,25 +64,17 @@ def predict_videos(
     samples = [Sample(path=str(v), label=() if multi_label else 0) for v in videos]
     dataset = build_eval_dataset(cfg, samples, views, num_classes if multi_label else None)
     model.to(device)
-    from xvit.engine.export import runtime_model
+    from xvit.engine.precision_auto import inference_runner
 
-    if runtime != "torch" and device.type != "cpu":
-        raise ValueError(f"--runtime {runtime} runs on the CPU; add --device cpu")
-    # before any video is decoded: refuses a model that cannot run in this runtime
-    runner = runtime_model(checkpoint, model, runtime)
-    if precision is not None:
-        from xvit.engine.precision_auto import first_clips, resolve_precision
-
-        if runtime != "torch":
-            raise ValueError(f"--precision applies to --runtime torch, not {runtime}")
-        runner, _ = resolve_precision(
-            model,
-            precision,
-            device,
-            checkpoint=checkpoint,
-            real_clips=lambda: first_clips(dataset),
-            min_agreement=min_agreement,
-        )
+    runner = inference_runner(
+        checkpoint,
+        model,
+        device,
+        runtime=runtime,
+        precision=precision,
+        dataset=dataset,
+        min_agreement=min_agreement,
+    )
     scores = score_dataset(
         runner, dataset, batch_size=1, workers=0, device=device, dist_info=DistInfo(device=device)
     )
