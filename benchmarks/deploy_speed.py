@@ -42,6 +42,7 @@ from torch import nn
 import xvit
 from xvit.engine.data import build_eval_dataset, cache_dir, read_split
 from xvit.engine.export import export_model
+from xvit.engine.metrics import agreement_figures
 from xvit.engine.quantize_static import INPUT_NAME, CalibrationClips, quantize_onnx_static
 from xvit.engine.runtimes import (
     OnnxRuntime,
@@ -217,11 +218,7 @@ def agreement(args: argparse.Namespace) -> dict:
     )
     print(f"{'deployment':26s} {'top-1 agree':>11s} {'max prob diff':>14s} {'accuracy':>9s}")
     for k, out in logits.items():
-        row = {
-            "top1_agreement": float((out.argmax(-1) == ref.argmax(-1)).float().mean()),
-            "max_prob_diff": float((out.softmax(-1) - ref.softmax(-1)).abs().max()),
-            "accuracy": float((out.argmax(-1) == labels).float().mean()),
-        }
+        row = {**agreement_figures(ref, out), "accuracy": float((out.argmax(-1) == labels).float().mean())}
         result["rows"][k] = row
         print(f"{k:26s} {row['top1_agreement']:11.2%} {row['max_prob_diff']:14.2e} {row['accuracy']:9.2%}")
     return result

@@ -27,6 +27,7 @@ import torch
 
 __all__ = [
     "FUSE_MODES",
+    "agreement_figures",
     "average_precision",
     "classification_metrics",
     "fuse_views",
@@ -40,6 +41,17 @@ __all__ = [
 # How the views of a video are fused (eval.fuse, xvit eval --fuse): the mean of the
 # per-view probabilities, or the mean of the logits.
 FUSE_MODES = ("prob", "logits")
+
+
+def agreement_figures(reference: torch.Tensor, logits: torch.Tensor) -> dict[str, float]:
+    """How far ``(N, C)`` logits of another deployment (precision, runtime) stand from the
+    ``reference`` ones of the same clips: ``top1_agreement`` (share of clips with the same
+    top-1 class), ``max_prob_diff`` and ``max_logit_diff`` (largest absolute differences)."""
+    return {
+        "top1_agreement": float((logits.argmax(-1) == reference.argmax(-1)).float().mean()),
+        "max_prob_diff": float((logits.softmax(-1) - reference.softmax(-1)).abs().max()),
+        "max_logit_diff": float((logits - reference).abs().max()),
+    }
 
 
 def fuse_views(view_logits: torch.Tensor, fuse: str = "prob", multi_label: bool = False) -> torch.Tensor:

@@ -35,6 +35,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from xvit.engine.metrics import agreement_figures
 from xvit.models.quantization import apply_quantization
 
 __all__ = [
@@ -262,11 +263,7 @@ def measure(
     figures: dict[str, dict[str, Any]] = {}
     for name, m in runners.items():
         out = ref if name == "fp32" else _logits(m, clips, device)
-        figures[name] = {
-            "top1_agreement": float((out.argmax(-1) == ref.argmax(-1)).float().mean()),
-            "max_prob_diff": float((out.softmax(-1) - ref.softmax(-1)).abs().max()),
-            "clips": int(clips.shape[0]),
-        }
+        figures[name] = {**agreement_figures(ref, out), "clips": int(clips.shape[0])}
     x = speed_clip.to(device)
 
     def call(m: nn.Module) -> Callable[[], Any]:

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from xvit.engine.data import build_eval_dataset, read_split
+from xvit.engine.metrics import agreement_figures
 from xvit.engine.saved import load_run
 from xvit.engine.scoring import score_dataset
 from xvit.models.quantization import QUANTIZATION_NAME, SUPPORTED_METHODS, apply_quantization
@@ -54,13 +55,7 @@ def _logits_on_list(model, cfg, list_file: str, batch_size: int) -> tuple[torch.
 
 
 def _compare(fp32: torch.Tensor, int8: torch.Tensor, labels: torch.Tensor | None) -> dict[str, Any]:
-    p32, p8 = fp32.softmax(-1), int8.softmax(-1)
-    out: dict[str, Any] = {
-        "clips": int(fp32.shape[0]),
-        "top1_agreement": float((fp32.argmax(-1) == int8.argmax(-1)).float().mean()),
-        "max_prob_diff": float((p32 - p8).abs().max()),
-        "max_logit_diff": float((fp32 - int8).abs().max()),
-    }
+    out: dict[str, Any] = {"clips": int(fp32.shape[0]), **agreement_figures(fp32, int8)}
     if labels is not None and labels.ndim == 1:
         out["accuracy_fp32"] = float((fp32.argmax(-1) == labels).float().mean())
         out["accuracy_int8"] = float((int8.argmax(-1) == labels).float().mean())
