@@ -66,20 +66,28 @@ def test_run_benchmark_tiny_models_with_memory():
     json.dumps(payload)  # JSON-able
 
 
-def test_repeats_are_interleaved_round_robin(monkeypatch):
+class _Recorder(nn.Module):
+    """A tiny model that appends its tag to ``calls`` on every forward."""
+
+    def __init__(self, tag: str, calls: list[str]) -> None:
+        super().__init__()
+        self.tag, self.calls = tag, calls
+        self.lin = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls.append(self.tag)
+        return self.lin(x.flatten(1)[:, :4])
+
+
+def _record_calls(monkeypatch) -> list[str]:
+    """Every ModelSpec builds a `_Recorder` named after it; returns the shared call log."""
     calls: list[str] = []
+    monkeypatch.setattr(ModelSpec, "build", lambda self: _Recorder(self.name, calls).eval())
+    return calls
 
-    class Recorder(nn.Module):
-        def __init__(self, tag: str) -> None:
-            super().__init__()
-            self.tag = tag
-            self.lin = nn.Linear(4, 4)
 
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            calls.append(self.tag)
-            return self.lin(x.flatten(1)[:, :4])
-
-    monkeypatch.setattr(ModelSpec, "build", lambda self: Recorder(self.name).eval())
+def test_repeats_are_interleaved_round_robin(monkeypatch):
+    calls = _record_calls(monkeypatch)
     specs = [ModelSpec("a", 1, 2), ModelSpec("b", 1, 2), ModelSpec("c", 1, 2)]
     run_benchmark(specs, batches=(1,), repeats=3, warmup=1, memory=False, matmul_n=None, log=lambda _: None)
     timed = calls[-9:]  # after the FLOP count and one warm-up call per model
@@ -282,19 +290,7 @@ def test_goals_file_refuses_unknown_targets_and_non_numbers(tmp_path):
 
 
 def test_runtime_rows_join_the_interleaved_rounds(monkeypatch):
-    calls: list[str] = []
-
-    class Recorder(nn.Module):
-        def __init__(self, tag: str) -> None:
-            super().__init__()
-            self.tag = tag
-            self.lin = nn.Linear(4, 4)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            calls.append(self.tag)
-            return self.lin(x.flatten(1)[:, :4])
-
-    monkeypatch.setattr(ModelSpec, "build", lambda self: Recorder(self.name).eval())
+    calls = _record_calls(monkeypatch)
 
     def target(spec, model, runtime, batches):
         if spec.name == "b":
