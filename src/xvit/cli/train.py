@@ -107,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
     """Entry point of `xvit train`; returns the exit code."""
     from xvit.data.annotations import AnnotationError
     from xvit.data.dataset import UnreadableDataError
+    from xvit.engine.collapse import TrainingCollapsedError
     from xvit.engine.config import load_config
     from xvit.engine.distributed import cleanup
     from xvit.engine.nonfinite import NonFiniteLossError
@@ -134,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
             "xvit train",
             lambda: train(cfg, fresh=args.fresh, command=command_line(args, "train", "items")),
             [
-                ((NonFiniteLossError, UnreadableDataError, WriteError), 1),
+                ((NonFiniteLossError, TrainingCollapsedError, UnreadableDataError, WriteError), 1),
                 # bad input found once training set-up reads it (weights, lists, videos, the run
                 # directory, a second run on it)
                 ((ConfigError, CheckpointError, AnnotationError, RunDirError, FileNotFoundError), 2),

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ __all__ = [
     "build_eval_dataset",
     "build_train_dataset",
     "cache_dir",
+    "mirrored_class",
     "read_split",
     "resolve_format",
 ]
@@ -37,6 +39,8 @@ class TrainData:
     test: Dataset | None = None
     # How the validation set was made when it was held out of the training list (data.val_split).
     held_out: str = ""
+    # What the data changed or warns of in the config (flips off for direction classes).
+    notes: list[str] = field(default_factory=list)
 
 
 def cache_dir() -> Path:
@@ -219,6 +223,7 @@ def build_datasets(cfg: Config, views: tuple[int, int]) -> TrainData:
     if not samples:
         raise ConfigError(f"data.train_list {train_list}: no training videos in it")
     num_classes = len(names) if d.multi_label else None
+    notes = _check_flips(cfg, names)
     val_samples, held_out = None, ""
     if val_list:
         val_samples, _, _ = read_split(cfg, val_list, class_names=names, train_annotations=train_ann)
@@ -232,13 +237,49 @@ def build_datasets(cfg: Config, views: tuple[int, int]) -> TrainData:
             f"seed train.seed={cfg.train.seed})"
         )
     data = TrainData(
-        train=build_train_dataset(cfg, samples, num_classes), class_names=names, held_out=held_out
+        train=build_train_dataset(cfg, samples, num_classes),
+        class_names=names,
+        held_out=held_out,
+        notes=notes,
     )
     if val_samples:
         data.val = build_eval_dataset(cfg, val_samples, (1, 1), num_classes)
         if views != (1, 1):
             data.test = build_eval_dataset(cfg, val_samples, views, num_classes)
     return data
+
+
+# Words of a class name that a horizontal flip turns into another class's (left <-> right,
+# clockwise <-> anticlockwise), as in Something-Something's "from left to right".
+_MIRRORED_WORDS = re.compile(
+    r"\b(left|right|leftwards?|rightwards?|clockwise|anti-?clockwise|counter-?clockwise)\b", re.IGNORECASE
+)
+
+
+def mirrored_class(names: list[str]) -> str | None:
+    """The first class name that says left/right or a sense of rotation, or None."""
+    for name in names:
+        if _MIRRORED_WORDS.search(str(name).replace("_", " ")):
+            return str(name)
+    return None
+
+
+def _check_flips(cfg: Config, names: list[str]) -> list[str]:
+    """Horizontal flips swap left and right: off where a class name says a direction and the
+    user did not ask for them (a note), kept with a warning where the user did."""
+    d = cfg.data
+    named = mirrored_class(names) if d.hflip else None
+    if named is None:
+        return []
+    source = cfg.sources.get("data.hflip", "default")
+    if source.startswith(("override", "flag", "file")):
+        return [
+            f"warning: data.hflip is on ({source}), but class {named!r} names a direction that a "
+            f"horizontal flip reverses: flipped clips teach the wrong label; set data.hflip=false"
+        ]
+    d.hflip = False
+    cfg.sources["data.hflip"] = f"off: class names say a direction ({named!r})"
+    return [f"data.hflip off: class {named!r} names a direction that a horizontal flip would reverse"]
 
 
 def split_holdout(cfg: Config, samples: list[Any]) -> tuple[list[Any], list[Any]]:

@@ -15,6 +15,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from xvit.engine.cores import available_cores, local_processes
+
 __all__ = [
     "DistInfo",
     "all_gather_object",
@@ -86,16 +88,15 @@ def init_distributed(device: str = "auto") -> DistInfo:
 def configure_threads(requested: int, device: torch.device, workers: int) -> int:
     """Set this process's intra-op thread count and return it.
 
-    ``requested`` > 0 is used as is. 0 (auto) on a CPU device leaves one core per data-loading
-    worker and shares the rest among the local processes (``LOCAL_WORLD_SIZE``), never raising
+    ``requested`` > 0 is used as is. 0 (auto) on a CPU device shares the cores this process may
+    use (:func:`available_cores`) among the local processes (``LOCAL_WORLD_SIZE``), leaves one
+    core per data-loading worker, never raising
     the current count: spinning OpenMP threads on oversubscribed cores slow training severalfold.
     """
     if requested > 0:
         torch.set_num_threads(requested)
     elif device.type == "cpu":
-        cores = os.cpu_count() or 1
-        local = max(1, _env_int("LOCAL_WORLD_SIZE", 1))
-        auto = max(1, cores // local - workers)
+        auto = max(1, available_cores() // local_processes() - workers)
         if auto < torch.get_num_threads():
             torch.set_num_threads(auto)
     return torch.get_num_threads()

@@ -2,7 +2,9 @@
 
 - :func:`param_groups`: weight decay on weight matrices only; none on norms, biases,
   embeddings and tokens, nor on what ``model.no_weight_decay()`` names.
-- :func:`build_optimizer`: SGD with momentum (the released recipe) or AdamW.
+- :func:`build_optimizer`: SGD with momentum (the released recipe) or AdamW; the head at its
+  own rate (``optim.head_lr_scale``, by default the head's: a tenth for the temporal-attention
+  head, docs/results.md) and optional layer-wise decay (``optim.layer_decay``).
 - :func:`warmup_cosine`: a ``LambdaLR`` stepping once per optimiser step, linear warm-up to
   the peak rate, then a half cosine down to ``min_lr``.
 - :func:`scaled_lr`: the recipe's linear scaling ``base_lr * total_batch / base_batch_size``.
@@ -18,8 +20,18 @@ import torch
 from torch import nn
 
 from xvit.engine.schema import OptimConfig
+from xvit.models.heads import HEAD_LR_SCALE
 
-__all__ = ["ModelEma", "WarmupCosine", "build_optimizer", "param_groups", "scaled_lr", "warmup_cosine"]
+__all__ = [
+    "ModelEma",
+    "WarmupCosine",
+    "build_optimizer",
+    "head_lr_scale",
+    "lr_scale_of",
+    "param_groups",
+    "scaled_lr",
+    "warmup_cosine",
+]
 
 
 def _no_decay_names(model: nn.Module) -> set[str]:
@@ -28,27 +40,52 @@ def _no_decay_names(model: nn.Module) -> set[str]:
     return names
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Two groups: decayed weight matrices, and the rest (``weight_decay`` 0).
+def lr_scale_of(name: str, depth: int, head_lr_scale: float, layer_decay: float) -> float:
+    """The multiplier of the peak rate for parameter ``name``: ``head_lr_scale`` for the head
+    (``head.*``); with ``layer_decay`` < 1 (BEiT's layer-wise decay) ``layer_decay ** (depth +
+    1 - i)`` for block ``i - 1`` (``blocks.<i-1>.*``), ``layer_decay ** (depth + 1)`` for the
+    embeddings and tokens, 1 for the final norm."""
+    if name.startswith("head."):
+        return head_lr_scale
+    if layer_decay == 1.0 or depth == 0:
+        return 1.0
+    if name.startswith("blocks."):
+        layer = int(name.split(".")[1]) + 1
+    elif name.startswith(("norm.", "fc_norm.")):
+        layer = depth + 1
+    else:  # patch and position embeddings, tokens
+        layer = 0
+    return layer_decay ** (depth + 1 - layer)
+
+
+def param_groups(
+    model: nn.Module, weight_decay: float, head_lr_scale: float = 1.0, layer_decay: float = 1.0
+) -> list[dict]:
+    """The optimiser's groups: decayed weight matrices and the rest (``weight_decay`` 0), each
+    split by learning-rate multiplier (:func:`lr_scale_of`; a group's ``lr_scale``), the
+    full-rate groups first.
 
     No decay for: 1-d parameters (norm scales and shifts, biases), parameters whose last name
     component ends with ``_token`` or ``_embed`` (``cls_token``, ``pos_embed``, ``temp_embed``),
     and any parameter named by ``model.no_weight_decay()`` (exact name or a prefix of it).
     """
     skip = _no_decay_names(model)
-    decay, no_decay = [], []
+    blocks = getattr(model, "blocks", None)
+    depth = len(blocks) if isinstance(blocks, nn.ModuleList | nn.Sequential) else 0
+    groups: dict[tuple[float, bool], list[nn.Parameter]] = {(1.0, True): [], (1.0, False): []}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
         leaf = name.rsplit(".", 1)[-1]
         named = name in skip or any(name.startswith(s + ".") for s in skip)
-        if p.ndim <= 1 or leaf.endswith(("_token", "_embed")) or named:
-            no_decay.append(p)
-        else:
-            decay.append(p)
+        decayed = not (p.ndim <= 1 or leaf.endswith(("_token", "_embed")) or named)
+        scale = lr_scale_of(name, depth, head_lr_scale, layer_decay)
+        groups.setdefault((scale, decayed), []).append(p)
+    order = sorted(groups, key=lambda k: (k[0] != 1.0, -k[0], not k[1]))
     return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
+        {"params": groups[k], "weight_decay": weight_decay if k[1] else 0.0, "lr_scale": k[0]}
+        for k in order
+        if groups[k] or k[0] == 1.0
     ]
 
 
@@ -59,9 +96,20 @@ def scaled_lr(cfg: OptimConfig, total_batch: int) -> float:
     return cfg.base_lr * total_batch / cfg.base_batch_size
 
 
-def build_optimizer(cfg: OptimConfig, model: nn.Module, lr: float) -> torch.optim.Optimizer:
-    """SGD (momentum, optional Nesterov) or AdamW over :func:`param_groups`."""
-    groups = param_groups(model, cfg.weight_decay)
+def head_lr_scale(cfg: OptimConfig, head: str) -> float:
+    """``optim.head_lr_scale``, or when it is null the head's own (``HEAD_LR_SCALE``)."""
+    if cfg.head_lr_scale is not None:
+        return cfg.head_lr_scale
+    return HEAD_LR_SCALE.get(head, 1.0)
+
+
+def build_optimizer(cfg: OptimConfig, model: nn.Module, lr: float, head: str = "") -> torch.optim.Optimizer:
+    """SGD (momentum, optional Nesterov) or AdamW over :func:`param_groups`, each group at
+    ``lr`` times its ``lr_scale`` (the head's rate and layer-wise decay)."""
+    scale = head_lr_scale(cfg, head or getattr(getattr(model, "config", None), "head", ""))
+    groups = param_groups(model, cfg.weight_decay, scale, cfg.layer_decay)
+    for g in groups:
+        g["lr"] = lr * g["lr_scale"]
     if cfg.name == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
     if cfg.name == "adamw":

@@ -19,12 +19,14 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
+from xvit.engine.cores import default_workers
 from xvit.engine.metrics import FUSE_MODES
 from xvit.engine.precision import AMP_MODES
 from xvit.models.heads import HEAD_TYPES
 
 __all__ = [
     "RELEASED_TRAIN_SCALE",
+    "SCRATCH_RECIPE",
     "SYNTHETIC_RECIPE",
     "Config",
     "ConfigError",
@@ -113,9 +115,10 @@ class DataConfig:
     # Normalisation; null: the model's own (model.config.mean / std).
     mean: list[float] | None = None
     std: list[float] | None = None
-    # Clips per process and step; data loading worker processes.
+    # Clips per process and step; data loading worker processes (default: one core of this
+    # process's share left for compute, at most 4; 2 cores -> 1 worker).
     batch_size: int = 8
-    workers: int = 4
+    workers: int = field(default_factory=default_workers)
     # Without data.val_list: hold out this share of the training videos (seeded by
     # train.seed, stratified per class) for validation; 0: no validation.
     val_split: float = 0.0
@@ -142,6 +145,13 @@ class OptimConfig:
     nesterov: bool = False
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     weight_decay: float = 1e-4
+    # The head's learning rate as a multiple of the peak rate; null: the head's own
+    # (xvit.models.heads.HEAD_LR_SCALE: 0.1 for the temporal-attention head, whose attention
+    # block at the full rate collapses every video to one output; 1 for avg / linear).
+    head_lr_scale: float | None = None
+    # Layer-wise learning-rate decay (BEiT): block i of D at layer_decay ** (D - i), the
+    # embeddings at layer_decay ** (D + 1); 1: off.
+    layer_decay: float = 1.0
     # Cosine schedule with a linear warm-up, both per optimiser step.
     warmup_epochs: float = 5.0
     min_lr: float = 0.0
@@ -177,6 +187,9 @@ class TrainConfig:
     keep_checkpoints: int = 2
     # Validate every N epochs (and always after the last one).
     eval_every: int = 1
+    # Stop after this many collapsed epochs in a row (the loss at chance with one predicted
+    # class or the same output for every video; each such epoch is reported); 0: never stop.
+    collapse_patience: int = 3
     log_every: int = 20
     tensorboard: bool = True
 
@@ -203,16 +216,39 @@ class Config:
     # Where each value came from (dotted key -> "default", "recipe", a config file, a flag,
     # an override, "derived ..."); filled by load_config, not part of the config itself.
     sources: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+    # Which recipe lies under the user's layers (RECIPES: "scratch", "fine-tune", "synthetic");
+    # filled by load_config, "" for a config built in Python.
+    recipe: str = field(default="", repr=False, compare=False)
 
+
+# How a model trains from random weights (model.pretrained null): the layer load_config puts
+# under a run's file, overrides and flags when the model starts from scratch, in place of the
+# schema defaults' released recipe (SGD at 0.03 per 64 clips, 5 warm-up epochs and head
+# dropout 0.5: a recipe for fine-tuning a backbone initialised from ImageNet-21k, on which a
+# model from random weights stays at chance). AdamW with weight decay 0.05, warm-up, gradient
+# clipping and no head dropout, as DeiT and timm train ViTs from scratch; the rate is scaled
+# linearly with the total batch (1e-3 per 16 clips).
+SCRATCH_RECIPE: dict[str, dict[str, Any]] = {
+    "model": {"head_drop_rate": 0.0},
+    "optim": {
+        "name": "adamw",
+        "base_lr": 1.0e-3,
+        "base_batch_size": 16,
+        "weight_decay": 0.05,
+        "warmup_epochs": 1.0,
+        "clip_grad": 1.0,
+    },
+}
 
 # The recipe `xvit train` runs without a config file (configs/synthetic.yaml holds the same
 # values): a tiny X-ViT (4 layers of width 96, 8x8 patches) on the built-in synthetic
-# temporal-reasoning dataset, 8 frames of 32x32, 15 epochs, about eight minutes on two CPU cores.
+# temporal-reasoning dataset, 8 frames of 32x32, 15 epochs, about five and a half minutes on
+# two CPU cores, trained with the from-scratch optimiser (SCRATCH_RECIPE).
 SYNTHETIC_RECIPE: dict[str, dict[str, Any]] = {
     "model": {
         "name": "xvit_tiny_patch16",
         "head": "avg",
-        "head_drop_rate": 0.0,
+        **SCRATCH_RECIPE["model"],
         "overrides": {"embed_dim": 96, "depth": 4, "num_heads": 3, "patch_size": 8},
     },
     "data": {
@@ -223,15 +259,8 @@ SYNTHETIC_RECIPE: dict[str, dict[str, Any]] = {
         "train_scale": [32, 36],
         "hflip": False,  # motion direction is a label
         "batch_size": 16,
-        "workers": 1,
     },
-    "optim": {
-        "name": "adamw",
-        "lr": 1.0e-3,
-        "weight_decay": 0.05,
-        "warmup_epochs": 1.0,
-        "clip_grad": 1.0,
-    },
+    "optim": dict(SCRATCH_RECIPE["optim"]),
     # 15 epochs: at 10, three seeds reached 97.0 / 90.0 / 86.0% (docs/training.md)
     "train": {"out": "runs/default", "epochs": 15, "checkpoint_every": 0},
     "eval": {"views": "1x1"},
@@ -241,7 +270,7 @@ SYNTHETIC_RECIPE: dict[str, dict[str, Any]] = {
 def sections() -> dict[str, type]:
     """The sections of :class:`Config` and their dataclasses, in order."""
     hints = typing.get_type_hints(Config)
-    return {f.name: hints[f.name] for f in dataclasses.fields(Config) if f.name != "sources"}
+    return {f.name: hints[f.name] for f in dataclasses.fields(Config) if f.name not in ("sources", "recipe")}
 
 
 def valid_keys() -> list[str]:
@@ -262,13 +291,18 @@ def config_to_dict(cfg: Config) -> dict[str, Any]:
     """The config as a nested dict of plain values (YAML/JSON ready)."""
     data = dataclasses.asdict(cfg)
     data.pop("sources", None)
+    data.pop("recipe", None)
     return data
 
 
 def copy_config(cfg: Config) -> Config:
     """A deep copy of ``cfg`` (no list or dict shared)."""
     data = config_to_dict(cfg)
-    return Config(**{name: cls(**data[name]) for name, cls in sections().items()}, sources=dict(cfg.sources))
+    return Config(
+        **{name: cls(**data[name]) for name, cls in sections().items()},
+        sources=dict(cfg.sources),
+        recipe=cfg.recipe,
+    )
 
 
 # The released recipe's training scale jitter for 224-pixel crops, in proportion to the crop.

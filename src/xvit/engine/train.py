@@ -46,7 +46,9 @@ from torch.utils.data import DataLoader, Dataset
 from xvit.data.dataset import build_loader
 from xvit.engine import checkpoint as ckpt
 from xvit.engine.checks import check_config
-from xvit.engine.config import save_config
+from xvit.engine.collapse import CollapseWatch, TrainingCollapsedError, advice, collapse_signs
+from xvit.engine.config import recipe_lines, save_config
+from xvit.engine.cores import available_cores
 from xvit.engine.data import TrainData, build_datasets
 from xvit.engine.distributed import (
     DistInfo,
@@ -155,6 +157,10 @@ class Trainer:
         self.last_checkpoint: Path | None = None
         self.history: list[dict[str, Any]] = []
         self.loss_watch = LossWatch(self.device)
+        self.collapse_watch = CollapseWatch(
+            len(self.data.class_names), cfg.train.epochs, cfg.optim.warmup_epochs, cfg.train.collapse_patience
+        )
+        self.val_scores = None
         torch.manual_seed(sample_seed(cfg.train.seed, -1, self.dist.rank, 0))
         if fresh:  # only now that the data and the model were built without error
             self.run_dir.set_aside()
@@ -191,7 +197,7 @@ class Trainer:
         self.total_steps = tcfg.epochs * self.steps_per_epoch
         self.total_batch = cfg.data.batch_size * self.dist.world_size * ocfg.accum_steps
         self.lr = scaled_lr(ocfg, self.total_batch)
-        self.optimizer = build_optimizer(ocfg, self.model, self.lr)
+        self.optimizer = build_optimizer(ocfg, self.model, self.lr, cfg.model.head)
         warmup = round(ocfg.warmup_epochs * self.steps_per_epoch)
         self.scheduler = warmup_cosine(self.optimizer, warmup, self.total_steps, ocfg.min_lr, self.lr)
         self.amp_dtype = amp_dtype_for(tcfg.amp, self.device)
@@ -215,6 +221,8 @@ class Trainer:
         state, resumed_from = newest_state(self.ckpt_dir, self.dist.is_main, self.log.print)
         if self.data.held_out:
             self.log.print(self.data.held_out)
+        for note in self.data.notes:
+            self.log.print(note)
         if state is None:
             self._start()
         else:
@@ -223,12 +231,19 @@ class Trainer:
     def _start(self) -> None:
         if self.dist.is_main:
             self._save_config()
+        for line in recipe_lines(self.cfg, self.lr, self.total_batch):
+            self.log.print(line)
         self.log.print(
             f"training {self.cfg.model.name} on {len(self.data.train)} clips "
             f"({len(self.data.class_names)} classes), {self.cfg.train.epochs} epochs x "
             f"{self.steps_per_epoch} steps, batch {self.total_batch} "
             f"({self.dist.world_size} process(es)), lr {self.lr:.3g}, device {self.device}"
-            + (f" ({self.threads} thread(s))" if self.device.type == "cpu" else "")
+            + (
+                f" ({self.threads} thread(s), {self.cfg.data.workers} loader worker(s), "
+                f"{available_cores()} core(s) available)"
+                if self.device.type == "cpu"
+                else ""
+            )
             + (f", amp {self.amp_dtype}" if self.amp_dtype else "")
         )
         self.log.event(
@@ -364,16 +379,69 @@ class Trainer:
             self.sampler.set_position(epoch, self.batch_in_epoch * cfg.data.batch_size)
             stats = self._train_epoch(loader)
             val = None
+            self.val_scores = None
             if self.data.val is not None and (
                 (epoch + 1) % max(1, cfg.train.eval_every) == 0 or epoch + 1 == cfg.train.epochs
             ):
                 val = self.validate()
             self.history.append({"epoch": epoch + 1, **stats, **({"val": val} if val else {})})
             self.progress.epoch_line(epoch, self.global_step, stats, val, self.multi_label)
+            collapsed = self._watch_collapse(stats)
             self.save_checkpoint()
             self.epoch, self.batch_in_epoch = epoch + 1, 0
+            if collapsed:
+                raise TrainingCollapsedError(collapsed)
         self.epoch = cfg.train.epochs
         return self.finish()
+
+    def _watch_collapse(self, stats: dict[str, float]) -> str | None:
+        """Report an epoch that looks collapsed (xvit.engine.collapse) on the console and in
+        the log; the message to stop with after ``train.collapse_patience`` in a row."""
+        if self.multi_label or self.mixer is not None:
+            return None
+        scores = self.val_scores  # rank 0's, when it validated this epoch
+        judged, signs = False, []
+        if scores is not None and scores.indices:
+            logits = scores.view_logits.float().mean(1)
+            names = self.data.class_names
+            judged, signs = (
+                True,
+                collapse_signs(stats["train_loss"], len(names), logits, scores.labels, names),
+            )
+        elif self.data.val is None:  # no validation set: the training loss alone
+            judged, signs = True, collapse_signs(stats["train_loss"], len(self.data.class_names))
+            if stats["train_top1"] == stats["train_top1"] and stats["train_top1"] <= 150 / len(
+                self.data.class_names
+            ):
+                signs.append(f"training top-1 {stats['train_top1']:.1f}% near chance")
+        top1 = (self.history[-1].get("val") or {}).get("top1") if self.history else None
+        # rank 0 validated: every rank decides as rank 0 does
+        judged, signs, top1 = all_gather_object((judged, signs, top1))[0]
+        if not judged:
+            return None
+        epoch = self.epoch + 1
+        verdict = self.collapse_watch.observe(epoch, signs, stats["train_loss"], top1)
+        if verdict is None:
+            return None
+        tip = advice(self.lr, self.cfg.optim.warmup_epochs, self.cfg.model.head)
+        what = "training looks collapsed" if verdict == "collapsed" else "training is not learning"
+        self.log.print(f"warning: epoch {epoch}: {what}: {'; '.join(signs)}; {tip}")
+        self.log.event(
+            "collapse",
+            self.global_step,
+            epoch=epoch,
+            verdict=verdict,
+            signs=signs,
+            in_a_row=self.collapse_watch.in_a_row,
+        )
+        if not self.collapse_watch.should_stop:
+            return None
+        n = self.collapse_watch.in_a_row
+        return (
+            f"{what} for {n} epochs in a row (epochs {epoch - n + 1}-{epoch}): stopped; {tip}. "
+            f"The checkpoint of epoch {epoch} is kept: add train.collapse_patience=0 to the same "
+            f"command to go on"
+        )
 
     def _train_epoch(self, loader: DataLoader) -> dict[str, float]:
         """One epoch (the rest of it when resumed). Nothing here reads a number back from the
@@ -509,6 +577,7 @@ class Trainer:
         res = self._evaluate(self.eval_model(), self.data.val)
         if res is None:
             return None
+        self.val_scores = res[2]
         metrics = {k: res[0][k] for k in (*headline_keys(self.multi_label), "num_videos", "num_failed")}
         self.log.event("val", self.global_step, epoch=self.epoch + 1, **metrics)
         return metrics

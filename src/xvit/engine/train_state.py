@@ -195,10 +195,10 @@ def restore_training_state(
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict({**state["scheduler"], "lr_lambdas": [None]})
     groups = optimizer.param_groups
-    scheduler.base_lrs = [lr] * len(groups)
-    for group, factor in zip(groups, scheduler.lr_lambdas, strict=True):
-        group["initial_lr"] = lr
-        group["lr"] = lr * factor(scheduler.last_epoch)
+    scheduler.base_lrs = [lr * group.get("lr_scale", 1.0) for group in groups]
+    for group, base, factor in zip(groups, scheduler.base_lrs, scheduler.lr_lambdas, strict=True):
+        group["initial_lr"] = base
+        group["lr"] = base * factor(scheduler.last_epoch)
     scheduler._last_lr = [group["lr"] for group in groups]
     if scaler.is_enabled() and state["scaler"]:  # empty when saved without fp16
         scaler.load_state_dict(state["scaler"])

@@ -194,6 +194,13 @@ HEADS: dict[str, Callable[[HeadConfig, int], nn.Module]] = {
     "linear": _linear,
 }
 HEAD_TYPES = tuple(HEADS)
+# Each head's learning rate as a multiple of the backbone's, when training does not set one
+# (optim.head_lr_scale). The temporal-attention head is a transformer block with its own
+# classifier MLP, freshly initialised; at the full rate of an AdamW recipe it moves faster
+# than the backbone's features can separate the videos, and the run collapses to one output
+# for every video (docs/results.md, "Why temporal attention collapsed"). A tenth of the rate
+# removes the collapse; the linear heads train at the full rate.
+HEAD_LR_SCALE: dict[str, float] = {"ta": 0.1, "avg": 1.0, "linear": 1.0}
 # The classifiers of the temporal-attention head (`config.head_classifier`).
 HEAD_CLASSIFIERS = ("mlp", "linear")
 
@@ -208,6 +215,7 @@ def build_head(config: HeadConfig, dim: int) -> nn.Module:
 __all__ = [
     "HEADS",
     "HEAD_CLASSIFIERS",
+    "HEAD_LR_SCALE",
     "HEAD_TYPES",
     "AvgHead",
     "HeadConfig",
