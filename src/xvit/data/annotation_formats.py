@@ -14,13 +14,14 @@ the file and line) and returns :class:`~xvit.data.samples.Annotations`.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 
 from xvit.data.errors import PathLike
 from xvit.data.samples import Annotations, Sample, annotation_error, as_class_list, report_missing
+from xvit.data.text import read_user_text
 
 __all__ = [
     "epic_action_pairs",
@@ -33,8 +34,7 @@ __all__ = [
 
 def _read_table(csv_path: PathLike) -> tuple[list[list[str]], list[str]]:
     """The rows of a CSV file and its stripped header; an empty file is an error."""
-    with open(csv_path, newline="") as f:
-        rows = list(csv.reader(f))
+    rows = list(csv.reader(io.StringIO(read_user_text(csv_path))))
     if not rows:
         raise annotation_error(csv_path, None, "empty file")
     return rows, [h.strip() for h in rows[0]]
@@ -137,7 +137,7 @@ def read_kinetics_csv(
 
 def _load_json(path: PathLike):
     try:
-        return json.loads(Path(path).read_text())
+        return json.loads(read_user_text(path))
     except json.JSONDecodeError as e:
         raise annotation_error(path, e.lineno, f"invalid JSON: {e.msg}") from None
 
@@ -219,8 +219,7 @@ _EPIC_COLUMNS = (
 
 def _read_epic_class_csv(path: PathLike) -> list[str]:
     """``EPIC_100_verb_classes.csv`` / ``..._noun_classes.csv``: columns id, key, ..."""
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
+    rows = list(csv.DictReader(io.StringIO(read_user_text(path))))
     names = {}
     for lineno, row in enumerate(rows, start=2):
         try:
@@ -235,8 +234,7 @@ def _read_epic_class_csv(path: PathLike) -> list[str]:
 def _read_actions(actions: PathLike | Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
     if not isinstance(actions, (str, os.PathLike)):
         return [(int(v), int(n)) for v, n in actions]
-    with open(actions, newline="") as f:
-        rows = list(csv.DictReader(f))
+    rows = list(csv.DictReader(io.StringIO(read_user_text(actions))))
     pairs: dict[int, tuple[int, int]] = {}
     for lineno, row in enumerate(rows, start=2):
         try:

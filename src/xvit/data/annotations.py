@@ -36,6 +36,7 @@ from xvit.data.samples import (
     read_class_names,
     report_missing,
 )
+from xvit.data.text import read_user_text, split_fields
 
 __all__ = [
     "AnnotationError",
@@ -132,7 +133,7 @@ def read_list_file(
     names = as_class_list(class_names)
     index = {n: i for i, n in enumerate(names)} if names is not None else None
     samples, missing = [], []
-    text = Path(path).read_text()
+    text = read_user_text(path)
     for lineno, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
@@ -151,7 +152,7 @@ def read_list_file(
             samples.append(Sample(path=video, label=label_set, id=os.path.basename(rel)))
             continue
         if "," in line:
-            fields = [f.strip() for f in line.split(",")]
+            fields = split_fields(line, raw=raw, file=path, lineno=lineno)
             head = fields[0].split()
             if len(fields) >= 2 and len(head) >= 2 and _label_or_none(head[-1], names, index) is not None:
                 raise annotation_error(
@@ -208,7 +209,7 @@ def read_annotations(
     ``multi_label``: a multi-label list file (see :func:`read_list_file`).
     """
     path = Path(path)
-    first = path.read_text().split("\n", 1)[0]
+    first = read_user_text(path).split("\n", 1)[0]
     if path.suffix == ".csv" and "youtube_id" in first:
         if multi_label:
             raise annotation_error(

@@ -10,9 +10,9 @@ import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from xvit.data.errors import AnnotationError, PathLike
+from xvit.data.text import read_user_text
 
 __all__ = [
     "Annotations",
@@ -90,7 +90,7 @@ def report_missing(source: PathLike, missing: list[str], total: int) -> None:
 
 def read_class_names(path: PathLike) -> list[str]:
     """Class names, one per line; line i (blank lines skipped) is class i."""
-    names = [line.strip() for line in Path(path).read_text().splitlines()]
+    names = [line.strip() for line in read_user_text(path).splitlines()]
     names = [n for n in names if n]
     if len(set(names)) != len(names):
         dup = sorted({n for n in names if names.count(n) > 1})

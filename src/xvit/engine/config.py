@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from xvit.data.text import read_user_text
 from xvit.engine.checks import check_config
 from xvit.engine.coerce import apply_overrides, config_from_dict, default_config, parse_item, set_value
 from xvit.engine.model import model_options
@@ -143,8 +144,8 @@ def load_config(
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
         try:
-            data = yaml.safe_load(path.read_text())
-        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            data = yaml.safe_load(read_user_text(path, ConfigError))
+        except yaml.YAMLError as e:
             raise ConfigError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
         data = data or {}
         pretrained = _pretrained(user_values, data)

@@ -12,6 +12,7 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
+from xvit.data.text import read_user_text
 from xvit.engine.model import model_options
 from xvit.engine.schema import Config, ConfigError, derived_train_scale
 from xvit.models.registry import model_config
@@ -22,6 +23,7 @@ __all__ = [
     "build_eval_dataset",
     "build_train_dataset",
     "cache_dir",
+    "label_space",
     "mirrored_class",
     "read_split",
     "resolve_format",
@@ -62,7 +64,7 @@ def resolve_format(cfg: Config, path: str | None = None) -> str:
     if p.suffix == ".json":
         return "ssv2"
     if p.suffix == ".csv" and p.is_file():
-        header = p.read_text().split("\n", 1)[0]
+        header = read_user_text(p).split("\n", 1)[0]
         if "narration_id" in header:
             return "epic100"
         if "youtube_id" in header:
@@ -280,6 +282,29 @@ def _check_flips(cfg: Config, names: list[str]) -> list[str]:
     d.hflip = False
     cfg.sources["data.hflip"] = f"off: class names say a direction ({named!r})"
     return [f"data.hflip off: class {named!r} names a direction that a horizontal flip would reverse"]
+
+
+def label_space(samples: list[Any], num_classes: int, list_file: Any, model_name: Any) -> dict[str, Any]:
+    """How a list's labels meet a model's classes. A label the model cannot produce is a
+    :class:`ConfigError` naming both sides; a list that uses fewer classes than the model has
+    (evaluating on a subset: top-1 is still exact, mean class accuracy covers the list's
+    classes) is legitimate and described in the returned dict (for the report and
+    metrics.json): ``model_classes``, ``list_classes``, ``subset``."""
+    used: set[int] = set()
+    for s in samples:
+        labels = s.label if isinstance(s.label, tuple) else (s.label,)
+        used.update(int(v) for v in labels if isinstance(v, int) and not isinstance(v, bool))
+    outside = sorted(v for v in used if not 0 <= v < num_classes)
+    if outside:
+        bad = next(
+            s for s in samples if set(s.label if isinstance(s.label, tuple) else (s.label,)) & set(outside)
+        )
+        raise ConfigError(
+            f"{list_file}: label {outside[-1]} (video {bad.path}) is outside the model's classes: "
+            f"{model_name} has {num_classes} classes (0-{num_classes - 1}), the list uses labels "
+            f"up to {max(used)} ({len(used)} distinct); evaluate with the model trained on these labels"
+        )
+    return {"model_classes": num_classes, "list_classes": len(used), "subset": len(used) < num_classes}
 
 
 def split_holdout(cfg: Config, samples: list[Any]) -> tuple[list[Any], list[Any]]:

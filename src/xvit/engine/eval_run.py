@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from xvit.engine.data import build_eval_dataset, read_split
+from xvit.engine.data import build_eval_dataset, label_space, read_split
 from xvit.engine.distributed import configure_threads, init_distributed
 from xvit.engine.evaluate import evaluate
 from xvit.engine.precision import amp_dtype_for
@@ -50,6 +50,13 @@ def evaluate_checkpoint(
     class_names = list(model.config.class_names) if model.config.class_names else None
     samples, names, _ = read_split(cfg, str(list_file), class_names=class_names)
     class_names = class_names or names
+    labels = label_space(samples, model.config.num_classes, list_file, checkpoint)
+    if labels["subset"]:
+        print(
+            f"note: the list uses {labels['list_classes']} of the model's {labels['model_classes']} "
+            f"classes (a subset: predictions may fall on classes the list does not hold)",
+            flush=True,
+        )
     multi_label = bool(cfg.data.multi_label)
     dataset = build_eval_dataset(cfg, samples, views, model.config.num_classes if multi_label else None)
     model.to(dist_info.device)
@@ -81,7 +88,7 @@ def evaluate_checkpoint(
     if res is None:
         return None
     metrics, records, scores = res
-    extra: dict[str, Any] = {"checkpoint": str(checkpoint), "list": str(list_file)}
+    extra: dict[str, Any] = {"checkpoint": str(checkpoint), "list": str(list_file), "label_space": labels}
     print_eval_report(metrics, records, multi_label)
     if curve:
         shape = (1, 3, cfg.data.num_frames, cfg.data.img_size, cfg.data.img_size)

@@ -9,6 +9,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from xvit.data.text import read_user_text, split_fields
+
 __all__ = ["atomic_write_text", "csv_text", "output_names", "read_video_list"]
 
 
@@ -25,12 +27,12 @@ def read_video_list(path: str | Path) -> list[str]:
         raise FileNotFoundError(f"{p}: no such list file" if not p.exists() else f"{p}: not a file")
     root = p.parent
     videos: list[str] = []
-    for raw in p.read_text().splitlines():
+    for raw in read_user_text(p, ValueError).splitlines():
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
         video = line
-        fields = [f.strip() for f in line.split(",")] if "," in line else line.split()
+        fields = split_fields(line)
         if len(fields) > 1 and not _exists(root, line) and (_exists(root, fields[0]) or fields[-1].isdigit()):
             video = fields[0]
         videos.append(os.path.normpath(video if os.path.isabs(video) else os.path.join(root, video)))
