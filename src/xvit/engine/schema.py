@@ -146,7 +146,7 @@ class OptimConfig:
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     weight_decay: float = 1e-4
     # The head's learning rate as a multiple of the peak rate; null: the head's own
-    # (xvit.models.heads.HEAD_LR_SCALE: 0.1 for the temporal-attention head, whose attention
+    # (xvit.models.heads.HEAD_LR_SCALE: 0.03 for the temporal-attention head, whose attention
     # block at the full rate collapses every video to one output; 1 for avg / linear).
     head_lr_scale: float | None = None
     # Layer-wise learning-rate decay (BEiT): block i of D at layer_decay ** (D - i), the
