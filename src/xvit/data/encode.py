@@ -9,57 +9,18 @@ whole dataset.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
-from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any
 
 import av
 
-from xvit.data.errors import PathLike, PrepareError, VideoDecodeError
+from xvit.data.errors import PathLike, VideoDecodeError
 from xvit.data.limits import check_file
 from xvit.data.rotation import display_matrix, rotation_ops, swaps_axes
+from xvit.data.settings import VERSION, PrepareSettings, parse_fps
 
 __all__ = ["VERSION", "PrepareSettings", "encode_video", "output_size", "parse_fps"]
-
-VERSION = 1  # bump when the encoding changes, so finished outputs are re-encoded
-
-
-@dataclass(frozen=True)
-class PrepareSettings:
-    """How videos are re-encoded (all recorded per output; a change re-encodes)."""
-
-    short_side: int = 320  # 0 keeps the size; the top of the recipes' scale jitter [256, 320]
-    gop: int = 16  # a keyframe every `gop` frames
-    fps: str | None = None  # None keeps the source timing; else "30", "29.97", "30000/1001"
-    crf: int = 23
-    preset: str = "fast"
-
-    def __post_init__(self) -> None:
-        if self.short_side < 0 or self.short_side == 1:
-            raise PrepareError(f"--short-side must be 0 (keep) or >= 2, got {self.short_side}")
-        if self.gop < 1:
-            raise PrepareError(f"--gop must be >= 1, got {self.gop}")
-        if not 0 <= self.crf <= 51:
-            raise PrepareError(f"--crf must be in [0, 51], got {self.crf}")
-        if self.fps is not None:
-            parse_fps(self.fps)
-
-    def record(self) -> dict[str, Any]:
-        return {"version": VERSION, **dataclasses.asdict(self)}
-
-
-def parse_fps(text: str) -> Fraction:
-    """A frame rate as a fraction: ``"30"``, ``"29.97"`` or ``"30000/1001"``."""
-    try:
-        rate = Fraction(str(text).strip())
-    except (ValueError, ZeroDivisionError):
-        raise PrepareError(f"--fps must be a number like 30, 29.97 or 30000/1001, got {text!r}") from None
-    if rate <= 0 or rate > 1000:
-        raise PrepareError(f"--fps must be in (0, 1000], got {text!r}")
-    return rate.limit_denominator(1001)
 
 
 def output_size(width: int, height: int, short_side: int) -> tuple[int, int]:

@@ -47,6 +47,7 @@ import av
 import numpy as np
 import torch
 
+from xvit.data.settings import SynthConfig
 from xvit.data.video import VideoReader
 
 __all__ = [
@@ -78,38 +79,6 @@ VERSION = 3  # bump when the rendering changes, so cached datasets are regenerat
 def twin_of(label: int) -> int:
     """The time-reversed twin class of ``label``."""
     return label ^ 1
-
-
-@dataclass(frozen=True)
-class SynthConfig:
-    """Parameters of a generated dataset (all recorded in the ``synth.json`` marker)."""
-
-    seed: int = 0
-    num_train: int = 128  # videos per class
-    num_val: int = 25  # videos per class
-    size: int = 32  # frame height = width
-    num_frames: int = 8
-    fps: int = 8
-    crf: int = 18  # x264 quality (lower is better)
-
-    def __post_init__(self) -> None:
-        problems = [
-            f"{name} must be >= {low}, got {getattr(self, name)}"
-            for name, low in (
-                ("seed", 0),
-                ("num_train", 1),
-                ("num_val", 0),
-                ("size", 16),
-                ("num_frames", 2),
-                ("fps", 1),
-                ("crf", 0),
-            )
-            if getattr(self, name) < low
-        ]
-        if self.size % 2:
-            problems.append(f"size must be even (H.264 4:2:0), got {self.size}")
-        if problems:
-            raise ValueError("synthetic dataset: " + "; ".join(problems))
 
 
 @dataclass

@@ -25,7 +25,7 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
-from xvit.models.storage import CheckpointError
+from xvit.models.errors import CheckpointError
 
 HUB_INSTALL_HINT = 'pip install "xvit[hub]"'
 _CHUNK = 1 << 20

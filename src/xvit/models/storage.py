@@ -25,16 +25,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from xvit.models.errors import CheckpointError
+
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 ARCHITECTURE = "VideoViT"
 FORMAT_VERSION = 1
 # Keys `save_pretrained` adds to `config.to_dict()`; they are not config fields.
 _META_KEYS = ("architecture", "xvit_version", "format_version")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file or directory that cannot be read or does not fit the model."""
 
 
 def xvit_version() -> str:
