@@ -120,11 +120,30 @@ def add_precision_arguments(p: argparse.ArgumentParser) -> None:
 
 def add_runtime_argument(p: argparse.ArgumentParser) -> None:
     """``--runtime``: where the model runs (`xvit.engine.runtimes.RUNTIMES`)."""
-    from xvit.engine.runtimes import RUNTIMES
-
     p.add_argument(
         "--runtime",
-        choices=RUNTIMES,
+        type=lazy_choice("xvit.engine.runtimes", "RUNTIMES"),
+        metavar="RUNTIME",
         default="torch",
         help="run the model in torch (default) or, from its ONNX export (CPU), in ONNX Runtime / OpenVINO",
     )
+
+
+def lazy_choice(module: str, name: str) -> Callable[[str], str]:
+    """An argparse ``type`` that checks a value against ``module.name`` (a tuple of names),
+    imported only when the option is given, so that building the `xvit` parser does not
+    import torch (``choices=`` would: argparse formats every choice when the option is added).
+    """
+
+    def check(value: str) -> str:
+        import importlib
+
+        names = tuple(getattr(importlib.import_module(module), name))
+        if value not in names:
+            raise argparse.ArgumentTypeError(
+                f"invalid choice: {value!r} (choose from {', '.join(map(repr, names))})"
+            )
+        return value
+
+    check.__name__ = name.lower()
+    return check

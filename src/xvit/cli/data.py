@@ -21,7 +21,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     sub = parser.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
     parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
 
-    from xvit.data.synth import SynthConfig
+    from xvit.data.settings import SynthConfig
 
     d = SynthConfig()
     synth = sub.add_parser(
@@ -57,7 +57,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _add_prepare(sub: argparse._SubParsersAction) -> None:
-    from xvit.data.prepare import PrepareSettings
+    from xvit.data.settings import PrepareSettings
 
     d = PrepareSettings()
     p = sub.add_parser(

@@ -11,9 +11,9 @@ from xvit.cli._common import (
     command_line,
     error,
     guarded,
+    lazy_choice,
     parse_intermixed,
 )
-from xvit.engine.metrics import FUSE_MODES
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -50,7 +50,8 @@ def add_arguments(p: argparse.ArgumentParser, intermixed: bool) -> None:
     )
     p.add_argument(
         "--fuse",
-        choices=FUSE_MODES,
+        type=lazy_choice("xvit.engine.metrics", "FUSE_MODES"),
+        metavar="FUSE",
         default=None,
         help="fuse views by the mean of softmax (prob, default) or of logits",
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -47,13 +48,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    from xvit.models.attention import get_attention_kernel
+    if os.environ.get("XVIT_ATTENTION_KERNEL"):  # checked before any work (imports torch)
+        from xvit.models.attention import get_attention_kernel
 
-    try:
-        get_attention_kernel()  # $XVIT_ATTENTION_KERNEL, checked before any work
-    except ValueError as e:
-        print(f"xvit {args.command}: error: {e}", file=sys.stderr)
-        return 2
+        try:
+            get_attention_kernel()
+        except ValueError as e:
+            print(f"xvit {args.command}: error: {e}", file=sys.stderr)
+            return 2
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:  # commands that do not handle it themselves: no traceback

@@ -4,7 +4,9 @@ pretrained weights registry."""
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
+from pathlib import Path
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -72,16 +74,45 @@ def describe(name: str, frames: int, img_size: int, classes: int, flops: bool = 
     return row
 
 
-def run(args: argparse.Namespace) -> int:
-    if args.weights:
-        return run_weights(args)
+# The listing at the default clip (8 frames of 224, 400 classes), shipped with the package so
+# that `xvit models` answers without importing torch or building 40 models; a test checks that
+# it equals what describe() computes for every registered model. Rewrite it after changing a
+# model: python -c "from xvit.cli.models import write_table; write_table()"
+TABLE = Path(__file__).with_name("models_table.json")
+TABLE_CLIP = {"frames": 8, "img_size": 224, "classes": 400}
+
+
+def write_table(path: Path = TABLE) -> None:
+    """Compute the default listing of every registered model and write it to ``path``."""
+    from xvit.models import list_models
+
+    c = TABLE_CLIP
+    rows = [describe(n, c["frames"], c["img_size"], c["classes"]) for n in list_models()]
+    path.write_text(json.dumps({"clip": c, "models": rows}, indent=1) + "\n")
+
+
+def _rows(args: argparse.Namespace) -> list[dict]:
+    """The listing: the shipped table at the default clip, else computed on the meta device."""
+    clip = {"frames": args.frames, "img_size": args.img_size, "classes": args.classes}
+    if clip == TABLE_CLIP and TABLE.is_file():
+        rows = json.loads(TABLE.read_text())["models"]
+        rows = [r for r in rows if not args.pattern or fnmatch.fnmatch(r["name"], args.pattern)]
+        if args.no_flops:
+            rows = [{k: v for k, v in r.items() if k != "gflops"} for r in rows]
+        return rows
     from xvit.models import list_models
 
     names = list_models(args.pattern)
-    if not names:
+    return [describe(n, args.frames, args.img_size, args.classes, not args.no_flops) for n in names]
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.weights:
+        return run_weights(args)
+    rows = _rows(args)
+    if not rows:
         print(f"no registered model matches {args.pattern!r}")
         return 1
-    rows = [describe(n, args.frames, args.img_size, args.classes, not args.no_flops) for n in names]
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0

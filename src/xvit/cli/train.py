@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from xvit.cli._common import add_command, command_line, error, guarded, parse_intermixed, split_items
-from xvit.models.heads import HEAD_TYPES
+from xvit.cli._common import (
+    add_command,
+    command_line,
+    error,
+    guarded,
+    lazy_choice,
+    parse_intermixed,
+    split_items,
+)
 
 # Flags for the common keys: flag destination -> config key.
 _FLAG_KEYS = {
@@ -57,7 +64,9 @@ def add_arguments(p: argparse.ArgumentParser, intermixed: bool) -> None:
         help="a YAML config, then section.key=value overrides (e.g. optim.weight_decay=1e-4)",
     )
     p.add_argument("--model", help="registered model name (see `xvit models`)")
-    p.add_argument("--head", choices=HEAD_TYPES, help="temporal aggregation head")
+    p.add_argument(
+        "--head", type=lazy_choice("xvit.models.heads", "HEAD_TYPES"), help="temporal aggregation head"
+    )
     p.add_argument(
         "--pretrained",
         help=(

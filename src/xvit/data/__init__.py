@@ -1,22 +1,66 @@
 """Data pipeline: decoding, annotations, sampling, transforms, datasets."""
 
-from xvit.data.annotations import read_annotations as read_annotations
-from xvit.data.dataset import VideoDataset as VideoDataset
-from xvit.data.dataset import build_loader as build_loader
-from xvit.data.dataset import collate as collate
-from xvit.data.errors import AnnotationError as AnnotationError
-from xvit.data.errors import VideoDecodeError as VideoDecodeError
-from xvit.data.frames import FrameFolderReader as FrameFolderReader
-from xvit.data.frames import HDF5FrameReader as HDF5FrameReader
-from xvit.data.frames import decode_image as decode_image
-from xvit.data.mixup import Mixup as Mixup
-from xvit.data.samples import Annotations as Annotations
-from xvit.data.samples import Sample as Sample
-from xvit.data.sampling import DenseSampler as DenseSampler
-from xvit.data.sampling import UniformSampler as UniformSampler
-from xvit.data.transforms import EvalTransform as EvalTransform
-from xvit.data.transforms import TrainTransform as TrainTransform
-from xvit.data.video import VideoReader as VideoReader
-from xvit.data.video import open_video as open_video
-from xvit.data.video import read_frames as read_frames
-from xvit.data.video_torchcodec import torchcodec_available as torchcodec_available
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# The public names, imported on first use (PEP 562): importing one submodule (a reader, the
+# annotation parsers) does not import the rest, nor torch.
+_LAZY = {
+    "read_annotations": "xvit.data.annotations",
+    "VideoDataset": "xvit.data.dataset",
+    "build_loader": "xvit.data.dataset",
+    "collate": "xvit.data.dataset",
+    "AnnotationError": "xvit.data.errors",
+    "VideoDecodeError": "xvit.data.errors",
+    "FrameFolderReader": "xvit.data.frames",
+    "HDF5FrameReader": "xvit.data.frames",
+    "decode_image": "xvit.data.frames",
+    "Mixup": "xvit.data.mixup",
+    "Annotations": "xvit.data.samples",
+    "Sample": "xvit.data.samples",
+    "DenseSampler": "xvit.data.sampling",
+    "UniformSampler": "xvit.data.sampling",
+    "EvalTransform": "xvit.data.transforms",
+    "TrainTransform": "xvit.data.transforms",
+    "VideoReader": "xvit.data.video",
+    "open_video": "xvit.data.video",
+    "read_frames": "xvit.data.video",
+    "torchcodec_available": "xvit.data.video_torchcodec",
+}
+
+__all__ = [
+    "AnnotationError",
+    "Annotations",
+    "DenseSampler",
+    "EvalTransform",
+    "FrameFolderReader",
+    "HDF5FrameReader",
+    "Mixup",
+    "Sample",
+    "TrainTransform",
+    "UniformSampler",
+    "VideoDataset",
+    "VideoDecodeError",
+    "VideoReader",
+    "build_loader",
+    "collate",
+    "decode_image",
+    "open_video",
+    "read_annotations",
+    "read_frames",
+    "torchcodec_available",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'xvit.data' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])

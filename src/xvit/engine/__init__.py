@@ -3,8 +3,35 @@
 
 from __future__ import annotations
 
-from xvit.engine.coerce import apply_overrides
-from xvit.engine.config import load_config, save_config
-from xvit.engine.schema import Config, ConfigError
+import importlib
+from typing import Any
 
-__all__ = ["Config", "ConfigError", "apply_overrides", "load_config", "save_config"]
+# The public names, imported on first use (PEP 562): importing one submodule does not
+# import the others (nor torch, for the ones that do without it).
+_LAZY = {
+    "Config": "xvit.engine.schema",
+    "ConfigError": "xvit.engine.schema",
+    "apply_overrides": "xvit.engine.coerce",
+    "load_config": "xvit.engine.config",
+    "save_config": "xvit.engine.config",
+}
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "apply_overrides",
+    "load_config",
+    "save_config",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'xvit.engine' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
