@@ -72,7 +72,7 @@ def test_windows_equal_reading_each_window(files, rate, stride, reuse):
     notes = []
     opts = TimelineOptions(stride=stride, sampling_rate=rate, batch_size=3, reuse=reuse)
     tl = compute_timeline(model, cfg, video, opts, torch.device("cpu"), notify=notes.append)
-    span, step = 8 * rate, stride or 4 * rate
+    span, step = 7 * rate + 1, stride or 4 * rate  # WindowSpec.span: first to last frame
     assert tl.starts == list(range(0, 60 - (8 - 1) * rate, step))
     assert tl.ends == [min(s + span, 60) for s in tl.starts]
     ref = reference_probs(ckpt, video, tl.starts, rate)
@@ -262,3 +262,15 @@ def test_a_model_mixing_across_the_clip_is_recomputed_and_says_why_once(files, c
     data = json.loads(captured.out)
     assert data["reuse"]["segment_frames"] is None and "summary" in data["reuse"]["why_not"]
     assert len(data["windows"]) == len(range(0, 53, 4))
+
+
+def test_one_window_grid_for_timelines_streams_and_extraction():
+    """At a sampling rate above 1 the three agree: 15 frames first to last at T=8, rate 2,
+    default stride 8 (a multiple of the rate, so successive windows share frames)."""
+    from xvit.engine.window_clips import WindowSpec, default_stride
+
+    assert [default_stride(8, r) for r in (1, 2, 4)] == [4, 8, 16]
+    assert default_stride(1, 3) == 1 and default_stride(5, 2) == 4
+    spec = WindowSpec(8, 2, default_stride(8, 2))
+    assert spec.span == 15 and spec.starts(40) == [0, 8, 16, 24]
+    assert set(spec.frames(0)) & set(spec.frames(8))  # shared frames on one grid

@@ -1,8 +1,10 @@
 """`xvit predict VIDEO --timeline`: the model's clip slid along a whole video.
 
 A window is the model's clip as dense sampling defines it: `num_frames` frames,
-`sampling_rate` frames apart, covering `num_frames x sampling_rate` video frames; windows
-start every `stride` frames (default: half a window). A model trained with uniform sampling
+`sampling_rate` frames apart, covering `(num_frames - 1) x sampling_rate + 1` video frames;
+windows start every `stride` frames (default: half a clip on the sampling grid,
+`(num_frames // 2) x sampling_rate`). The grid is `engine.window_clips.WindowSpec`, shared
+with `--stream` and `xvit extract`. A model trained with uniform sampling
 (one frame per segment of the whole video) is slid the same way: the run's
 `data.sampling_rate`, or `--sampling-rate`, sets how far apart its frames are.
 
@@ -39,6 +41,7 @@ from xvit.data.sequential import VideoFrames
 from xvit.data.transforms import EvalTransform
 from xvit.engine.rundir import atomic_write, atomic_write_text
 from xvit.engine.schema import Config
+from xvit.engine.window_clips import WindowSpec, default_stride
 from xvit.engine.window_scorer import WindowScorer, reuse_plan
 
 __all__ = [
@@ -109,7 +112,8 @@ class Timeline:
 
     @property
     def window_frames(self) -> int:
-        return self.clip_frames * self.sampling_rate
+        """Video frames one window covers, first to last (``WindowSpec.span``)."""
+        return (self.clip_frames - 1) * self.sampling_rate + 1
 
     def seconds(self, frame: int) -> float:
         """Start time of frame `frame` (the end of the last frame for `frame` = frames decoded)."""
@@ -212,8 +216,8 @@ def compute_timeline(
     mc = model.config
     t = int(mc.num_frames)
     rate = options.sampling_rate or int(d.sampling_rate)
-    span = t * rate
-    stride = options.stride or max(span // 2, 1)
+    spec = WindowSpec(t, rate, options.stride or default_stride(t, rate))  # the one window grid
+    span, stride = spec.span, spec.stride
     video = VideoFrames(path, max_frame_pixels=d.max_frame_pixels or None)
     n = video.num_frames
     multi_label = bool(getattr(mc, "multi_label", False))

@@ -33,8 +33,12 @@ _CHUNK = 32  # frames per read for frame folders and HDF5 packs
 
 
 def default_stride(num_frames: int, sampling_rate: int) -> int:
-    """Half a clip: ``span // 2`` frames (at least 1), as ``xvit predict --timeline``."""
-    return max(1, ((num_frames - 1) * sampling_rate + 1) // 2)
+    """Half a clip on the sampling grid: ``num_frames // 2`` clip frames, i.e.
+    ``(num_frames // 2) * sampling_rate`` video frames (at least 1). A multiple of
+    ``sampling_rate``, so that successive windows share frames (and, where the model allows,
+    segment features). The one default of `xvit predict --timeline`, `--stream` and
+    `xvit extract`."""
+    return max(1, (num_frames // 2) * sampling_rate)
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ def reuse_plan(model: nn.Module, sampling_rate: int, stride: int) -> tuple[int |
     if unit is None:
         why = model.why_no_segment_reuse() if hasattr(model, "why_no_segment_reuse") else ""
         return None, why or f"{type(model).__name__} has no per-segment features"
-    span = model.config.num_frames * sampling_rate
+    span = (model.config.num_frames - 1) * sampling_rate + 1  # WindowSpec.span
     block = unit * sampling_rate
     if stride >= span:
         return None, f"the windows do not overlap (stride {stride} >= {span} frames per window)"
