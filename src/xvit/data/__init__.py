@@ -1,6 +1,6 @@
 """Data pipeline: decoding, annotations, sampling, transforms, datasets."""
 
-from __future__ import annotations
+# (no `from __future__ import annotations` here: it would shadow the `annotations` submodule)
 
 import importlib
 from typing import Any
