@@ -193,7 +193,11 @@ def test_label_space_names_both_sides():
     from xvit.engine.data import label_space
 
     samples = [Sample(path=f"v{i}.mp4", label=i % 2) for i in range(4)]
-    assert label_space(samples, 3, "val.txt", "run") == {"model_classes": 3, "list_classes": 2, "subset": True}
+    assert label_space(samples, 3, "val.txt", "run") == {
+        "model_classes": 3,
+        "list_classes": 2,
+        "subset": True,
+    }
     assert label_space(samples, 2, "val.txt", "run")["subset"] is False
     with pytest.raises(ConfigError, match=r"val.txt: label 1 \(video v1.mp4\).*run has 1 classes"):
         label_space(samples, 1, "val.txt", "run")
