@@ -116,3 +116,15 @@ def test_quantize_bad_input(ckpt, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert "not an empty directory" in err[0] and "--min-agreement must be in [0, 1]" in err[1]
     assert "unknown quantisation method 'magic'" in err[-1]
+
+
+def test_quantize_refuses_a_list_with_labels_the_model_cannot_produce(ckpt, tmp_path, capsys):
+    root, lists = ckpt
+    wide = tmp_path / "wide.txt"
+    rows = lists["val"].read_text().splitlines()
+    wide.write_text("\n".join([*rows, f"{(lists['val'].parent / rows[0].split()[0])} 7"]) + "\n")
+    out = tmp_path / "int8"
+    assert main(["quantize", "--checkpoint", str(root / "ckpt"), "--out", str(out), "--list", str(wide)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "label 7" in err and "3 classes" in err, err
+    assert not out.exists()

@@ -15,6 +15,8 @@ import pytest
 import torch
 from _model_helpers import tiny_segmented_xvit
 from _video_fixtures import write_video
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from test_engine_utils import one_thread  # noqa: F401
 
 pytest.importorskip("fastapi")
@@ -250,4 +252,47 @@ def test_concurrent_requests_share_batches_queue_limit_and_graceful_stop(files, 
         server.stop()
     late.join()
     assert [r.status_code for r in results] == [200]
+    assert tmpdir_count() == []
+
+
+@pytest.fixture(scope="module")
+def property_client(files):
+    """One server for every example of the property below, and the clip's answer under its
+    own name (all classes ranked)."""
+    with TestClient(create_app(service(files, max_topk=len(CLASSES))), raise_server_exceptions=False) as c:
+        r = upload(c, files[2], topk=str(len(CLASSES)))
+        yield c, [t["label"] for t in r.json()["video"]["top"]]
+
+
+FILENAMES = st.one_of(
+    st.text(max_size=40),
+    st.sampled_from(
+        ["my clip.mp4", "é ü ß.MP4", "../../etc/passwd", "a\\b.mp4", 'q"uote.mp4', ".mp4", "x" * 300]
+    ),
+)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=FILENAMES, topk=st.one_of(st.none(), st.text(max_size=6), st.integers(-3, 12).map(str)))
+def test_property_an_upload_is_answered_by_its_bytes_whatever_its_name_and_fields(
+    files, property_client, tmpdir_count, name, topk
+):
+    """Any file name and any topk text: the clip's own answer (the name changes nothing but
+    the name shown), or 400 with a one-line error for a topk that is not 1..classes; no
+    temporary file left behind."""
+    c, expected = property_client
+    fields = {} if topk is None else {"topk": topk}
+    r = c.post("/v1/predict", files={"file": (name, files[2].read_bytes(), "video/mp4")}, data=fields)
+    body = r.json()
+    try:
+        k = 5 if topk is None else int(topk.strip())
+    except ValueError:
+        k = None
+    if name == "":  # httpx sends no filename: a text field, not a file
+        assert r.status_code == 400 and "not a file upload" in body["error"], body
+    elif k is None or not 1 <= k <= len(CLASSES):
+        assert r.status_code == 400 and "\n" not in body["error"], body
+    else:
+        assert r.status_code == 200, body
+        assert [t["label"] for t in body["video"]["top"]] == expected[:k]
     assert tmpdir_count() == []

@@ -201,3 +201,25 @@ def test_label_space_names_both_sides():
     assert label_space(samples, 2, "val.txt", "run")["subset"] is False
     with pytest.raises(ConfigError, match=r"val.txt: label 1 \(video v1.mp4\).*run has 1 classes"):
         label_space(samples, 1, "val.txt", "run")
+
+
+def test_resume_refuses_a_list_whose_classes_changed(tmp_path, capsys):
+    """An edited class-name file under a run that resumes: refused in one line naming both
+    sides, the checkpoint kept; with the file as it was, the run resumes."""
+    lists = make_dataset(tmp_path / "data", n_train=4, n_val=2, classes=3)
+    run = tmp_path / "run"
+    args = ["train", "--train-list", str(lists["train"]), "--val-list", str(lists["val"]), "--out", str(run)]
+    args += ["--batch-size", "2", "--workers", "0", *TINY_MODEL]
+    assert main([*args, "--epochs", "1"]) == 0
+    before = sorted(p.name for p in (run / "checkpoints").iterdir())
+    original = lists["classnames"].read_text()
+    lists["classnames"].write_text(original.replace("class_2", "class_two"))
+    capsys.readouterr()
+    assert main([*args, "--epochs", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot resume" in err, err
+    assert "lacks class_2" in err and "adds class_two" in err
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == before
+    lists["classnames"].write_text(original)
+    assert main([*args, "--epochs", "2"]) == 0
+    assert "resuming from" in capsys.readouterr().out

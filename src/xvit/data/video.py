@@ -124,6 +124,8 @@ class _PyAVReader:
                 raise VideoDecodeError(path, "the file has no video stream")
             self._stream = self._container.streams.video[0]
             ctx = self._stream.codec_context
+            if ctx is None:  # no decoder for the stream's codec (or a damaged codec tag)
+                raise VideoDecodeError(path, "the video stream's codec is unknown or has no decoder here")
             check_frame_size(path, ctx.width or 0, ctx.height or 0, max_frame_pixels)
             if max_frame_pixels:  # the decoder refuses frames over the limit (size changes)
                 ctx.options = {"max_pixels": str(max_frame_pixels)}

@@ -210,7 +210,7 @@ def apply_overrides(cfg: Config, overrides: list[str] | tuple[str, ...]) -> Conf
     cfg = copy_config(cfg)
     for item in overrides:
         key, value = parse_item(item)
-        set_value(cfg, key, value, source=f"override '{item}'")
+        set_value(cfg, key, value, source=f"override {item!r}")
         if cfg.sources:
             cfg.sources[key] = "override"
     return cfg

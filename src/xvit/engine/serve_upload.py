@@ -99,6 +99,10 @@ async def read_request(request: Request, max_bytes: int, allow_dir: str | None) 
         raise ApiError(400, f"bad multipart request: {e.message}") from None
     try:
         upload = form.get("file")
+        if isinstance(upload, str):  # a part without a filename is a text field
+            raise ApiError(
+                400, "the 'file' field is text, not a file upload; send the video as a file (with a filename)"
+            )
         if not isinstance(upload, UploadFile):
             raise ApiError(400, "the request has no 'file' field holding a video upload")
         fields = {k: v for k, v in form.multi_items() if isinstance(v, str)}
@@ -144,15 +148,21 @@ async def _read_path_request(request: Request, allow_dir: str | None) -> Upload:
 def resolve_allowed(requested: str, allow_dir: str) -> Path:
     """The file `requested` names inside `allow_dir` (relative to it, or absolute); 403 for a
     path with `..`, a NUL byte or one that leaves the directory (symlinks resolved), 404 for
-    one that is not there or not a file."""
+    one that is not there, not a file or not a name the file system can hold."""
     root = Path(allow_dir).resolve()
     if "\x00" in requested or ".." in Path(requested).parts:
         raise ApiError(403, f"{requested!r}: paths with '..' are refused")
     candidate = Path(requested) if Path(requested).is_absolute() else root / requested
-    resolved = candidate.resolve()
-    if resolved != root and root not in resolved.parents:
-        raise ApiError(403, f"{requested!r}: outside the allowed directory (--allow-dir)")
-    if not resolved.is_file():
+    try:
+        resolved = candidate.resolve()
+        if resolved != root and root not in resolved.parents:
+            raise ApiError(403, f"{requested!r}: outside the allowed directory (--allow-dir)")
+        is_file = resolved.is_file()
+    except (OSError, UnicodeError) as e:  # a name too long, or one the file system cannot encode
+        raise ApiError(
+            404, f"{requested!r}: no such file in the allowed directory ({type(e).__name__})"
+        ) from None
+    if not is_file:
         raise ApiError(404, f"{requested!r}: no such file in the allowed directory")
     return resolved
 

@@ -71,6 +71,7 @@ from xvit.engine.runlog import Progress, RunLogger
 from xvit.engine.sampling import ResumableSampler, SeededDataset, sample_seed, seed_everything
 from xvit.engine.schema import Config, ConfigError, config_to_dict, parse_views
 from xvit.engine.train_state import (
+    check_resumed_classes,
     config_changes,
     newest_state,
     restore_training_state,
@@ -257,6 +258,7 @@ class Trainer:
 
     def _resume(self, state: dict[str, Any], resumed_from: Path) -> None:
         changed = config_changes(state.get("config", {}), self.cfg, self.out)
+        check_resumed_classes(state, self.data.class_names, self.model, self.out)
         self.epoch, self.batch_in_epoch = resume_position(state, self.cfg.train.epochs, resumed_from)
         restore_training_state(
             state,

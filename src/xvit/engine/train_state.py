@@ -22,6 +22,7 @@ from xvit.engine.schema import Config, ConfigError, config_to_dict
 
 __all__ = [
     "RESUMABLE_KEYS",
+    "check_resumed_classes",
     "config_changes",
     "newest_state",
     "restore_training_state",
@@ -144,7 +145,38 @@ def training_state(
         "rng": rngs,
         "history": history,
         "config": config_to_dict(cfg),
+        # the label space the head was trained on (a resumed run must read its list the same way)
+        "class_names": [str(c) for c in (getattr(getattr(model, "config", None), "class_names", None) or [])],
     }
+
+
+def check_resumed_classes(state: dict[str, Any], class_names: list[str], model: nn.Module, out: Path) -> None:
+    """A :class:`ConfigError` when the run's list now names other classes than the
+    checkpoint's head was trained on (an edited list file, another class folder): resuming
+    would silently give old outputs new meanings. Checkpoints written before class names
+    were saved are compared by the shapes of the model's tensors."""
+    saved = state.get("class_names")
+    if saved and list(saved) != list(class_names):
+        gone = [c for c in saved if c not in class_names]
+        new = [c for c in class_names if c not in saved]
+        parts = [f"lacks {', '.join(gone[:3])}"] * bool(gone) + [f"adds {', '.join(new[:3])}"] * bool(new)
+        raise ConfigError(
+            f"cannot resume {out}: its checkpoint was trained on {len(saved)} classes and the list "
+            f"now has {len(class_names)} (it {' and '.join(parts) or 'orders them differently'}); "
+            f"use --fresh to start over, or another --out"
+        )
+    target = model.state_dict()
+    wrong = [
+        k
+        for k, v in state.get("model", {}).items()
+        if k in target and tuple(target[k].shape) != tuple(v.shape)
+    ]
+    if wrong:
+        raise ConfigError(
+            f"cannot resume {out}: the checkpoint's {wrong[0]} has shape {tuple(state['model'][wrong[0]].shape)}, "
+            f"this run's model {tuple(target[wrong[0]].shape)} (the list has {len(class_names)} classes); "
+            f"use --fresh to start over, or another --out"
+        )
 
 
 def write_checkpoint(
