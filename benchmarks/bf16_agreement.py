@@ -36,9 +36,9 @@ def load_clips(
     checkpoint: str, list_file: str, views: str, overrides: list[str]
 ) -> tuple[nn.Module, torch.Tensor, torch.Tensor, list[str]]:
     """The run's model, every view of every video ``(N, V, 3, T, H, W)``, labels, failures."""
-    from xvit.engine.config import apply_overrides, parse_views
-    from xvit.engine.data import build_eval_dataset, read_split
-    from xvit.engine.saved import load_run
+    from xvit.engine.run.config import apply_overrides, parse_views
+    from xvit.engine.run.data import build_eval_dataset, read_split
+    from xvit.engine.run.saved import load_run
 
     model, cfg = load_run(checkpoint, overrides)
     cfg = apply_overrides(cfg, [f"eval.views={views}"])

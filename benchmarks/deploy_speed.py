@@ -40,19 +40,19 @@ import torch
 from torch import nn
 
 import xvit
-from xvit.engine.data import build_eval_dataset, cache_dir, read_split
-from xvit.engine.export import export_model
-from xvit.engine.metrics import agreement_figures
-from xvit.engine.quantize_static import INPUT_NAME, CalibrationClips, quantize_onnx_static
-from xvit.engine.runtimes import (
+from xvit.engine.deploy.export import export_model
+from xvit.engine.deploy.quantize_static import INPUT_NAME, CalibrationClips, quantize_onnx_static
+from xvit.engine.deploy.runtimes import (
     OnnxRuntime,
     OpenVINORuntime,
     RuntimeModule,
     RuntimeUnavailable,
     TorchRuntime,
 )
-from xvit.engine.saved import load_run
-from xvit.engine.scoring import score_dataset
+from xvit.engine.run.data import build_eval_dataset, cache_dir, read_split
+from xvit.engine.run.metrics import agreement_figures
+from xvit.engine.run.saved import load_run
+from xvit.engine.run.scoring import score_dataset
 from xvit.models.quantization import apply_quantization
 
 

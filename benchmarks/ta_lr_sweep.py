@@ -29,10 +29,10 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ta_probe import RECIPE, evaluate, load_clips
 
-from xvit.engine.coerce import apply_overrides
-from xvit.engine.config import load_config
-from xvit.engine.model import build_model
-from xvit.engine.optim import WarmupCosine
+from xvit.engine.run.coerce import apply_overrides
+from xvit.engine.run.config import load_config
+from xvit.engine.run.model import build_model
+from xvit.engine.train.optim import WarmupCosine
 
 
 def groups(model: nn.Module, a: argparse.Namespace) -> list[dict]:

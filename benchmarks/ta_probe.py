@@ -51,11 +51,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from xvit.benchmarks.machine import cpu_model
-from xvit.engine.coerce import apply_overrides
-from xvit.engine.config import load_config
-from xvit.engine.data import build_datasets
-from xvit.engine.model import build_model
-from xvit.engine.optim import build_optimizer, warmup_cosine
+from xvit.engine.run.coerce import apply_overrides
+from xvit.engine.run.config import load_config
+from xvit.engine.run.data import build_datasets
+from xvit.engine.run.model import build_model
+from xvit.engine.train.optim import build_optimizer, warmup_cosine
 from xvit.models.heads import TemporalAttentionHead, trunc_normal_linear
 
 RECIPE = Path(__file__).resolve().parent.parent / "configs" / "synthetic.yaml"
@@ -74,7 +74,7 @@ def decode(dataset: Any) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def load_clips(cfg: Any) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    from xvit.engine.data import build_eval_dataset
+    from xvit.engine.run.data import build_eval_dataset
 
     data = build_datasets(cfg, (1, 1))
     train = build_eval_dataset(cfg, data.train.samples, (1, 1))

@@ -3,7 +3,7 @@
 Writes a synthetic video (default 120 s at 25 fps, 128x96, H.264 ultrafast: a few seconds to
 generate; cached next to the output), saves a model with random weights in the released
 K600 layout (16 frames in two segments of 8, temporal embedding of 8 entries tiled), and
-times `engine.timeline.compute_timeline` over the whole video with reuse off and on
+times `engine.infer.timeline.compute_timeline` over the whole video with reuse off and on
 (windows of 16 frames, stride 8: half a window). Reports windows/s, seconds of video per
 second, the backbone's share of the time without reuse (the backbone's calls timed inside
 the run), the speed-up and the goal 0.9 x backbone share x (window / stride); checks that
@@ -27,8 +27,8 @@ import torch
 
 import xvit
 from xvit.benchmarks.machine import machine_info
-from xvit.engine.saved import load_run
-from xvit.engine.timeline import TimelineOptions, compute_timeline
+from xvit.engine.infer.timeline import TimelineOptions, compute_timeline
+from xvit.engine.run.saved import load_run
 
 
 def synthetic_video(path: Path, seconds: float, fps: int = 25, width: int = 128, height: int = 96) -> Path:

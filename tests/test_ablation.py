@@ -14,7 +14,8 @@ from test_engine_utils import TINY_MODEL, make_dataset, one_thread  # noqa: F401
 from xvit.cli.ablate import add_arguments, add_parser
 from xvit.cli.train import parse_intermixed
 from xvit.data.synth import CLASS_NAMES
-from xvit.engine.ablation import (
+from xvit.engine.run.config import load_config
+from xvit.engine.train.ablation import (
     VARIANTS,
     format_markdown,
     mean_std,
@@ -22,7 +23,6 @@ from xvit.engine.ablation import (
     run_ablation,
     variant_config,
 )
-from xvit.engine.config import load_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

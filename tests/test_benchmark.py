@@ -358,7 +358,7 @@ import json, sys
 from pathlib import Path
 from xvit.benchmarks.spec import ModelSpec
 from xvit.benchmarks.speed import run_benchmark
-from xvit.engine.runtime_targets import OnnxTargets
+from xvit.engine.deploy.runtime_targets import OnnxTargets
 
 tmp = Path(sys.argv[1])
 peer = ModelSpec("hf_timesformer", 2, 32, size="tiny", overrides=dict(hidden_size=32, num_layers=1, num_heads=2))

@@ -50,9 +50,9 @@ def test_benchmark_script_imports_resolve(path: Path) -> None:
 def test_a_moved_name_is_caught(tmp_path: Path) -> None:
     script = tmp_path / "old.py"
     script.write_text(
-        "def f():\n    from xvit.engine.evaluate import load_run\n    import xvit.no_such_module\n"
+        "def f():\n    from xvit.engine.evaluate.evaluator import load_run\n    import xvit.no_such_module\n"
     )
     missing = _missing(script)
     assert len(missing) == 2
-    assert "xvit.engine.evaluate has no load_run" in missing[0]
+    assert "xvit.engine.evaluate.evaluator has no load_run" in missing[0]
     assert "no_such_module" in missing[1]

@@ -12,7 +12,7 @@ import xvit
 from xvit.cli._common import parse_intermixed, split_items
 from xvit.cli.main import build_parser, main
 from xvit.cli.train import add_arguments, flag_overrides
-from xvit.engine.config import load_config
+from xvit.engine.run.config import load_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -14,8 +14,8 @@ from test_engine_utils import TINY_MODEL, make_dataset, one_thread  # noqa: F401
 
 import xvit
 from xvit.cli.main import main
-from xvit.engine.config import SYNTHETIC_RECIPE, ConfigError, load_config, model_options
-from xvit.engine.saved import load_run
+from xvit.engine.run.config import SYNTHETIC_RECIPE, ConfigError, load_config, model_options
+from xvit.engine.run.saved import load_run
 from xvit.models.registry import model_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -124,7 +124,7 @@ def test_config_yaml_records_sources_and_round_trips(tmp_path):
     path = tmp_path / "my.yaml"
     path.write_text("optim:\n  weight_decay: 0.01\n")
     cfg = load_config(path, ["optim.lr=0.002"], flags("--epochs", "train.epochs=3"))
-    from xvit.engine.config import config_to_dict, save_config
+    from xvit.engine.run.config import config_to_dict, save_config
 
     save_config(cfg, tmp_path / "config.yaml")
     text = (tmp_path / "config.yaml").read_text()
@@ -203,7 +203,7 @@ def test_normalisation_has_one_owner(tmp_path, capsys):
         assert rc == 0, capsys.readouterr().err
         model = xvit.load_model(out)
         assert [list(model.config.mean), list(model.config.std)] == [pytest.approx(v) for v in want]
-        from xvit.engine.data import build_eval_dataset, build_train_dataset
+        from xvit.engine.run.data import build_eval_dataset, build_train_dataset
 
         run_cfg = load_config(out / "config.yaml")
         _, eval_cfg = load_run(out)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from xvit.engine import checkpoint as ckpt
-from xvit.engine.sampling import ResumableSampler, SeededDataset, sample_seed
+from xvit.engine.train import checkpoint as ckpt
+from xvit.engine.train.sampling import ResumableSampler, SeededDataset, sample_seed
 
 
 def _draw():

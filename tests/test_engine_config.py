@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from xvit.engine.config import (
+from xvit.engine.run.config import (
     Config,
     ConfigError,
     apply_overrides,

@@ -28,10 +28,10 @@ def _worker(rank: int, world: int, port: int, overrides: list[str], val_list: st
         MASTER_PORT=str(port),
     )
     torch.set_num_threads(1)
-    from xvit.engine.config import load_config
-    from xvit.engine.distributed import cleanup
-    from xvit.engine.eval_run import evaluate_checkpoint
-    from xvit.engine.train import train
+    from xvit.engine.evaluate.eval_run import evaluate_checkpoint
+    from xvit.engine.run.config import load_config
+    from xvit.engine.run.distributed import cleanup
+    from xvit.engine.train.loop import train
 
     cfg = load_config(None, overrides)
     res = train(cfg, echo=False)
@@ -47,7 +47,7 @@ def _worker(rank: int, world: int, port: int, overrides: list[str], val_list: st
 
 
 def test_two_process_training_and_evaluation(tmp_path):
-    from xvit.engine.eval_run import evaluate_checkpoint
+    from xvit.engine.evaluate.eval_run import evaluate_checkpoint
 
     lists = make_dataset(tmp_path / "data", n_train=12, n_val=4, broken_val=1)  # 5 videos: 3 + 2
     out = tmp_path / "run"

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from xvit.engine.evaluate import evaluate_scores
-from xvit.engine.metrics import (
+from xvit.engine.evaluate.evaluator import evaluate_scores
+from xvit.engine.evaluate.views_curve import views_curve, write_views_curve
+from xvit.engine.run.metrics import (
     average_precision,
     classification_metrics,
     fuse_views,
@@ -18,8 +19,7 @@ from xvit.engine.metrics import (
     scores_to_probs,
     subset_indices,
 )
-from xvit.engine.scoring import ScoreSet
-from xvit.engine.views_curve import views_curve, write_views_curve
+from xvit.engine.run.scoring import ScoreSet
 
 
 def test_fuse_prob_and_logits_differ_as_by_hand():

@@ -10,12 +10,12 @@ import torch
 from test_engine_utils import TINY_MODEL, make_dataset, one_thread  # noqa: F401
 from torch import nn
 
-from xvit.engine import checkpoint as ckpt
-from xvit.engine.config import load_config
-from xvit.engine.data import build_datasets
-from xvit.engine.model import build_model
-from xvit.engine.nonfinite import NonFiniteLossError
-from xvit.engine.train import Trainer
+from xvit.engine.run.config import load_config
+from xvit.engine.run.data import build_datasets
+from xvit.engine.run.model import build_model
+from xvit.engine.train import checkpoint as ckpt
+from xvit.engine.train.loop import Trainer
+from xvit.engine.train.nonfinite import NonFiniteLossError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -155,9 +155,9 @@ def test_eval_counts_non_finite_logits_as_failed(tmp_path, capsys, where, value)
 def test_eval_mixes_good_and_non_finite_videos(tmp_path):
     """Only the videos with non-finite logits fail; the others are scored as usual."""
     import xvit
-    from xvit.engine.config import load_config
-    from xvit.engine.data import build_eval_dataset, read_split
-    from xvit.engine.scoring import score_dataset
+    from xvit.engine.run.config import load_config
+    from xvit.engine.run.data import build_eval_dataset, read_split
+    from xvit.engine.run.scoring import score_dataset
 
     lists = make_dataset(tmp_path / "data", n_train=1, n_val=4)
     cfg = load_config(None, [*TINY_MODEL, "data.workers=0"])

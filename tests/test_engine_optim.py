@@ -8,8 +8,15 @@ import pytest
 import torch
 from torch import nn
 
-from xvit.engine.optim import ModelEma, WarmupCosine, build_optimizer, param_groups, scaled_lr, warmup_cosine
-from xvit.engine.schema import OptimConfig
+from xvit.engine.run.schema import OptimConfig
+from xvit.engine.train.optim import (
+    ModelEma,
+    WarmupCosine,
+    build_optimizer,
+    param_groups,
+    scaled_lr,
+    warmup_cosine,
+)
 
 
 class Toy(nn.Module):

@@ -10,8 +10,8 @@ import pytest
 import torch
 from test_engine_utils import TINY_MODEL, make_dataset, one_thread  # noqa: F401
 
-from xvit.engine.config import load_config
-from xvit.engine.train import Trainer
+from xvit.engine.run.config import load_config
+from xvit.engine.train.loop import Trainer
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

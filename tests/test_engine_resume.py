@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from test_engine_utils import TINY_MODEL, make_dataset, one_thread, run_xvit  # noqa: F401
 
 from xvit.cli.main import main
-from xvit.engine import checkpoint as ckpt
+from xvit.engine.train import checkpoint as ckpt
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -82,8 +82,8 @@ def test_sigkill_then_same_command_matches_uninterrupted_run(tmp_path, capsys):
 
 def test_resume_from_every_checkpoint_in_process(tmp_path):
     """Each saved position (mid-epoch and epoch end) continues to the same final weights."""
-    from xvit.engine.config import load_config
-    from xvit.engine.train import train
+    from xvit.engine.run.config import load_config
+    from xvit.engine.train.loop import train
 
     lists = make_dataset(tmp_path / "data", n_train=12, n_val=3)
     base = [
@@ -112,8 +112,8 @@ def test_resume_from_every_checkpoint_in_process(tmp_path):
 
 
 def test_fresh_starts_over(tmp_path):
-    from xvit.engine.config import load_config
-    from xvit.engine.train import Trainer
+    from xvit.engine.run.config import load_config
+    from xvit.engine.train.loop import Trainer
 
     lists = make_dataset(tmp_path / "data", n_train=8, n_val=2)
     cfg = load_config(

@@ -13,7 +13,7 @@ from test_engine_utils import make_dataset, one_thread  # noqa: F401
 
 import xvit
 from xvit.cli.main import main
-from xvit.engine.export import ExportError, export_model
+from xvit.engine.deploy.export import ExportError, export_model
 from xvit.models.storage import save_pretrained
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -95,7 +95,7 @@ def test_failed_export_writes_nothing_and_says_why(tmp_path, monkeypatch, capsys
 
 
 def test_export_that_does_not_match_is_refused(tmp_path, monkeypatch):
-    import xvit.engine.export as export
+    import xvit.engine.deploy.export as export
 
     monkeypatch.setattr(export, "TOLERANCE", 1e-4)
     with pytest.raises(ExportError, match="differs from the eager one"):

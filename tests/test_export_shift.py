@@ -92,7 +92,7 @@ def test_export_path_gives_bit_identical_logits(monkeypatch, kw):
 def test_onnx_graph_has_no_scatter_and_matches_eager(tmp_path, kw):
     onnx = pytest.importorskip("onnx", reason="the onnx extra (pip install 'xvit[onnx]') is not installed")
     ort = pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
-    from xvit.engine.export import export_model
+    from xvit.engine.deploy.export import export_model
 
     model = tiny(**kw)
     export_model(model, "onnx", tmp_path / "m.onnx", dynamic_batch=True)

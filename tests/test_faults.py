@@ -22,15 +22,15 @@ import torch
 from test_engine_utils import TINY_MODEL, make_dataset, one_thread  # noqa: F401
 
 from xvit.cli.main import main
-from xvit.engine import checkpoint as ckpt
-from xvit.engine.report import write_metrics
-from xvit.engine.rundir import (
+from xvit.engine.evaluate.report import write_metrics
+from xvit.engine.run.rundir import (
     FreshStart,
     RunDirError,
     RunLock,
     RunLockedError,
     check_output_dir,
 )
+from xvit.engine.train import checkpoint as ckpt
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -155,7 +155,7 @@ def test_fresh_that_fails_keeps_the_finished_run(run_copy, capsys, monkeypatch):
         assert _snapshot(out) == before, bad
 
     # a failure (here an interruption) in the new run's first epoch, before its first checkpoint
-    from xvit.engine.train import Trainer
+    from xvit.engine.train.loop import Trainer
 
     def interrupted(self):
         raise KeyboardInterrupt
@@ -181,8 +181,8 @@ def test_fresh_that_succeeds_replaces_the_run(run_copy, capsys):
 def test_fresh_killed_before_its_first_checkpoint_is_undone_by_the_next_run(run_copy, capsys):
     """kill -9 between setting the old run aside and the new run's first checkpoint: the next
     run on the directory puts the old run back (and resumes it)."""
-    from xvit.engine.config import load_config
-    from xvit.engine.train import Trainer
+    from xvit.engine.run.config import load_config
+    from xvit.engine.train.loop import Trainer
 
     lists, out = run_copy
     before = _snapshot(out)
@@ -245,7 +245,7 @@ def test_unusable_output_directory_fails_before_the_work(finished, tmp_path, cap
     a_file = tmp_path / "a_file"
     a_file.write_text("x")
 
-    import xvit.engine.eval_run as ev
+    import xvit.engine.evaluate.eval_run as ev
 
     def must_not_run(*args, **kwargs):
         raise AssertionError("evaluated before checking --out")
@@ -324,7 +324,7 @@ def _lrs(out: Path) -> dict[int, float]:
 def test_changed_lr_on_resume_applies_and_is_recorded(run_copy, tmp_path, capsys):
     """The resumed run follows the schedule of the new peak lr: its learning rates equal
     those of a run that had the new lr from the start."""
-    from xvit.engine.config import load_config
+    from xvit.engine.run.config import load_config
 
     lists, out = run_copy
     old = load_config(out / "config.yaml").optim.lr  # the recipe's: null (scaled base_lr)
@@ -363,8 +363,8 @@ def test_resuming_past_the_requested_epochs_is_refused(finished, tmp_path, capsy
     capsys.readouterr()
     before = _snapshot(out)
     # epochs=1 would present a 2-epoch model as a 1-epoch result
-    from xvit.engine.config import ConfigError, load_config
-    from xvit.engine.train import Trainer
+    from xvit.engine.run.config import ConfigError, load_config
+    from xvit.engine.train.loop import Trainer
 
     cfg = load_config(out / "config.yaml", ["train.epochs=1"])
     with pytest.raises(ConfigError, match="past train.epochs=1"):

@@ -21,8 +21,8 @@ from xvit.data.annotations import (
     write_list_file,
 )
 from xvit.data.dataset import VideoDataset, collate
-from xvit.engine.config import ConfigError, load_config
-from xvit.engine.mixing import MultiHotMixup
+from xvit.engine.run.config import ConfigError, load_config
+from xvit.engine.train.mixing import MultiHotMixup
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -91,7 +91,7 @@ def test_label_sets_without_multi_label_are_an_error(tmp_path):
 
 
 def test_multi_label_needs_list_files(tmp_path):
-    from xvit.engine.data import read_split
+    from xvit.engine.run.data import read_split
 
     (tmp_path / "train.json").write_text("[]")
     cfg = load_config(None, ["data.multi_label=true", "data.format=ssv2"])
@@ -141,9 +141,9 @@ def test_multi_hot_mixup_blends_targets_like_the_clips(mixup, cutmix):
 def test_training_loss_is_binary_cross_entropy(tmp_path):
     """With a zeroed classifier every logit is 0: BCE is ln 2 whatever the targets (cross-entropy
     over the 4 classes would be ln 4); mixup of multi-hot targets runs."""
-    from xvit.engine.data import build_datasets
-    from xvit.engine.model import build_model
-    from xvit.engine.train import Trainer
+    from xvit.engine.run.data import build_datasets
+    from xvit.engine.run.model import build_model
+    from xvit.engine.train.loop import Trainer
 
     lists = _multi_label_lists(tmp_path, n_train=4, n_val=0)
     cfg = load_config(
@@ -315,8 +315,8 @@ def test_predict_multi_label(run, capsys, tmp_path):
     _root, lists, out, _ = run
     video = str(lists["val"].parent / "val_000.mp4")
     # independent: the model's own sigmoid on the evaluation clip
-    from xvit.engine.data import build_eval_dataset
-    from xvit.engine.saved import load_run
+    from xvit.engine.run.data import build_eval_dataset
+    from xvit.engine.run.saved import load_run
 
     model, cfg = load_run(out)
     clip = build_eval_dataset(cfg, [Sample(video, (0,))], (1, 1), num_classes=4)[0]["video"]

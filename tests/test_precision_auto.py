@@ -14,7 +14,7 @@ from torch import nn
 
 import xvit
 from xvit.cli.main import main
-from xvit.engine import precision_auto as pa
+from xvit.engine.deploy import precision_auto as pa
 from xvit.models import load_model
 from xvit.models.storage import save_pretrained
 

@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 
 from xvit.data.errors import VideoDecodeError
 from xvit.data.video import read_frames
-from xvit.engine.coerce import apply_overrides, default_config
-from xvit.engine.schema import ConfigError, sections
+from xvit.engine.run.coerce import apply_overrides, default_config
+from xvit.engine.run.schema import ConfigError, sections
 
 KEYS = [
     f"{name}.{f.name}"
@@ -97,7 +97,7 @@ def test_an_override_keeps_text_as_written_and_refuses_a_wrong_type():
 # ------------------------------------------------------------------ xvit serve's fields and paths
 
 fastapi = pytest.importorskip("fastapi")
-from xvit.engine.serve_upload import ApiError, parse_fields, resolve_allowed  # noqa: E402
+from xvit.engine.serve.upload import ApiError, parse_fields, resolve_allowed  # noqa: E402
 
 JSONISH = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12),

@@ -80,7 +80,7 @@ def test_quantize_writes_a_model_load_model_and_eval_accept(ckpt, tmp_path, caps
 
 
 def test_quantize_refuses_low_agreement_unless_forced(ckpt, tmp_path, monkeypatch, capsys):
-    import xvit.engine.quantize as quantize
+    import xvit.engine.deploy.quantize as quantize
 
     class Flipped(torch.nn.Module):  # a "quantised" model that disagrees on every clip
         def __init__(self, model):

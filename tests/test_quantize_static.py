@@ -122,8 +122,8 @@ def test_static_directory_runs_in_onnxruntime_only(static, capfd):
     probs = {p["index"]: p["prob"] for p in json.loads(captured.out)[0]["predictions"]}
     # the same clip straight through ONNX Runtime
     from xvit.data.annotations import Sample
-    from xvit.engine.data import build_eval_dataset
-    from xvit.engine.saved import load_run
+    from xvit.engine.run.data import build_eval_dataset
+    from xvit.engine.run.saved import load_run
 
     _, cfg = load_run(out)
     clip = build_eval_dataset(cfg, [Sample(path=video, label=0)], (1, 1))[0]["video"]
@@ -148,7 +148,7 @@ def test_static_directory_runs_in_onnxruntime_only(static, capfd):
 
 
 def test_static_refuses_low_agreement(static, monkeypatch, capfd):
-    import xvit.engine.quantize as quantize
+    import xvit.engine.deploy.quantize as quantize
 
     root, _, _, calib, _ = static
     real = quantize._static_int8

@@ -1,5 +1,5 @@
 """Exact reuse of segments between overlapping windows (`VideoViT.segment_len_for_reuse`,
-`forward_segment_features`, `engine.window_scorer`): every attention variant whose frames
+`forward_segment_features`, `engine.infer.window_scorer`): every attention variant whose frames
 meet only inside segments gives the same logits with reuse as recomputing every window."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import xvit
-from xvit.engine.window_scorer import WindowScorer, reuse_plan
+from xvit.engine.infer.window_scorer import WindowScorer, reuse_plan
 from xvit.models.variants import VARIANTS
 
 TINY = dict(embed_dim=32, depth=2, num_heads=2, img_size=32, num_classes=7)

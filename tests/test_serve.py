@@ -25,8 +25,8 @@ uvicorn = pytest.importorskip("uvicorn")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from xvit.cli.main import main  # noqa: E402
-from xvit.engine.serve_app import create_app  # noqa: E402
-from xvit.engine.serve_service import ModelService, ServeOptions  # noqa: E402
+from xvit.engine.serve.app import create_app  # noqa: E402
+from xvit.engine.serve.service import ModelService, ServeOptions  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -85,8 +85,8 @@ def server(tmp_path_factory):
     pytest.importorskip("fastapi", reason="the serve extra (fastapi) is not installed")
     import uvicorn
 
-    from xvit.engine.serve_app import create_app
-    from xvit.engine.serve_service import ModelService, ServeOptions
+    from xvit.engine.serve.app import create_app
+    from xvit.engine.serve.service import ModelService, ServeOptions
 
     root = tmp_path_factory.mktemp("serve_browser")
     service = ModelService(

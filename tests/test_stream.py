@@ -21,7 +21,7 @@ from xvit.cli.main import main
 from xvit.data import read_frames
 from xvit.data.stream import LiveSource, is_url
 from xvit.data.transforms import EvalTransform
-from xvit.engine import stream as engine_stream
+from xvit.engine.infer import stream as engine_stream
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -21,8 +21,8 @@ from xvit.data.errors import VideoDecodeError
 from xvit.data.sampling import DenseSampler
 from xvit.data.sequential import VideoFrames
 from xvit.data.transforms import EvalTransform
-from xvit.engine.saved import load_run
-from xvit.engine.timeline import TimelineOptions, compute_timeline, frame_windows, smooth_probs
+from xvit.engine.infer.timeline import TimelineOptions, compute_timeline, frame_windows, smooth_probs
+from xvit.engine.run.saved import load_run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -267,7 +267,7 @@ def test_a_model_mixing_across_the_clip_is_recomputed_and_says_why_once(files, c
 def test_one_window_grid_for_timelines_streams_and_extraction():
     """At a sampling rate above 1 the three agree: 15 frames first to last at T=8, rate 2,
     default stride 8 (a multiple of the rate, so successive windows share frames)."""
-    from xvit.engine.window_clips import WindowSpec, default_stride
+    from xvit.engine.infer.window_clips import WindowSpec, default_stride
 
     assert [default_stride(8, r) for r in (1, 2, 4)] == [4, 8, 16]
     assert default_stride(1, 3) == 1 and default_stride(5, 2) == 4

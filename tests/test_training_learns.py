@@ -15,12 +15,12 @@ from test_engine_utils import one_thread  # noqa: F401
 
 from xvit.cli.main import main
 from xvit.data.squares import write_squares_dataset
-from xvit.engine import cores
-from xvit.engine.collapse import CollapseWatch, collapse_signs
-from xvit.engine.config import load_config, recipe_lines
-from xvit.engine.data import mirrored_class
-from xvit.engine.optim import build_optimizer
-from xvit.engine.schema import OptimConfig
+from xvit.engine.run import cores
+from xvit.engine.run.config import load_config, recipe_lines
+from xvit.engine.run.data import mirrored_class
+from xvit.engine.run.schema import OptimConfig
+from xvit.engine.train.collapse import CollapseWatch, collapse_signs
+from xvit.engine.train.optim import build_optimizer
 from xvit.models import create_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -20,7 +20,7 @@ from xvit.data.annotations import read_annotations, read_list_file
 from xvit.data.errors import AnnotationError
 from xvit.data.samples import read_class_names
 from xvit.data.text import read_user_text, split_fields
-from xvit.engine.config import ConfigError, load_config
+from xvit.engine.run.config import ConfigError, load_config
 
 ENCODINGS = {
     "utf-8": lambda t: t.encode("utf-8"),
@@ -190,7 +190,7 @@ def test_eval_refuses_labels_the_model_cannot_produce(tmp_path, capsys):
 
 def test_label_space_names_both_sides():
     from xvit.data.samples import Sample
-    from xvit.engine.data import label_space
+    from xvit.engine.run.data import label_space
 
     samples = [Sample(path=f"v{i}.mp4", label=i % 2) for i in range(4)]
     assert label_space(samples, 3, "val.txt", "run") == {

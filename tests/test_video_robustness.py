@@ -289,8 +289,8 @@ def test_avi_index_pass_is_not_a_read_but_reads_stay_bounded(tmp_path):
 def test_dataset_counts_an_oversized_video_as_failed(tmp_path, good_mp4):
     """The data.max_* settings reach the reader; a video over them is a failed item."""
     from xvit.data.annotations import Sample
-    from xvit.engine.config import Config
-    from xvit.engine.data import build_eval_dataset
+    from xvit.engine.run.config import Config
+    from xvit.engine.run.data import build_eval_dataset
 
     bomb = tmp_path / "bomb.mp4"
     bomb.write_bytes(png_bomb(16000, 16000))

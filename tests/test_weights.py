@@ -34,9 +34,9 @@ from test_engine_utils import TINY_MODEL, make_dataset, one_thread  # noqa: F401
 
 import xvit
 from xvit.cli.main import main
-from xvit.engine.checks import check_config
-from xvit.engine.config import load_config
-from xvit.engine.schema import ConfigError
+from xvit.engine.run.checks import check_config
+from xvit.engine.run.config import load_config
+from xvit.engine.run.schema import ConfigError
 from xvit.models import weights as W
 from xvit.models.card import read_card_metadata
 from xvit.models.download import DownloadError, WeightsUnavailableError, download_url

@@ -15,7 +15,7 @@ quantisation of the linear layers, in eager torch on the CPU.
 
 Runtimes other than eager torch (``onnxruntime``, ``openvino``) come from the caller as a
 ``runtime_target(spec, model, runtime, batches) -> bind``, ``bind(x) -> call`` (this package
-does not export models; :mod:`xvit.engine.runtime_targets` does): their fp32 rows join the
+does not export models; :mod:`xvit.engine.deploy.runtime_targets` does): their fp32 rows join the
 same interleaved rounds. A combination that cannot run (runtime missing, model that does not
 export, int8 off the CPU) is a row with its reason in ``error``; one that is not offered (an
 ONNX runtime in bf16 or int8) is a line in ``meta["notes"]``. With a warm-up call, every row

@@ -102,7 +102,7 @@ def guarded(
 
 
 def add_precision_arguments(p: argparse.ArgumentParser) -> None:
-    """``--precision`` and ``--min-agreement`` (`xvit.engine.precision_auto`), torch runtime."""
+    """``--precision`` and ``--min-agreement`` (`xvit.engine.deploy.precision_auto`), torch runtime."""
     p.add_argument(
         "--precision",
         default=None,
@@ -119,10 +119,10 @@ def add_precision_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_runtime_argument(p: argparse.ArgumentParser) -> None:
-    """``--runtime``: where the model runs (`xvit.engine.runtimes.RUNTIMES`)."""
+    """``--runtime``: where the model runs (`xvit.engine.deploy.runtimes.RUNTIMES`)."""
     p.add_argument(
         "--runtime",
-        type=lazy_choice("xvit.engine.runtimes", "RUNTIMES"),
+        type=lazy_choice("xvit.engine.deploy.runtimes", "RUNTIMES"),
         metavar="RUNTIME",
         default="torch",
         help="run the model in torch (default) or, from its ONNX export (CPU), in ONNX Runtime / OpenVINO",

@@ -68,8 +68,8 @@ def _warn(message: str) -> None:
 def run_stream_command(args: argparse.Namespace) -> int:
     """Run ``xvit predict --stream``; returns the exit code."""
     from xvit.data.errors import VideoDecodeError
-    from xvit.engine.schema import ConfigError
-    from xvit.engine.stream import predict_stream
+    from xvit.engine.infer.stream import predict_stream
+    from xvit.engine.run.schema import ConfigError
 
     problem = _check(args)
     if problem:

@@ -31,7 +31,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def add_arguments(p: argparse.ArgumentParser, intermixed: bool) -> None:
     """The arguments of `xvit ablate` (flags and overrides in any order, as `xvit train`)."""
-    from xvit.engine.ablation import VARIANTS
+    from xvit.engine.train.ablation import VARIANTS
 
     p.add_argument(
         "items",
@@ -57,8 +57,8 @@ def _int_list(text: str, flag: str) -> list[int]:
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of `xvit ablate`; returns the exit code (1 when some run failed)."""
-    from xvit.engine.ablation import format_markdown, run_ablation
-    from xvit.engine.schema import ConfigError
+    from xvit.engine.run.schema import ConfigError
+    from xvit.engine.train.ablation import format_markdown, run_ablation
 
     args = parse_intermixed(args, add_arguments, "xvit ablate", "items")
 

@@ -187,7 +187,7 @@ def _names(text: str, flag: str, allowed: tuple[str, ...], everything: tuple[str
 def dtypes_and_runtimes(args: argparse.Namespace) -> tuple[list[str], list[str]]:
     """The benchmark dtype modes and runtimes of ``--dtype`` / ``--precision`` and ``--runtime``."""
     from xvit.benchmarks.forward import DTYPE_MODES
-    from xvit.engine.runtimes import RUNTIMES
+    from xvit.engine.deploy.runtimes import RUNTIMES
 
     if args.dtype is not None and args.precision is not None:
         raise ValueError("give --dtype or --precision, not both")
@@ -203,7 +203,7 @@ def dtypes_and_runtimes(args: argparse.Namespace) -> tuple[list[str], list[str]]
 
 def _runtime_target(workdir: str):
     """Exports each benchmarked model once into ``workdir``; its runtimes run that file."""
-    from xvit.engine.runtime_targets import OnnxTargets
+    from xvit.engine.deploy.runtime_targets import OnnxTargets
 
     targets = OnnxTargets(workdir)
 

@@ -50,7 +50,7 @@ def add_arguments(p: argparse.ArgumentParser, intermixed: bool) -> None:
     )
     p.add_argument(
         "--fuse",
-        type=lazy_choice("xvit.engine.metrics", "FUSE_MODES"),
+        type=lazy_choice("xvit.engine.run.metrics", "FUSE_MODES"),
         metavar="FUSE",
         default=None,
         help="fuse views by the mean of softmax (prob, default) or of logits",
@@ -78,12 +78,12 @@ def add_arguments(p: argparse.ArgumentParser, intermixed: bool) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of `xvit eval`; returns the exit code (1 when videos failed to decode)."""
-    from xvit.engine.distributed import cleanup
-    from xvit.engine.eval_run import evaluate_checkpoint
-    from xvit.engine.export import ExportError
-    from xvit.engine.precision_auto import check_precision
-    from xvit.engine.runtimes import RuntimeUnavailable
-    from xvit.engine.schema import ConfigError
+    from xvit.engine.deploy.export import ExportError
+    from xvit.engine.deploy.precision_auto import check_precision
+    from xvit.engine.deploy.runtimes import RuntimeUnavailable
+    from xvit.engine.evaluate.eval_run import evaluate_checkpoint
+    from xvit.engine.run.distributed import cleanup
+    from xvit.engine.run.schema import ConfigError
 
     args = parse_intermixed(args, add_arguments, "xvit eval", "overrides")
     missing = [

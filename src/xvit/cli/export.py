@@ -34,7 +34,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of `xvit export`."""
-    from xvit.engine.export import ExportError, export_model
+    from xvit.engine.deploy.export import ExportError, export_model
     from xvit.models import load_model
     from xvit.models.storage import CheckpointError
 

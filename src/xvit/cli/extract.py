@@ -61,7 +61,7 @@ def add_arguments(p: argparse.ArgumentParser, intermixed: bool) -> None:
 
 
 def _videos(args: argparse.Namespace) -> list[str]:
-    from xvit.engine.video_list import read_video_list
+    from xvit.engine.run.video_list import read_video_list
 
     if args.list_file and args.videos:
         raise ValueError("give videos or --list FILE, not both")
@@ -74,9 +74,9 @@ def _videos(args: argparse.Namespace) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of `xvit extract`: 0 when every video was written, 1 when some failed."""
-    from xvit.engine.distributed import cleanup
-    from xvit.engine.extract import ExtractOptions, extract_videos, load_extractor
-    from xvit.engine.schema import ConfigError
+    from xvit.engine.infer.extract import ExtractOptions, extract_videos, load_extractor
+    from xvit.engine.run.distributed import cleanup
+    from xvit.engine.run.schema import ConfigError
 
     args = parse_intermixed(args, add_arguments, PROG, "videos")
     if not args.out:

@@ -43,7 +43,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--out",
         help="output file: the timeline (.json or .csv) with --timeline, the predictions CSV with --list",
     )
-    # --list: every video of a list file -> --out predictions.csv (xvit.engine.batch_predict)
+    # --list: every video of a list file -> --out predictions.csv (xvit.engine.infer.batch_predict)
     p.add_argument(
         "--list",
         dest="list_file",
@@ -66,7 +66,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--batch-size", type=int, default=None, help="windows or videos per model call (default 8)"
     )
-    # --timeline: one long video, the model's clip slid along it (xvit.engine.timeline)
+    # --timeline: one long video, the model's clip slid along it (xvit.engine.infer.timeline)
     tl = p.add_argument_group("timeline (--timeline: classes over time in one long video)")
     tl.add_argument("--timeline", action="store_true", help="slide the clip along the whole video")
     tl.add_argument(
@@ -79,7 +79,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="recompute every window's backbone instead of reusing overlapping segments",
     )
-    # --stream: a live source, one JSON line per window as it completes (xvit.engine.stream)
+    # --stream: a live source, one JSON line per window as it completes (xvit.engine.infer.stream)
     st = p.add_argument_group("live streams (--stream: predictions as each window completes)")
     st.add_argument(
         "--stream",
@@ -100,11 +100,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of `xvit predict`; exit code 1 when any video failed."""
-    from xvit.engine.export import ExportError
-    from xvit.engine.precision_auto import check_precision
-    from xvit.engine.predict import check_predict_options, predict_videos
-    from xvit.engine.runtimes import RuntimeUnavailable
-    from xvit.engine.schema import ConfigError
+    from xvit.engine.deploy.export import ExportError
+    from xvit.engine.deploy.precision_auto import check_precision
+    from xvit.engine.deploy.runtimes import RuntimeUnavailable
+    from xvit.engine.infer.predict import check_predict_options, predict_videos
+    from xvit.engine.run.schema import ConfigError
 
     try:
         check_predict_options(args.topk, args.threshold)
@@ -169,16 +169,16 @@ def _run_timeline(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from xvit.data.errors import VideoDecodeError
-    from xvit.engine.distributed import resolve_device
-    from xvit.engine.saved import load_run
-    from xvit.engine.schema import ConfigError
-    from xvit.engine.timeline import (
+    from xvit.engine.infer.timeline import (
         TIMELINE_SUFFIXES,
         TimelineOptions,
         check_timeline_options,
         compute_timeline,
         write_timeline,
     )
+    from xvit.engine.run.distributed import resolve_device
+    from xvit.engine.run.saved import load_run
+    from xvit.engine.run.schema import ConfigError
 
     prog = "xvit predict --timeline"
     options = TimelineOptions(
@@ -226,11 +226,11 @@ def _run_timeline(args: argparse.Namespace) -> int:
         written.append(str(write_timeline(tl, out)))
     if tl.complete:
         if args.plot:
-            from xvit.engine.timeline_plot import plot_timeline
+            from xvit.engine.infer.timeline_plot import plot_timeline
 
             written.append(str(plot_timeline(tl, args.plot)))
         if args.render:
-            from xvit.engine.render import render_timeline
+            from xvit.engine.infer.render import render_timeline
 
             try:
                 written.append(str(render_timeline(tl, video, args.render)))

@@ -1,5 +1,5 @@
 """`xvit predict --list FILE --out predictions.csv`: the batch mode of `xvit predict`
-(:mod:`xvit.engine.batch_predict`); `xvit.cli.predict` hands ``--list`` runs to :func:`run_list`."""
+(:mod:`xvit.engine.infer.batch_predict`); `xvit.cli.predict` hands ``--list`` runs to :func:`run_list`."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ PROG = "xvit predict --list"
 def run_list(args: argparse.Namespace) -> int:
     """Predict every video of ``args.list_file`` into ``args.out``: 0 when all were predicted,
     1 when some failed (listed in the .failed.csv next to it), 2 for bad input."""
-    from xvit.engine.batch_predict import predict_list
-    from xvit.engine.schema import ConfigError
-    from xvit.engine.video_list import read_video_list
+    from xvit.engine.infer.batch_predict import predict_list
+    from xvit.engine.run.schema import ConfigError
+    from xvit.engine.run.video_list import read_video_list
 
     if args.videos:
         return error(PROG, "give videos or --list FILE, not both", 2)

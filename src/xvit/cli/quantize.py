@@ -49,10 +49,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of `xvit quantize`."""
-    from xvit.engine.export import ExportError
-    from xvit.engine.quantize import DEFAULT_CALIB_SIZE, AgreementTooLow, quantize_checkpoint
-    from xvit.engine.runtimes import RuntimeUnavailable
-    from xvit.engine.schema import ConfigError
+    from xvit.engine.deploy.export import ExportError
+    from xvit.engine.deploy.quantize import DEFAULT_CALIB_SIZE, AgreementTooLow, quantize_checkpoint
+    from xvit.engine.deploy.runtimes import RuntimeUnavailable
+    from xvit.engine.run.schema import ConfigError
     from xvit.models.storage import CheckpointError
 
     prog = "xvit quantize"

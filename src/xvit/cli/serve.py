@@ -68,13 +68,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         import uvicorn
 
-        from xvit.engine.serve_app import create_app
+        from xvit.engine.serve.app import create_app
     except ImportError as e:
         return error(
             PROG, f"{e.name or e} is not installed; install the serve extra: pip install 'xvit[serve]'", 2
         )
-    from xvit.engine.schema import ConfigError
-    from xvit.engine.serve_service import ModelService, ServeOptions, check_serve_options
+    from xvit.engine.run.schema import ConfigError
+    from xvit.engine.serve.service import ModelService, ServeOptions, check_serve_options
 
     options = ServeOptions(
         max_batch=args.max_batch,

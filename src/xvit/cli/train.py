@@ -116,13 +116,13 @@ def run(args: argparse.Namespace) -> int:
     """Entry point of `xvit train`; returns the exit code."""
     from xvit.data.annotations import AnnotationError
     from xvit.data.dataset import UnreadableDataError
-    from xvit.engine.collapse import TrainingCollapsedError
-    from xvit.engine.config import load_config
-    from xvit.engine.distributed import cleanup
-    from xvit.engine.nonfinite import NonFiniteLossError
-    from xvit.engine.rundir import RunDirError, WriteError
-    from xvit.engine.schema import ConfigError
-    from xvit.engine.train import train
+    from xvit.engine.run.config import load_config
+    from xvit.engine.run.distributed import cleanup
+    from xvit.engine.run.rundir import RunDirError, WriteError
+    from xvit.engine.run.schema import ConfigError
+    from xvit.engine.train.collapse import TrainingCollapsedError
+    from xvit.engine.train.loop import train
+    from xvit.engine.train.nonfinite import NonFiniteLossError
     from xvit.models.hub import CheckpointError
 
     args = parse_intermixed(args, add_arguments, "xvit train", "items")
@@ -132,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, ConfigError) as e:
         return error("xvit train", e, 2)
     if args.dry_run:
-        from xvit.engine.plan import describe_run
+        from xvit.engine.train.plan import describe_run
 
         try:
             print(describe_run(cfg), flush=True)

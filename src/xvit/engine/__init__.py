@@ -9,11 +9,11 @@ from typing import Any
 # The public names, imported on first use (PEP 562): importing one submodule does not
 # import the others (nor torch, for the ones that do without it).
 _LAZY = {
-    "Config": "xvit.engine.schema",
-    "ConfigError": "xvit.engine.schema",
-    "apply_overrides": "xvit.engine.coerce",
-    "load_config": "xvit.engine.config",
-    "save_config": "xvit.engine.config",
+    "Config": "xvit.engine.run.schema",
+    "ConfigError": "xvit.engine.run.schema",
+    "apply_overrides": "xvit.engine.run.coerce",
+    "load_config": "xvit.engine.run.config",
+    "save_config": "xvit.engine.run.config",
 }
 
 __all__ = [
