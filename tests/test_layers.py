@@ -1,5 +1,5 @@
 """The package's layers point one way (cli -> engine -> {models, data}; benchmarks -> {models,
-data}) and no module imports, at any depth (module top or inside a function), a module that
+data}; inside the engine, job packages that import only those below them) and no module imports, at any depth (module top or inside a function), a module that
 imports it back. The check reads the source (``ast``), so it also sees imports that only run
 when a function is called."""
 
@@ -22,6 +22,24 @@ ALLOWED = {
     "models": set(),
     "data": set(),
 }
+
+
+# Inside the engine, one package per job, each importing only those below it (run < deploy <
+# evaluate, infer < train, serve), never one beside it; nothing lives in engine/ but the
+# packages and the re-exporting __init__.
+ENGINE_JOBS = {
+    "run": set(),
+    "deploy": {"run"},
+    "evaluate": {"run", "deploy"},
+    "infer": {"run", "deploy"},
+    "train": {"run", "deploy", "evaluate"},
+    "serve": {"run", "deploy", "infer"},
+}
+
+
+def engine_job(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[2] if len(parts) > 2 and parts[1] == "engine" else None
 
 
 def module_name(path: Path, root: Path) -> str:
@@ -80,6 +98,15 @@ def problems(graph: dict[str, set[str]]) -> list[str]:
                 found.append(f"{mod} imports its own package's __init__ ({t})")
             elif src and dst and src != dst and dst not in ALLOWED.get(src, set()):
                 found.append(f"{mod} imports {t}: {src} may not depend on {dst}")
+            elif (
+                (job := engine_job(mod))
+                and (other := engine_job(t))
+                and job != other
+                and other not in ENGINE_JOBS.get(job, set())
+            ):
+                found.append(f"{mod} imports {t}: engine.{job} may not depend on engine.{other}")
+        if src == "engine" and mod != "xvit.engine" and engine_job(mod) not in ENGINE_JOBS:
+            found.append(f"{mod} is not in one of the engine's job packages ({', '.join(ENGINE_JOBS)})")
     # cycles: strongly connected components of more than one module
     index, low, stack, on, sccs, counter = {}, {}, [], set(), [], [0]
 
@@ -150,6 +177,23 @@ def _tree(tmp_path: Path, files: dict[str, str]) -> Path:
             },
             "xvit.models.m imports xvit.engine.train.loop: models may not depend on engine",
         ),
+        # engine packages beside each other
+        (
+            {
+                "xvit/__init__.py": "",
+                "xvit/engine/__init__.py": "",
+                "xvit/engine/serve/__init__.py": "",
+                "xvit/engine/serve/app.py": "from xvit.engine.train.loop import train\n",
+                "xvit/engine/train/__init__.py": "",
+                "xvit/engine/train/loop.py": "",
+            },
+            "xvit.engine.serve.app imports xvit.engine.train.loop: engine.serve may not depend on engine.train",
+        ),
+        # a module loose in engine/
+        (
+            {"xvit/__init__.py": "", "xvit/engine/__init__.py": "", "xvit/engine/helpers.py": ""},
+            "xvit.engine.helpers is not in one of the engine's job packages",
+        ),
         # data and models are siblings, not layers of each other
         (
             {
@@ -175,3 +219,17 @@ def _tree(tmp_path: Path, files: dict[str, str]) -> Path:
 def test_the_contract_catches_violations(tmp_path, files, expected):
     found = problems(import_graph(_tree(tmp_path, files)))
     assert any(expected in p for p in found), found
+
+
+@pytest.mark.parametrize("job", sorted(ENGINE_JOBS))
+def test_each_engine_package_says_what_it_owns_and_exports_real_names(job):
+    import importlib
+
+    package = importlib.import_module(f"xvit.engine.{job}")
+    assert package.__doc__ and len(package.__doc__.split()) > 20
+    assert package.__all__, job
+    for name in package.__all__:
+        value = getattr(package, name)
+        assert getattr(value, "__module__", f"xvit.engine.{job}").startswith(f"xvit.engine.{job}"), name
+    modules = {p.stem for p in (SRC / "xvit" / "engine" / job).glob("*.py")} - {"__init__"}
+    assert all(m in package.__doc__ for m in modules), sorted(m for m in modules if m not in package.__doc__)

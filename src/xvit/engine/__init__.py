@@ -1,5 +1,14 @@
-"""Training, evaluation and prediction: the engine behind `xvit train`, `xvit eval`,
-`xvit predict` (one process or DDP under torchrun)."""
+"""The jobs behind the `xvit` commands, one package each (one process or DDP under torchrun):
+
+- ``run``: what every job stands on (the config and its resolution, the model and data it
+  describes, devices, scoring, metrics, output files);
+- ``deploy``: runtimes, export, quantisation, precision choice;
+- ``evaluate``: `xvit eval`; ``infer``: `xvit predict` (lists, timelines, streams) and
+  `xvit extract`;
+- ``train``: `xvit train`, `xvit ablate`; ``serve``: `xvit serve`.
+
+Each package may import only those below it (run < deploy < evaluate, infer < train, serve;
+tests/test_layers.py), never one beside it."""
 
 from __future__ import annotations
 
