@@ -63,7 +63,57 @@ def test_run_benchmark_tiny_models_with_memory():
         assert r["peak_mem_mib"] > 50 and 0 <= r["activation_mib"] < r["peak_mem_mib"]
     meta = payload["meta"]
     assert meta["matmul"]["fp32"]["gflops_median"] > 0 and meta["torch"] == torch.__version__
+    assert "int8" not in meta["matmul"]  # measured only when an int8 row is timed
+    for r in results:  # the roofline share: over the same precision's in-run matmul rate
+        rate = meta["matmul"][r["precision"]]["gflops_median"]
+        assert r["matmul_share"] == pytest.approx(r["achieved_gflops"] / rate)
     json.dumps(payload)  # JSON-able
+
+
+def test_int8_rows_are_judged_against_the_int8_matmul_rate():
+    from xvit.benchmarks.machine import measure_matmul_rate
+    from xvit.benchmarks.report import machine_summary, results_table
+
+    rate = measure_matmul_rate(64, torch.int8, repeats=3)
+    assert rate["dtype"] == "int8" and rate["gflops_max"] >= rate["gflops_median"] > 0
+    payload = run_benchmark(
+        [tiny_spec("xvit_tiny_patch16")],
+        dtypes=("fp32", "int8"),
+        repeats=2,
+        warmup=1,
+        threads=1,
+        memory=False,
+        matmul_n=64,
+        log=lambda _: None,
+    )
+    matmul = payload["meta"]["matmul"]
+    assert set(matmul) == {"fp32", "bf16", "int8"}
+    int8 = next(r for r in payload["results"] if r["precision"] == "int8")
+    assert int8["matmul_share"] == pytest.approx(int8["achieved_gflops"] / matmul["int8"]["gflops_median"])
+    table = results_table(payload["results"])
+    assert "| achieved GFLOP/s | of matmul |" in table
+    assert f"| {int8['achieved_gflops']:.0f} | {int8['matmul_share']:.0%} |" in table
+    assert "64x64 int8 matmul:" in machine_summary(payload["meta"]) and "GOP/s" in machine_summary(
+        payload["meta"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("flags", "summary"),
+    [
+        (
+            ["avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "amx_tile"],
+            "bf16 on AMX tiles, int8 on AMX tiles",
+        ),
+        (["avx2", "avx512f", "avx512_vnni", "avx512_bf16"], "bf16 on AVX512-BF16, int8 on AVX512-VNNI"),
+        (["avx2", "avx512f", "avx512_vnni"], "int8 on AVX512-VNNI"),
+        (["avx2"], "no native bf16 or int8 products"),
+    ],
+)
+def test_isa_summary_names_the_matrix_hardware(flags, summary):
+    from xvit.benchmarks.machine import isa_summary
+
+    assert isa_summary(flags) == summary
 
 
 class _Recorder(nn.Module):

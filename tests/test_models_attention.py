@@ -339,6 +339,7 @@ def _reference_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> t
 def test_short_reduced_precision_attention_takes_the_chunked_product(monkeypatch, dtype):
     import xvit.models.attention as attn
 
+    monkeypatch.setattr(attn, "cpu_has_amx", lambda: False)  # with AMX, "auto" takes SDPA
     # a chunk of 3 rows: 7 rows of (4 heads x 9 x 11) scores split as 3 + 3 + 1
     monkeypatch.setattr(attn, "MATH_CHUNK_BYTES", 3 * 4 * 9 * 11 * torch.finfo(dtype).bits // 8)
     gen = torch.Generator().manual_seed(0)
@@ -386,21 +387,27 @@ def _spy_sdpa(monkeypatch, attn) -> list[torch.dtype]:
 
 
 @pytest.mark.parametrize(
-    ("kernel", "dtype", "keys", "dropout", "uses_sdpa"),
+    ("kernel", "dtype", "keys", "dropout", "amx", "uses_sdpa"),
     [
-        ("auto", torch.bfloat16, 11, 0.0, False),  # short bf16 on CPU: the chunked product
-        ("auto", torch.float32, 11, 0.0, True),
-        ("auto", torch.bfloat16, 600, 0.0, True),  # more than MATH_MAX_KEYS keys
-        ("sdpa", torch.bfloat16, 11, 0.0, True),
-        ("sdpa", torch.float16, 11, 0.0, True),
-        ("math", torch.float32, 11, 0.0, False),
-        ("math", torch.float64, 600, 0.0, False),
-        ("math", torch.bfloat16, 11, 0.5, True),  # dropout: only SDPA has it
-        ("auto", torch.bfloat16, 11, 0.5, True),
+        ("auto", torch.bfloat16, 11, 0.0, False, False),  # short bf16, CPU without AMX: chunked
+        ("auto", torch.bfloat16, 11, 0.0, True, True),  # the same with AMX tiles: the fused kernel
+        ("auto", torch.float16, 11, 0.0, False, False),
+        ("auto", torch.float32, 11, 0.0, False, True),
+        ("auto", torch.bfloat16, 600, 0.0, False, True),  # more than MATH_MAX_KEYS keys
+        ("sdpa", torch.bfloat16, 11, 0.0, False, True),
+        ("sdpa", torch.float16, 11, 0.0, False, True),
+        ("math", torch.float32, 11, 0.0, True, False),
+        ("math", torch.float64, 600, 0.0, False, False),
+        ("math", torch.bfloat16, 11, 0.5, False, True),  # dropout: only SDPA has it
+        ("auto", torch.bfloat16, 11, 0.5, False, True),
     ],
 )
-def test_attention_kernel_picks_the_expected_product(monkeypatch, kernel, dtype, keys, dropout, uses_sdpa):
+def test_attention_kernel_picks_the_expected_product(
+    monkeypatch, kernel, dtype, keys, dropout, amx, uses_sdpa
+):
     import xvit.models.attention as attn
+
+    monkeypatch.setattr(attn, "cpu_has_amx", lambda: amx)
 
     gen = torch.Generator().manual_seed(0)
     q = torch.randn(3, 2, 9, 8, generator=gen, dtype=dtype)
@@ -412,6 +419,19 @@ def test_attention_kernel_picks_the_expected_product(monkeypatch, kernel, dtype,
         out = attn.attention(q, k, v, dropout_p=dropout)
     assert seen == ([dtype] if uses_sdpa else [])
     assert out.shape == (3, 2, 9, 8) and out.dtype == dtype
+
+
+def test_cpu_has_amx_follows_torchs_probe(monkeypatch):
+    import xvit.models.attention as attn
+
+    for value in (True, False):
+        attn.cpu_has_amx.cache_clear()
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda value=value: value)
+        assert attn.cpu_has_amx() is value
+    attn.cpu_has_amx.cache_clear()
+    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported")
+    assert attn.cpu_has_amx() is False  # a torch without the probe: the no-AMX rule
+    attn.cpu_has_amx.cache_clear()
 
 
 @pytest.mark.parametrize("kernel", ["auto", "sdpa", "math"])

@@ -16,6 +16,7 @@ __all__ = [
     "cpu_flags",
     "cpu_model",
     "git_commit",
+    "isa_summary",
     "load_average",
     "machine_info",
     "measure_matmul_rate",
@@ -49,7 +50,16 @@ def cpu_flags() -> list[str]:
             for line in f:
                 if line.startswith("flags"):
                     flags = set(line.split(":", 1)[1].split())
-                    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+                    wanted = (
+                        "avx2",
+                        "avx512f",
+                        "avx512_vnni",
+                        "avx512_bf16",
+                        "avx512_fp16",
+                        "amx_bf16",
+                        "amx_int8",
+                        "amx_tile",
+                    )
                     return [w for w in wanted if w in flags]
     except OSError:
         pass
@@ -98,25 +108,64 @@ def machine_info(device: str = "cpu") -> dict[str, Any]:
     return info
 
 
+#: What each precision's matrix products run on, by the CPU flags that decide it.
+_ISA = (
+    ("amx_bf16", "bf16 on AMX tiles"),
+    ("avx512_bf16", "bf16 on AVX512-BF16"),
+    ("amx_int8", "int8 on AMX tiles"),
+    ("avx512_vnni", "int8 on AVX512-VNNI"),
+)
+
+
+def isa_summary(flags: list[str]) -> str:
+    """The matrix-product hardware a CPU's flags name, e.g. "bf16 on AMX tiles, int8 on AMX
+    tiles" (the first match per precision), or "no native bf16 or int8 products"."""
+    seen: dict[str, str] = {}
+    for flag, text in _ISA:
+        precision = text.split()[0]
+        if flag in flags and precision not in seen:
+            seen[precision] = text
+    return ", ".join(seen.values()) or "no native bf16 or int8 products"
+
+
 def measure_matmul_rate(
     n: int = 2048,
     dtype: torch.dtype = torch.float32,
     repeats: int = 10,
     device: str = "cpu",
 ) -> dict[str, float]:
-    """Dense ``n x n`` matmul rate in GFLOP/s (``2 n^3`` per product): median and max."""
+    """Dense ``n x n`` matmul rate in GFLOP/s (``2 n^3`` per product): median and max.
+
+    ``torch.int8`` times ``torch._int_mm`` (int8 x int8 -> int32, the product int8 inference
+    runs; GOP/s), ``ValueError`` where this torch build or device has none."""
     dev = torch.device(device)
     g = torch.Generator(device="cpu").manual_seed(0)
-    a = torch.randn(n, n, generator=g).to(dev, dtype)
-    b = torch.randn(n, n, generator=g).to(dev, dtype)
-    out = torch.empty(n, n, device=dev, dtype=dtype)
+    if dtype == torch.int8:
+        a = torch.randint(-128, 128, (n, n), generator=g, dtype=torch.int8).to(dev)
+        b = torch.randint(-128, 128, (n, n), generator=g, dtype=torch.int8).to(dev)
+
+        def product() -> None:
+            torch._int_mm(a, b)
+
+        try:
+            product()
+        except (RuntimeError, AttributeError) as e:
+            raise ValueError(f"no int8 matmul (torch._int_mm) on {dev}: {e}") from e
+    else:
+        a = torch.randn(n, n, generator=g).to(dev, dtype)
+        b = torch.randn(n, n, generator=g).to(dev, dtype)
+        out = torch.empty(n, n, device=dev, dtype=dtype)
+
+        def product() -> None:
+            torch.mm(a, b, out=out)
+
     for _ in range(3):
-        torch.mm(a, b, out=out)
+        product()
     sync(dev)
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        torch.mm(a, b, out=out)
+        product()
         sync(dev)
         times.append(time.perf_counter() - t0)
     flop = 2.0 * n**3

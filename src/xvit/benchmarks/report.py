@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from xvit.benchmarks.machine import isa_summary
 from xvit.benchmarks.results import model_family
 from xvit.benchmarks.targets import evaluate_targets, targets_table
 
@@ -120,7 +121,7 @@ def machine_summary(meta: dict[str, Any]) -> str:
     """One paragraph: machine, versions, threads, load and the reference matmul rates."""
     parts = [
         f"CPU: {meta.get('cpu')} ({meta.get('logical_cpus')} logical CPUs; "
-        f"flags {', '.join(meta.get('cpu_flags') or []) or 'n/a'})",
+        f"flags {', '.join(meta.get('cpu_flags') or []) or 'n/a'}; {isa_summary(meta.get('cpu_flags') or [])})",
         f"torch {meta.get('torch')}, transformers {meta.get('transformers')}, Python {meta.get('python')}",
         f"threads {meta.get('torch_threads')}, device {meta.get('device')}, "
         f"{meta.get('date_utc')} UTC, xvit commit {meta.get('git_commit')}",
@@ -131,7 +132,7 @@ def machine_summary(meta: dict[str, Any]) -> str:
         parts.insert(1, f"GPU: {meta['gpu']}")
     for name, mm in (meta.get("matmul") or {}).items():
         parts.append(
-            f"{mm['n']}x{mm['n']} {name} matmul: {mm['gflops_median']:.0f} GFLOP/s median "
+            f"{mm['n']}x{mm['n']} {name} matmul: {mm['gflops_median']:.0f} {'GOP' if name == 'int8' else 'GFLOP'}/s median "
             f"({mm['gflops_max']:.0f} best)"
         )
     return "; ".join(parts) + "."
@@ -140,12 +141,14 @@ def machine_summary(meta: dict[str, Any]) -> str:
 def results_table(results: Sequence[dict[str, Any]]) -> str:
     """Markdown table of timed results, one row per model, batch, precision (dtype mode),
     compile and runtime; ``x fp32`` is the clips/s over the same model's eager fp32 row at
-    the same batch, ``max diff`` the largest output difference to it on the same clip."""
+    the same batch, ``of matmul`` the achieved FLOP/s over the same precision's dense matmul
+    rate measured in the run (the roofline), ``max diff`` the largest output difference to the
+    fp32 row on the same clip."""
     lines = [
         "| model | T x S | batch | precision | compile | runtime | params M | GFLOPs/clip | clips/s "
-        "| x fp32 | ms/clip median | ms/clip IQR | ms/clip min-max | achieved GFLOP/s | peak mem MiB "
-        "| forward MiB | max diff vs fp32 |",
-        "|---|---|---:|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| x fp32 | ms/clip median | ms/clip IQR | ms/clip min-max | achieved GFLOP/s | of matmul "
+        "| peak mem MiB | forward MiB | max diff vs fp32 |",
+        "|---|---|---:|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     base = {
         (r["display"], r["batch"]): r["clips_per_s"]
@@ -163,7 +166,7 @@ def results_table(results: Sequence[dict[str, Any]]) -> str:
             f"| {r.get('runtime', 'torch')} | {r['params'] / 1e6:.1f} | {r['gflops_per_clip']:.1f} "
         )
         if not r.get("clips_per_s"):
-            lines.append(head + f"| failed: {r.get('error')} | | | | | | | | |")
+            lines.append(head + f"| failed: {r.get('error')} | | | | | | | | | |")
             continue
         b = r["batch"]
         ref = base.get((r["display"], b))
@@ -172,7 +175,8 @@ def results_table(results: Sequence[dict[str, Any]]) -> str:
             f"| {r['ms_per_clip']:.1f} "
             f"| {1000 * r['q1_s'] / b:.1f}-{1000 * r['q3_s'] / b:.1f} "
             f"| {1000 * r['min_s'] / b:.1f}-{1000 * r['max_s'] / b:.1f} "
-            f"| {r['achieved_gflops']:.0f} | {_fmt(r.get('peak_mem_mib'), '.0f')} "
+            f"| {r['achieved_gflops']:.0f} | {_fmt(r.get('matmul_share'), '.0%')} "
+            f"| {_fmt(r.get('peak_mem_mib'), '.0f')} "
             f"| {_fmt(r.get('activation_mib'), '.0f')} | {_fmt(r.get('max_abs_diff_vs_fp32'), '.1e')} |"
         )
     return "\n".join(lines)

@@ -194,6 +194,11 @@ def run_benchmark(
             "fp32": measure_matmul_rate(matmul_n, torch.float32, device=device),
             "bf16": measure_matmul_rate(matmul_n, torch.bfloat16, device=device),
         }
+        if "int8" in {precision_of(d) for d in dtypes}:
+            try:
+                meta["matmul"]["int8"] = measure_matmul_rate(matmul_n, torch.int8, device=device)
+            except ValueError as e:
+                log(str(e))
 
     # Build every model once; count parameters and FLOPs per clip.
     models: list[nn.Module] = []
@@ -301,6 +306,10 @@ def run_benchmark(
     inputs.clear()
 
     results = [_result_row(specs, model_rows, it) for it in items]
+    for row in results:  # the roofline: achieved over the same precision's dense matmul rate
+        rate = (meta.get("matmul") or {}).get(row["precision"])
+        if row.get("achieved_gflops") and rate:
+            row["matmul_share"] = row["achieved_gflops"] / rate["gflops_median"]
     if memory:
         _attach_memory(specs, results, threads, device, log)
     return {"meta": meta, "models": model_rows, "results": results}

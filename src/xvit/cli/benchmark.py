@@ -223,7 +223,13 @@ def _runtime_target(workdir: str):
 
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark and write the report; prints the tables."""
-    from xvit.benchmarks.report import compile_table, results_table, targets_table, write_report
+    from xvit.benchmarks.report import (
+        compile_table,
+        machine_summary,
+        results_table,
+        targets_table,
+        write_report,
+    )
     from xvit.benchmarks.speed import run_benchmark
 
     try:
@@ -260,6 +266,8 @@ def run(args: argparse.Namespace) -> int:
     if sys.argv[1:2] == ["benchmark"]:
         payload["meta"]["command"] = "xvit " + shlex.join(sys.argv[1:])
     paths = write_report(payload, args.out, args.name, goals=goals)
+    print(machine_summary(payload["meta"]))
+    print()
     print(results_table(payload["results"]))
     for note in payload["meta"].get("notes", []):
         print(f"note: {note}")

@@ -23,6 +23,7 @@ bf16/fp16 sequences on CPU, where two matmuls and a softmax are faster (see `att
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -181,16 +182,18 @@ class ChannelShift:
 # The attention product
 # --------------------------------------------------------------------------------------------
 
-# PyTorch's fused SDPA kernel on CPU is no faster in bf16/fp16 than in fp32, while the plain
-# product (scores, softmax, weighted values) over a few rows at a time runs about 2x faster in
-# bf16 for per-frame sequences (197 tokens): docs/benchmarks.md, "bf16 attention". Used only
-# where the score matrix is small; long sequences (joint attention) keep the fused kernel.
+# On a CPU without AMX, PyTorch's fused SDPA kernel is no faster in bf16/fp16 than in fp32,
+# while the plain product (scores, softmax, weighted values) over a few rows at a time runs
+# about 2x faster in bf16 for per-frame sequences (197 tokens): docs/benchmarks.md, "bf16
+# attention". Used only there and where the score matrix is small; long sequences (joint
+# attention) keep the fused kernel. On a CPU with AMX tiles the fused kernel's bf16 path uses
+# them and wins (whole bf16 X-ViT-B/16 8x224: 0.90x the chunked product's time).
 MATH_MAX_KEYS = 512
 MATH_CHUNK_BYTES = 4 << 20  # score-matrix bytes per chunk, so it stays in cache
 
 # Which product `attention` computes (like timm's `set_fused_attn`):
-# * "auto": the chunked plain product for bf16/fp16 on CPU with at most `MATH_MAX_KEYS`
-#   keys and no dropout, SDPA otherwise (the default);
+# * "auto": the chunked plain product for bf16/fp16 on a CPU without AMX, with at most
+#   `MATH_MAX_KEYS` keys and no dropout, SDPA otherwise (the default);
 # * "sdpa": always `torch.nn.functional.scaled_dot_product_attention`;
 # * "math": always the chunked plain product, except with attention dropout (SDPA then).
 ATTENTION_KERNELS = ("auto", "sdpa", "math")
@@ -246,8 +249,19 @@ def uses_chunked_product(q: torch.Tensor, k: torch.Tensor, dropout_p: float = 0.
     if kernel == "math":
         return True
     return (
-        q.device.type == "cpu" and q.dtype in (torch.bfloat16, torch.float16) and k.shape[-2] <= MATH_MAX_KEYS
+        q.device.type == "cpu"
+        and q.dtype in (torch.bfloat16, torch.float16)
+        and k.shape[-2] <= MATH_MAX_KEYS
+        and not cpu_has_amx()
     )
+
+
+@functools.cache
+def cpu_has_amx() -> bool:
+    """Whether this CPU has AMX tiles (Intel Sapphire Rapids and later), where the fused
+    SDPA kernel's bf16 path beats the chunked product."""
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return bool(probe and probe())
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float = 0.0) -> torch.Tensor:
