@@ -1,7 +1,8 @@
 """The package's layers point one way (cli -> engine -> {models, data}; benchmarks -> {models,
 data}; inside the engine, job packages that import only those below them) and no module imports, at any depth (module top or inside a function), a module that
 imports it back. The check reads the source (``ast``), so it also sees imports that only run
-when a function is called."""
+when a function is called, and modules imported by name (the lazy namespaces' ``_LAZY``
+tables, ``importlib.import_module``)."""
 
 from __future__ import annotations
 
@@ -49,13 +50,41 @@ def module_name(path: Path, root: Path) -> str:
     return ".".join(parts)
 
 
+# Calls whose first argument names a module that they import (importlib's, and the CLI's
+# option check that imports a module's list of choices when the option is used).
+IMPORTING_CALLS = {"import_module", "lazy_choice"}
+
+
+def named_imports(node: ast.AST) -> list[str]:
+    """Modules imported by name in a string: the values of a ``_LAZY`` table (the PEP 562
+    namespaces' ``name -> module``) and the first argument of an importing call."""
+    if isinstance(node, ast.Assign | ast.AnnAssign):
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        names = {t.id for t in targets if isinstance(t, ast.Name)}
+        names |= {
+            t.value.id for t in targets if isinstance(t, ast.Subscript) and isinstance(t.value, ast.Name)
+        }
+        if "_LAZY" in names:  # the table, or one entry of it
+            values = node.value.values if isinstance(node.value, ast.Dict) else [node.value]
+            return [v.value for v in values if isinstance(v, ast.Constant)]
+    if isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
+        f = node.func
+        called = f.attr if isinstance(f, ast.Attribute) else getattr(f, "id", None)
+        if called in IMPORTING_CALLS:
+            return [node.args[0].value]
+    return []
+
+
 def imports_of(path: Path, name: str, known: set[str]) -> set[str]:
-    """The ``xvit`` modules that ``path`` (module ``name``) imports, anywhere in the file."""
+    """The ``xvit`` modules that ``path`` (module ``name``) imports, anywhere in the file
+    (import statements, and modules named in strings: see :func:`named_imports`)."""
     tree = ast.parse(path.read_text(), filename=str(path))
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
+        if named := named_imports(node):
+            targets = [t for t in named if isinstance(t, str)]
+        elif isinstance(node, ast.Import):
             targets = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
@@ -204,6 +233,30 @@ def _tree(tmp_path: Path, files: dict[str, str]) -> Path:
                 "xvit/models/m.py": "from ..data.v import x\n",
             },
             "xvit.models.m imports xvit.data.v: models may not depend on data",
+        ),
+        # an import named in a string: a lazy namespace's table, importlib
+        (
+            {
+                "xvit/__init__.py": "",
+                "xvit/models/__init__.py": "_LAZY = {'Trainer': 'xvit.engine.train.loop'}\n",
+                "xvit/engine/__init__.py": "",
+                "xvit/engine/train/__init__.py": "",
+                "xvit/engine/train/loop.py": "",
+            },
+            "xvit.models imports xvit.engine.train.loop: models may not depend on engine",
+        ),
+        (
+            {
+                "xvit/__init__.py": "",
+                "xvit/engine/__init__.py": "",
+                "xvit/engine/infer/__init__.py": "",
+                "xvit/engine/infer/timeline.py": (
+                    "import importlib\n\ndef f():\n    return importlib.import_module('xvit.engine.serve.app')\n"
+                ),
+                "xvit/engine/serve/__init__.py": "",
+                "xvit/engine/serve/app.py": "",
+            },
+            "xvit.engine.infer.timeline imports xvit.engine.serve.app: engine.infer may not depend on engine.serve",
         ),
         # a module importing its own package's re-exports
         (
