@@ -286,3 +286,45 @@ def test_each_engine_package_says_what_it_owns_and_exports_real_names(job):
         assert getattr(value, "__module__", f"xvit.engine.{job}").startswith(f"xvit.engine.{job}"), name
     modules = {p.stem for p in (SRC / "xvit" / "engine" / job).glob("*.py")} - {"__init__"}
     assert all(m in package.__doc__ for m in modules), sorted(m for m in modules if m not in package.__doc__)
+
+
+# Module paths of the flat engine/ that the docs named before the split (users may import them).
+OLD_DOCUMENTED = {
+    "xvit.engine.export": "xvit.engine.deploy.export",
+    "xvit.engine.window_clips": "xvit.engine.infer.window_clips",
+    "xvit.engine.ablation": "xvit.engine.train.ablation",
+    "xvit.engine.data": "xvit.engine.run.data",
+    "xvit.engine.config": "xvit.engine.run.config",
+    "xvit.engine.serve_upload": "xvit.engine.serve.upload",
+}
+
+
+@pytest.mark.parametrize("old, new", sorted(OLD_DOCUMENTED.items()))
+def test_old_engine_paths_import_as_the_moved_module(old, new):
+    import importlib
+    import sys
+
+    import xvit.engine
+
+    sys.modules.pop(old, None)
+    with pytest.warns(DeprecationWarning, match=f"{old} is now {new}"):
+        module = importlib.import_module(old)
+    assert module is importlib.import_module(new) and module.__name__ == new
+    assert getattr(xvit.engine, old.rpartition(".")[2]) is module  # `from xvit.engine import export`
+
+
+def test_every_old_engine_path_leads_to_a_module():
+    import importlib.util
+
+    import xvit.engine
+
+    assert len(xvit.engine._MOVED) == 48  # the modules of the flat engine/ but train.py, evaluate.py
+    for old, new in xvit.engine._MOVED.items():
+        assert engine_job(new) and importlib.util.find_spec(new), (old, new)
+        assert not (SRC / "xvit" / "engine" / f"{old}.py").exists()  # the real file wins
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module("xvit.engine.no_such_module")
+    from xvit.engine.evaluate import evaluate, evaluate_scores  # the old modules' public names
+    from xvit.engine.train import Trainer, TrainResult, train
+
+    assert all(callable(f) for f in (evaluate, evaluate_scores, Trainer, TrainResult, train))
