@@ -14,8 +14,8 @@ import torch
 from test_engine_utils import one_thread  # noqa: F401
 
 from xvit.cli.main import main
+from xvit.data import cores
 from xvit.data.squares import write_squares_dataset
-from xvit.engine.run import cores
 from xvit.engine.run.config import load_config, recipe_lines
 from xvit.engine.run.data import mirrored_class
 from xvit.engine.run.schema import OptimConfig

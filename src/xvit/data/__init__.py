@@ -9,6 +9,7 @@ from typing import Any
 # annotation parsers) does not import the rest, nor torch.
 _LAZY = {
     "read_annotations": "xvit.data.annotations",
+    "available_cores": "xvit.data.cores",
     "VideoDataset": "xvit.data.dataset",
     "build_loader": "xvit.data.dataset",
     "collate": "xvit.data.dataset",
@@ -44,6 +45,7 @@ __all__ = [
     "VideoDataset",
     "VideoDecodeError",
     "VideoReader",
+    "available_cores",
     "build_loader",
     "collate",
     "decode_image",

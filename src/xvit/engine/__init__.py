@@ -72,6 +72,7 @@ _MOVED = {
     for job, names in _OLD_MODULES.items()
     for name in names.split()
 }
+_MOVED["cores"] = "xvit.data.cores"  # the usable cores: data's loaders and processes need them too
 
 
 class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):

@@ -6,9 +6,10 @@
 - what a config builds: ``model`` (the network), ``data`` (datasets from lists, class folders,
   annotation formats; the label space a list meets), ``saved`` (a run or ``save_pretrained``
   directory back as model + config), ``video_list`` (lists of videos to run on);
-- how it runs: ``cores``, ``distributed`` (devices, DDP, threads), ``precision`` (autocast),
-  ``scoring`` (every test view of a dataset through a model once), ``metrics`` (view fusion,
-  classification and agreement figures), ``rundir`` (output directories, locks, atomic files).
+- how it runs: ``distributed`` (devices, DDP, threads from the usable cores of
+  ``xvit.data.cores``), ``precision`` (autocast), ``scoring`` (every test view of a dataset
+  through a model once), ``metrics`` (view fusion, classification and agreement figures),
+  ``rundir`` (output directories, locks, atomic files).
 
 Imports models and data only; every job package imports it."""
 
@@ -27,7 +28,6 @@ _LAZY = {
     "save_config": "xvit.engine.run.config",
     "build_model": "xvit.engine.run.model",
     "load_run": "xvit.engine.run.saved",
-    "available_cores": "xvit.engine.run.cores",
     "score_dataset": "xvit.engine.run.scoring",
     "atomic_write": "xvit.engine.run.rundir",
 }

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from xvit.engine.run.cores import available_cores, local_processes
+from xvit.data.cores import available_cores, local_processes
 
 __all__ = [
     "DistInfo",

@@ -19,7 +19,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from xvit.engine.run.cores import default_workers
+from xvit.data.cores import default_workers
 from xvit.engine.run.metrics import FUSE_MODES
 from xvit.engine.run.precision import AMP_MODES
 from xvit.models.heads import HEAD_TYPES

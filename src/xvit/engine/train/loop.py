@@ -43,12 +43,12 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
+from xvit.data.cores import available_cores
 from xvit.data.dataset import build_loader
 from xvit.engine.evaluate.evaluator import evaluate
 from xvit.engine.evaluate.report import figures, headline_keys, write_metrics
 from xvit.engine.run.checks import check_config
 from xvit.engine.run.config import recipe_lines, save_config
-from xvit.engine.run.cores import available_cores
 from xvit.engine.run.data import TrainData, build_datasets
 from xvit.engine.run.distributed import (
     DistInfo,
