@@ -37,7 +37,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     synth.add_argument("--size", type=int, default=d.size, help="frame height and width")
     synth.add_argument("--num-frames", type=int, default=d.num_frames)
     synth.add_argument("--fps", type=int, default=d.fps)
-    synth.add_argument("--workers", type=int, default=None, help="processes (default: up to 2)")
+    synth.add_argument(
+        "--workers", type=int, default=None, help="processes (default: one per usable core, up to 2)"
+    )
     synth.add_argument("--force", action="store_true", help="regenerate even if up to date")
     synth.set_defaults(func=_synth)
 
@@ -104,7 +106,9 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--crf", type=int, default=d.crf, help=f"x264 quality, lower is better (default {d.crf})")
     p.add_argument("--preset", default=d.preset, help=f"x264 preset (default {d.preset})")
-    p.add_argument("--workers", type=int, default=None, help="processes (default: min(2, CPUs))")
+    p.add_argument(
+        "--workers", type=int, default=None, help="processes (default: one per usable core, up to 2)"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the validation split (default 0)")
     p.set_defaults(func=_prepare)
 

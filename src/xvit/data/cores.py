@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["available_cores", "default_workers", "local_processes"]
+__all__ = ["available_cores", "default_processes", "default_workers", "local_processes"]
 
 # The most data-loading workers a default ever starts per process (more rarely helps a
 # video loader that decodes a few clips per step, and each worker holds a copy of the dataset).
@@ -39,3 +39,9 @@ def default_workers() -> int:
     (2 cores: 1 worker and 1 thread; 1 core: loading in the main process)."""
     share = available_cores() // local_processes()
     return max(0, min(MAX_DEFAULT_WORKERS, share - 1))
+
+
+def default_processes(most: int = 2) -> int:
+    """Processes of a CPU-bound pool when the caller does not say (`xvit data prepare`, `xvit
+    data synth`): one per usable core, at most ``most``."""
+    return max(1, min(most, available_cores()))

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from xvit.data.annotations import read_annotations, read_class_names, write_list_file
+from xvit.data.cores import available_cores, default_processes
 from xvit.data.dataset import worker_context
 from xvit.data.encode import PrepareSettings, encode_video, output_size
 from xvit.data.errors import PathLike, PrepareError, VideoDecodeError
@@ -354,8 +355,8 @@ def prepare_dataset(
     outputs = plan_outputs(source)
     _check_disjoint(Path(out), source, outputs)
     out_path = check_output_dir(out)
-    workers = max(1, workers or min(2, os.cpu_count() or 1))
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    workers = max(1, workers or default_processes())
+    threads = max(1, available_cores() // workers)
     with _locked(out_path):
         _remove_partials(out_path)
         records = _read_manifest(out_path)

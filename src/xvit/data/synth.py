@@ -47,6 +47,7 @@ import av
 import numpy as np
 import torch
 
+from xvit.data.cores import default_processes
 from xvit.data.settings import SynthConfig
 from xvit.data.video import VideoReader
 
@@ -298,7 +299,7 @@ def generate(
         shutil.rmtree(root / split, ignore_errors=True)
         for name in CLASS_NAMES:
             (root / split / _slug(name)).mkdir(parents=True)
-    workers = workers or min(2, os.cpu_count() or 1)
+    workers = workers or default_processes()
     chunks = []
     for split in ("train", "val"):
         jobs = _split_jobs(cfg, split)
