@@ -5,6 +5,7 @@ fp32 and int8 models; the int8 file runs with --runtime onnxruntime only."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -166,9 +167,12 @@ def test_static_refuses_low_agreement(static, monkeypatch, capfd):
     argv = ["quantize", "--checkpoint", str(root / "ckpt"), "--out", str(out), "--method", "static"]
     assert main([*argv, "--calib", str(calib), "--calib-size", "2"]) == 1
     err = capfd.readouterr().err.strip().splitlines()
-    assert (
-        len(err) == 1 and "int8 agrees with fp32 on 0.00% of 32 clips, below --min-agreement 99.00%" in err[0]
+    # negated logits pick the fp32 class only where the int8 model's least likely class is
+    # fp32's most likely one (a near-tie, rare and CPU-dependent): far below the floor
+    found = re.search(
+        r"int8 agrees with fp32 on ([0-9.]+)% of 32 clips, below --min-agreement 99.00%", err[0]
     )
+    assert len(err) == 1 and found and float(found.group(1)) <= 10.0, err
     assert not out.exists() and not [p for p in root.iterdir() if p.name.startswith(".")]
 
 
