@@ -54,7 +54,12 @@ def add_arguments(p: argparse.ArgumentParser, intermixed: bool) -> None:
     p.add_argument("--stride", type=int, help="frames between window starts (default: half a clip)")
     p.add_argument("--sampling-rate", type=int, help="frame step inside a clip (default: the run's)")
     p.add_argument("--batch-size", type=int, default=8, help="windows per forward pass (default 8)")
-    p.add_argument("--workers", type=int, default=0, help="decoding worker processes (default 0)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        help="decoding worker processes (default: one core of this process's share left for compute, "
+        "at most 4: 1 on 2 cores)",
+    )
     p.add_argument("--device", help="auto (default), cpu, cuda")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("videos", nargs="*" if intermixed else argparse.REMAINDER, metavar="VIDEO")

@@ -50,7 +50,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="a file with one video path per line: top-k of each into --out CSV (resumable; failures "
         "in OUT.failed.csv)",
     )
-    p.add_argument("--workers", type=int, default=None, help="--list: decoding worker processes (default 2)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="--list: decoding worker processes (default: one core of this process's share left for "
+        "compute, at most 4: 1 on 2 cores)",
+    )
     p.add_argument(
         "--stride",
         type=int,

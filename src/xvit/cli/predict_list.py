@@ -38,7 +38,7 @@ def run_list(args: argparse.Namespace) -> int:
             args.out,
             topk=args.topk,
             batch_size=args.batch_size,
-            workers=2 if workers is None else workers,
+            workers=workers,
             overrides=overrides,
         ),
         [((ConfigError, FileNotFoundError, ValueError), 2), ((OSError,), 1)],

@@ -40,7 +40,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=10.0,
         help="how long the first request of a batch waits for others (default 10)",
     )
-    p.add_argument("--decode-workers", type=int, default=2, help="decoding worker processes (default 2)")
+    p.add_argument(
+        "--decode-workers",
+        type=int,
+        help="decoding worker processes (default: one core of this process's share left for the model, "
+        "at most 4, at least 1: 1 on 2 cores)",
+    )
     p.add_argument(
         "--max-queue",
         type=int,
@@ -74,12 +79,17 @@ def run(args: argparse.Namespace) -> int:
             PROG, f"{e.name or e} is not installed; install the serve extra: pip install 'xvit[serve]'", 2
         )
     from xvit.engine.run.schema import ConfigError
-    from xvit.engine.serve.service import ModelService, ServeOptions, check_serve_options
+    from xvit.engine.serve.service import (
+        ModelService,
+        ServeOptions,
+        check_serve_options,
+        default_decode_workers,
+    )
 
     options = ServeOptions(
         max_batch=args.max_batch,
         max_wait_ms=args.max_wait_ms,
-        decode_workers=args.decode_workers,
+        decode_workers=default_decode_workers() if args.decode_workers is None else args.decode_workers,
         max_queue=args.max_queue,
         timeout_s=args.timeout_s,
         max_upload_mb=args.max_upload_mb,

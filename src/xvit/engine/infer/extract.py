@@ -2,7 +2,8 @@
 per video, resumable, shared among the processes of a torchrun job.
 
 Each video is decoded once (:mod:`xvit.engine.infer.window_clips`), in DataLoader worker processes
-when ``workers`` > 0, while the model runs on the windows already decoded. ``layer``:
+when ``workers`` > 0 (default: :func:`xvit.data.cores.default_workers`, one core of this
+process's share left for the model), while the model runs on the windows already decoded. ``layer``:
 
 - ``features``: the mean over the window's frames of ``model.forward_features`` (the
   per-frame pre-head features: the final-norm CLS token of every frame, through the
@@ -33,6 +34,7 @@ from safetensors.torch import save_file
 from torch import nn
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from xvit.data.cores import default_workers
 from xvit.data.dataset import worker_context, worker_init_fn
 from xvit.data.errors import VideoDecodeError
 from xvit.data.transforms import EvalTransform
@@ -74,7 +76,7 @@ class ExtractOptions:
     stride: int | None = None  # frames; None: half a clip
     sampling_rate: int | None = None  # None: the run's data.sampling_rate
     batch_size: int = 8  # windows per forward pass
-    workers: int = 0
+    workers: int | None = None  # None: data.cores.default_workers()
     device: str | None = None
     progress: bool = True
 
@@ -88,7 +90,9 @@ class ExtractOptions:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError(f"--{name.replace('_', '-')} must be an integer >= 1, got {value!r}")
-        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 0:
+        if self.workers is not None and (
+            isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 0
+        ):
             raise ValueError(f"--workers must be an integer >= 0, got {self.workers!r}")
         out = Path(self.out)
         if out.exists() and not out.is_dir():
@@ -303,7 +307,8 @@ def extract_videos(
     done = _check_existing(out, videos, names, settings)
 
     dist_info = init_distributed(opts.device or cfg.train.device)
-    configure_threads(cfg.train.threads, dist_info.device, opts.workers)
+    workers = default_workers() if opts.workers is None else opts.workers
+    configure_threads(cfg.train.threads, dist_info.device, workers)
     rank, world = dist_info.rank, dist_info.world_size
     mine = [(i, videos[i]) for i in range(rank, len(videos), world)]
     todo = [(i, v) for i, v in mine if names[i] not in done]
@@ -312,10 +317,10 @@ def extract_videos(
     loader = DataLoader(
         dataset,
         batch_size=None,
-        num_workers=min(opts.workers, len(todo)),
+        num_workers=min(workers, len(todo)),
         collate_fn=_identity,
-        worker_init_fn=worker_init_fn if opts.workers else None,
-        multiprocessing_context=worker_context() if opts.workers and todo else None,
+        worker_init_fn=worker_init_fn if workers else None,
+        multiprocessing_context=worker_context() if workers and todo else None,
     )
     from tqdm.auto import tqdm
 

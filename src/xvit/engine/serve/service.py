@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from xvit.data.cores import default_workers
 from xvit.engine.infer.timeline import TimelineOptions, compute_timeline
 from xvit.engine.run.distributed import resolve_device
 from xvit.engine.run.metrics import fuse_views, scores_to_probs
@@ -28,7 +29,13 @@ from xvit.engine.serve.decode import DecodeError, DecodePool
 from xvit.models.hub import model_directory
 from xvit.models.weights import looks_like_weights_name
 
-__all__ = ["ModelService", "ServeOptions", "check_serve_options"]
+__all__ = ["ModelService", "ServeOptions", "check_serve_options", "default_decode_workers"]
+
+
+def default_decode_workers() -> int:
+    """Decoding processes when `--decode-workers` is not given: as many as a data loader's
+    workers (one core of this process's share left for the model, at most 4), at least one."""
+    return max(1, default_workers())
 
 
 @dataclass
@@ -37,7 +44,7 @@ class ServeOptions:
 
     max_batch: int = 8
     max_wait_ms: float = 10.0
-    decode_workers: int = 2
+    decode_workers: int = field(default_factory=default_decode_workers)
     max_queue: int = 64
     timeout_s: float = 60.0
     max_upload_mb: float = 100.0
