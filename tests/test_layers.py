@@ -7,6 +7,7 @@ tables, ``importlib.import_module``)."""
 from __future__ import annotations
 
 import ast
+import re
 import textwrap
 from pathlib import Path
 
@@ -328,3 +329,39 @@ def test_every_old_engine_path_leads_to_a_module():
     from xvit.engine.train import Trainer, TrainResult, train
 
     assert all(callable(f) for f in (evaluate, evaluate_scores, Trainer, TrainResult, train))
+
+
+def design_layout() -> set[str]:
+    """The files that docs/design.md's Layout block names, as paths from the repository root
+    (a line's leading ``a.py, b.py`` belong to the folder above it by indentation)."""
+    text = (SRC.parent / "docs" / "design.md").read_text()
+    block = text.split("## Layout", 1)[1].split("```")[1]
+    listed, folders = set(), []
+    for line in block.splitlines():
+        m = re.match(r"^( *)(\S+)", line)
+        if not m:
+            continue
+        indent, first = len(m.group(1)), m.group(2)
+        if first.endswith("/"):
+            folders = [(i, d) for i, d in folders if i < indent] + [(indent, first)]
+            continue
+        files = re.match(r"^ *((?:[\w.]+\.(?:py|json)(?:,\s*|\s|$))+)", line)
+        if files:
+            parent = "".join(d for i, d in folders if i < indent)
+            listed |= {parent + f for f in re.findall(r"[\w.]+\.(?:py|json)", files.group(1))}
+    return listed
+
+
+def test_the_design_map_names_every_module_where_it_is():
+    """A reader finds a module from docs/design.md: every file it names is there, and every
+    module of the library (the CLI's one-per-command modules aside) is named, in its folder."""
+    root = SRC.parent
+    listed = design_layout()
+    assert "src/xvit/engine/train/loop.py" in listed and "src/xvit/data/cores.py" in listed
+    assert sorted(p for p in listed if not (root / p).is_file()) == []
+    modules = {
+        p.relative_to(root).as_posix()
+        for p in (SRC / "xvit").rglob("*.py")
+        if p.name != "__init__.py" and p.parent.name != "cli"
+    }
+    assert sorted(modules - listed) == []
