@@ -39,6 +39,20 @@ ENGINE_JOBS = {
 }
 
 
+# The levels of the job packages: a package may import only packages of lower levels, never
+# one of its own (evaluate and infer, train and serve, know nothing of each other).
+ENGINE_LEVELS = (("run",), ("deploy",), ("evaluate", "infer"), ("train", "serve"))
+
+
+def test_engine_jobs_import_only_lower_levels():
+    level = {job: i for i, jobs in enumerate(ENGINE_LEVELS) for job in jobs}
+    assert sorted(level) == sorted(ENGINE_JOBS)
+    sideways_or_up = {
+        job: sorted(a for a in allowed if level[a] >= level[job]) for job, allowed in ENGINE_JOBS.items()
+    }
+    assert all(not v for v in sideways_or_up.values()), sideways_or_up
+
+
 def engine_job(module: str) -> str | None:
     parts = module.split(".")
     return parts[2] if len(parts) > 2 and parts[1] == "engine" else None
