@@ -24,6 +24,15 @@ TINY = dict(embed_dim=64, depth=2, num_heads=2)
 GOALS = load_goals(Path(__file__).resolve().parents[1] / "benchmarks" / "speed_targets.yaml")
 
 
+@pytest.fixture(autouse=True)
+def native_bf16(monkeypatch):
+    """Every test here runs as on a CPU with native bf16 (the rows are timed), whatever this
+    CPU is; test_bf16_rows_without_native_products_say_why sets the other case."""
+    import xvit.benchmarks.speed as speed
+
+    monkeypatch.setattr(speed, "slow_precision", lambda dtype, device: None)
+
+
 def tiny_spec(name: str, frames: int = 2) -> ModelSpec:
     return ModelSpec(name, frames, 32, overrides=dict(TINY))
 
@@ -68,6 +77,31 @@ def test_run_benchmark_tiny_models_with_memory():
         rate = meta["matmul"][r["precision"]]["gflops_median"]
         assert r["matmul_share"] == pytest.approx(r["achieved_gflops"] / rate)
     json.dumps(payload)  # JSON-able
+
+
+def test_bf16_rows_without_native_products_say_why(monkeypatch):
+    """Where bf16 products run at a fraction of fp32's (no native bf16), the bf16 rows are not
+    timed (minutes per clip on a real model) and say why; the other rows are timed."""
+    import xvit.benchmarks.speed as speed
+    from xvit.benchmarks.report import results_table
+
+    why = "bf16 products run at 0.5 GFLOP/s against 30 in fp32 on this CPU (1.7%: no native bf16)"
+    monkeypatch.setattr(speed, "slow_precision", lambda dtype, device: why)
+    payload = run_benchmark(
+        [tiny_spec("xvit_tiny_patch16")],
+        batches=(1,),
+        dtypes=("fp32", "bf16"),
+        repeats=1,
+        warmup=1,
+        threads=1,
+        memory=False,
+        matmul_n=64,
+        log=lambda _: None,
+    )
+    fp32, bf16 = payload["results"]
+    assert fp32["precision"] == "fp32" and fp32["clips_per_s"] > 0
+    assert bf16["precision"] == "bf16" and bf16["error"] == f"not timed: {why}" and not bf16.get("times_s")
+    assert f"| not timed: {why} |" in results_table(payload["results"])
 
 
 def test_int8_rows_are_judged_against_the_int8_matmul_rate():

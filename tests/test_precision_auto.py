@@ -56,6 +56,7 @@ def timer(monkeypatch):
         return speeds[precision]
 
     monkeypatch.setattr(pa, "time_call", fake)
+    monkeypatch.setattr(pa, "slow_precision", lambda dtype, device: None)  # as on a bf16 CPU
     return calls, speeds
 
 
@@ -272,3 +273,38 @@ def test_static_int8_directory_runs_its_fp32_weights_in_torch(cache, timer):
     assert isinstance(runner, pa.Bf16Autocast) and runner.model is model
     assert set(choice.figures) == {"fp32", "bf16"} and choice.precision == "bf16"
     assert lines[0].endswith("int8 not tried (the saved int8 model is ONNX: --runtime onnxruntime)")
+
+
+def test_bf16_without_native_products_is_not_timed(cache, timer, monkeypatch):
+    """Where bf16 products run at a fraction of fp32's (a CPU with no native bf16: minutes per
+    B/16 clip), auto does not time bf16 at all and says why; an explicit bf16 warns."""
+    calls, _ = timer
+    why = "bf16 products run at 0.5 GFLOP/s against 30 in fp32 on this CPU (1.7%: no native bf16)"
+    monkeypatch.setattr(pa, "slow_precision", lambda dtype, device: why if dtype == torch.bfloat16 else None)
+    lines: list[str] = []
+    _, choice = pa.resolve_precision(tiny(), "auto", "cpu", min_agreement=0.0, log=lines.append)
+    assert "bf16" not in calls and sorted(set(calls)) == ["fp32", "int8"]
+    assert choice.precision == "int8" and "bf16" not in choice.figures
+    assert lines[0].endswith(f"; bf16 not tried ({why})")
+    # read back from the cache: the same candidates, nothing measured
+    calls.clear()
+    _, again = pa.resolve_precision(tiny(), "auto", "cpu", min_agreement=0.0, log=lines.append)
+    assert calls == [] and again.cached and again.precision == "int8"
+    lines.clear()
+    runner, explicit = pa.resolve_precision(tiny(), "bf16", "cpu", log=lines.append)
+    assert isinstance(runner, pa.Bf16Autocast) and explicit.precision == "bf16"
+    assert lines == [f"warning: --precision bf16 will be slower than fp32 here: {why}"]
+
+
+def test_slow_precision_and_the_bounded_matmul_rate_on_this_machine():
+    """The probe itself, on the real CPU: fp32 is never slow; bf16's verdict is None or one
+    line with both rates; a product grows only within its time budget."""
+    from xvit.models.hardware import matmul_rate, slow_precision
+
+    assert slow_precision(torch.float32) is None
+    verdict = slow_precision(torch.bfloat16)
+    assert verdict is None or (verdict.startswith("bf16 products run at ") and "GFLOP/s" in verdict)
+    small = matmul_rate(4096, torch.float32, repeats=1, max_product_s=1e-9)
+    assert small["n"] == 256 and small["requested_n"] == 4096 and small["gflops_median"] > 0
+    int8 = matmul_rate(64, torch.int8, repeats=1)
+    assert int8["n"] == 64 and int8["kernel"] in ("int_mm", "dynamic")

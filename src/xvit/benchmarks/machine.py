@@ -6,11 +6,11 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import platform
-import statistics
-import time
 from typing import Any
 
 import torch
+
+from xvit.models.hardware import matmul_rate, sync
 
 __all__ = [
     "cpu_flags",
@@ -52,6 +52,7 @@ def cpu_flags() -> list[str]:
                     flags = set(line.split(":", 1)[1].split())
                     wanted = (
                         "avx2",
+                        "avx_vnni",
                         "avx512f",
                         "avx512_vnni",
                         "avx512_bf16",
@@ -114,6 +115,7 @@ _ISA = (
     ("avx512_bf16", "bf16 on AVX512-BF16"),
     ("amx_int8", "int8 on AMX tiles"),
     ("avx512_vnni", "int8 on AVX512-VNNI"),
+    ("avx_vnni", "int8 on AVX-VNNI"),
 )
 
 
@@ -133,51 +135,10 @@ def measure_matmul_rate(
     dtype: torch.dtype = torch.float32,
     repeats: int = 10,
     device: str = "cpu",
-) -> dict[str, float]:
-    """Dense ``n x n`` matmul rate in GFLOP/s (``2 n^3`` per product): median and max.
-
-    ``torch.int8`` times ``torch._int_mm`` (int8 x int8 -> int32, the product int8 inference
-    runs; GOP/s), ``ValueError`` where this torch build or device has none."""
-    dev = torch.device(device)
-    g = torch.Generator(device="cpu").manual_seed(0)
-    if dtype == torch.int8:
-        a = torch.randint(-128, 128, (n, n), generator=g, dtype=torch.int8).to(dev)
-        b = torch.randint(-128, 128, (n, n), generator=g, dtype=torch.int8).to(dev)
-
-        def product() -> None:
-            torch._int_mm(a, b)
-
-        try:
-            product()
-        except (RuntimeError, AttributeError) as e:
-            raise ValueError(f"no int8 matmul (torch._int_mm) on {dev}: {e}") from e
-    else:
-        a = torch.randn(n, n, generator=g).to(dev, dtype)
-        b = torch.randn(n, n, generator=g).to(dev, dtype)
-        out = torch.empty(n, n, device=dev, dtype=dtype)
-
-        def product() -> None:
-            torch.mm(a, b, out=out)
-
-    for _ in range(3):
-        product()
-    sync(dev)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        product()
-        sync(dev)
-        times.append(time.perf_counter() - t0)
-    flop = 2.0 * n**3
-    return {
-        "n": n,
-        "dtype": str(dtype).replace("torch.", ""),
-        "gflops_median": flop / statistics.median(times) / 1e9,
-        "gflops_max": flop / min(times) / 1e9,
-    }
-
-
-def sync(device: torch.device) -> None:
-    """Wait for the device's queued work (CUDA); nothing on the CPU."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    max_product_s: float = 2.0,
+) -> dict[str, Any]:
+    """Dense ``n x n`` matmul rate in GFLOP/s: :func:`xvit.models.hardware.matmul_rate` (the
+    product grows to ``n`` only while one product takes at most ``max_product_s``, so a
+    precision with no native kernels, bf16 on an AVX2 CPU, is measured at a smaller size in
+    seconds instead of at 2048 in minutes; the result's ``n`` says which)."""
+    return matmul_rate(n, dtype, repeats, device, max_product_s)

@@ -166,7 +166,9 @@ def results_table(results: Sequence[dict[str, Any]]) -> str:
             f"| {r.get('runtime', 'torch')} | {r['params'] / 1e6:.1f} | {r['gflops_per_clip']:.1f} "
         )
         if not r.get("clips_per_s"):
-            lines.append(head + f"| failed: {r.get('error')} | | | | | | | | | |")
+            error = str(r.get("error"))
+            shown = error if error.startswith("not timed: ") else f"failed: {error}"
+            lines.append(head + f"| {shown} | | | | | | | | | |")
             continue
         b = r["batch"]
         ref = base.get((r["display"], b))

@@ -49,6 +49,7 @@ from xvit.benchmarks.machine import load_average, machine_info, measure_matmul_r
 from xvit.benchmarks.memory import measure_memory
 from xvit.benchmarks.spec import ModelSpec
 from xvit.models.flops import count_flops, count_params
+from xvit.models.hardware import slow_precision
 
 __all__ = [
     "DTYPE_MODES",
@@ -224,9 +225,20 @@ def run_benchmark(
     resolved: dict[tuple[int, str], str] = {}
     probes: dict[int, dict[str, float]] = {}
     torch_dtypes = dtypes if "torch" in runtimes else ()
+    # bf16 with no native products (an AVX2 CPU: a fiftieth of fp32's rate, minutes per clip)
+    # is not timed: its rows say why
+    slow_bf16 = (
+        slow_precision(torch.bfloat16, dev) if any(precision_of(d) == "bf16" for d in torch_dtypes) else None
+    )
+    if slow_bf16:
+        log(f"bf16 not timed: {slow_bf16}")
     for i, (spec, model) in enumerate(zip(specs, models)):
         for d in torch_dtypes:
             mode = d
+            if slow_bf16 and precision_of(d) == "bf16":
+                resolved[(i, d)] = d
+                failed[(i, d)] = f"not timed: {slow_bf16}"
+                continue
             if d == "bf16":
                 mode, probes[i] = _pick_bf16_mode(spec, model, dev, log)
                 model_rows[i]["bf16_probe_s"] = probes[i]

@@ -8,7 +8,11 @@ measured choice of ``auto``.
 * ``auto``: times each candidate on a clip of the model's input size (batch 1, one warm call,
   then interleaved rounds, median) and measures its top-1 agreement with fp32 on seeded random
   clips plus the first real clips of the input when there are some; picks the fastest whose
-  agreement reaches ``min_agreement`` (fp32 itself always does). The figures are cached in
+  agreement reaches ``min_agreement`` (fp32 itself always does). bf16 is first judged by
+  its dense products (:func:`xvit.models.hardware.slow_precision`, a fraction of a second):
+  where they run at under a quarter of fp32's rate (a CPU with no native bf16, e.g. AVX2
+  only: a fiftieth) it is not timed on the model and the line says why; an explicit
+  ``--precision bf16`` there runs with a warning. The figures are cached in
   ``$XVIT_CACHE/precision.json`` (default ``~/.cache/xvit``) under a key made of the CPU model
   and the flags that decide bf16 and int8 speed, the torch version, the device and a hash of
   the model (its config, its weights file, its quantisation recipe), so the next call reads
@@ -36,6 +40,7 @@ import torch
 from torch import nn
 
 from xvit.engine.run.metrics import agreement_figures
+from xvit.models.hardware import slow_precision
 from xvit.models.quantization import apply_quantization
 
 __all__ = [
@@ -66,6 +71,8 @@ REAL_CLIPS = 8  # at most this many clips of the input
 ROUNDS = 3  # timed calls per candidate, interleaved
 FLAGS = ("avx512_bf16", "amx_bf16", "avx512_vnni")  # what decides bf16 / int8 speed on x86
 INT8_RECIPE = {"method": "dynamic", "dtype": "qint8", "modules": ["Linear"]}
+# The floating precisions whose products :func:`slow_precision` probes before timing a model.
+DTYPES = {"bf16": torch.bfloat16}
 
 
 class Bf16Autocast(nn.Module):
@@ -384,10 +391,18 @@ def resolve_precision(
         return model.to(device) if not getattr(model, "quantization", None) else model, None
     fp32 = _fp32_of(model, checkpoint)
     if precision != "auto":
-        return _runner(model, fp32, precision, device), PrecisionChoice(precision, precision, "")
+        slow = slow_precision(DTYPES[precision], device) if precision in DTYPES else None
+        line = f"warning: --precision {precision} will be slower than fp32 here: {slow}" if slow else ""
+        if line:
+            log(line)
+        return _runner(model, fp32, precision, device), PrecisionChoice(precision, precision, line)
 
     int8_ok = device.type == "cpu" and _saved_method(model) != "static"
     candidates = [p for p in CANDIDATES if p != "int8" or int8_ok]
+    # a precision whose products run at a fraction of fp32's (bf16 without native kernels:
+    # minutes per clip) is not timed at all
+    hopeless = {p: why for p in candidates if p in DTYPES and (why := slow_precision(DTYPES[p], device))}
+    candidates = [p for p in candidates if p not in hopeless]
     mkey = machine_key(device)
     key_parts = {**mkey, "model": model_key(model, checkpoint)}
     key = hashlib.sha256(json.dumps(key_parts, sort_keys=True).encode()).hexdigest()[:32]
@@ -422,6 +437,8 @@ def resolve_precision(
                 log(f"warning: cannot write the precision cache {path}: {e.strerror or e}")
     best, refused = choose({p: figures[p] for p in candidates}, min_agreement)
     line = _line(best, {p: figures[p] for p in candidates}, refused, min_agreement, clips_text, source)
+    for p, why in hopeless.items():
+        line += f"; {p} not tried ({why})"
     if not int8_ok:
         line += (
             "; int8 not tried (CPU only)"
