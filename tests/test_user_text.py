@@ -98,13 +98,14 @@ def test_cli_refuses_undecodable_list_in_one_line(tmp_path, capsys):
     assert err.count("\n") == 1 and "train.txt:1: not UTF-8 text" in err and "Traceback" not in err
 
 
-# Paths as people name files: letters of any script, spaces, dots, dashes, commas; no line
-# breaks, no leading '#', no surrounding spaces, no double quote.
+# Paths as people name files: letters of any script, spaces, dots, dashes, commas, even form
+# feeds, NEL and U+2028 (line ends only split lines); no CR or LF, no NUL, no leading '#', no
+# surrounding spaces, no double quote, no byte-order mark.
 path_text = (
     st.text(
         alphabet=st.characters(
-            blacklist_categories=("Cs", "Cc", "Zl", "Zp"),
-            blacklist_characters='"#\u0085\ufeff\x0b\x0c\x1c\x1d\x1e',
+            blacklist_categories=("Cs",),
+            blacklist_characters='"#\ufeff\r\n\x00',
         ),
         min_size=1,
         max_size=20,
@@ -223,3 +224,291 @@ def test_resume_refuses_a_list_whose_classes_changed(tmp_path, capsys):
     lists["classnames"].write_text(original)
     assert main([*args, "--epochs", "2"]) == 0
     assert "resuming from" in capsys.readouterr().out
+
+
+def test_line_breaks_are_line_ends_only_and_class_name_comments_are_skipped(tmp_path):
+    """Form feeds, NEL and U+2028 inside a file name do not split its line (str.splitlines
+    would); a '#' line in a class-name file is a comment, as in list files."""
+    path = tmp_path / "list.txt"
+    path.write_text("clip\x0cone.mp4 0\nclip\u2028two.mp4 1\nclip\x85three.mp4 0\n")
+    got = read_list_file(path, root="/r")
+    assert [(s.path, s.label) for s in got.samples] == [
+        ("/r/clip\x0cone.mp4", 0),
+        ("/r/clip\u2028two.mp4", 1),
+        ("/r/clip\x85three.mp4", 0),
+    ]
+    names = tmp_path / "classnames.txt"
+    names.write_bytes(codecs.BOM_UTF8 + b"# classes of my set\r\nmoving up\r\n\r\n# more\r\nmoving down\r\n")
+    assert read_class_names(names) == ["moving up", "moving down"]
+    # a label outside the list names the class list it was read against
+    path.write_text("a.mp4 walking\n")
+    with pytest.raises(
+        AnnotationError, match=r"list.txt:1: label 'walking' is not in the class list \(2 classes"
+    ):
+        read_list_file(path, class_names=names)
+
+
+def test_a_yaml_config_with_a_key_twice_or_a_tab_is_refused_with_its_line(tmp_path, capsys):
+    """PyYAML keeps the last of two equal keys without a word (a second `optim:` section
+    drops the first); a tab indent is a YAML error: both refused naming the file and line."""
+    config = tmp_path / "my.yaml"
+    config.write_bytes(b"optim:\r\n  lr: 0.1\r\ntrain:\r\n  epochs: 3\r\noptim:\r\n  weight_decay: 0.01\r\n")
+    with pytest.raises(
+        ConfigError, match=r"my.yaml:5: 'optim' is set twice in one section \(first on line 1\)"
+    ):
+        load_config(config)
+    config.write_text("train:\n  epochs: 3\n  epochs: 4\n")
+    with pytest.raises(ConfigError, match=r"my.yaml:3: 'epochs' is set twice"):
+        load_config(config)
+    config.write_text("train:\n\tepochs: 3\n")
+    assert main(["train", str(config), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "my.yaml:2: not valid YAML" in err and "not tabs" in err
+    # a merge key overridden in its own section is not a repeat
+    from xvit.engine.run.config import read_config_yaml
+
+    config.write_text("base: &b {epochs: 2, seed: 1}\ntrain:\n  <<: *b\n  epochs: 3\n")
+    assert read_config_yaml(config) == {"base": {"epochs": 2, "seed": 1}, "train": {"epochs": 3, "seed": 1}}
+
+
+@pytest.mark.parametrize("encoding", list(ENCODINGS))
+def test_convert_official_reads_a_class_name_file_from_any_editor(tmp_path, encoding):
+    from xvit.cli.convert import _read_class_names
+
+    path = tmp_path / "k600.txt"
+    path.write_bytes(ENCODINGS[encoding]("# Kinetics-600\r\nabseiling\r\nair drumming\r\n\r\n"))
+    assert _read_class_names(path) == ["abseiling", "air drumming"]
+    path = tmp_path / "k600.json"
+    path.write_bytes(ENCODINGS[encoding]('{"air drumming": 1, "abseiling": 0}'))
+    assert _read_class_names(path) == ["abseiling", "air drumming"]
+    path.write_bytes(b'{"a": 0,\n "b": }')
+    with pytest.raises(ValueError, match=r"k600.json:2: invalid JSON"):
+        _read_class_names(path)
+
+
+# ------------------------------------------------------------------ more readers, by property
+
+# Class names as people write them: any script, inner spaces, punctuation, even commas and
+# quotes; not starting with '#' (a comment), no line ends.
+name_text = (
+    st.text(
+        alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n\x00\ufeff"),
+        min_size=1,
+        max_size=15,
+    )
+    .map(str.strip)
+    .filter(lambda n: n and not n.startswith("#"))
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    names=st.lists(name_text, min_size=1, max_size=8, unique=True),
+    encoding=st.sampled_from(list(ENCODINGS)),
+    ending=st.sampled_from(ENDINGS),
+    blanks=st.lists(st.booleans(), min_size=8, max_size=8),
+    comment=st.booleans(),
+)
+def test_property_a_class_name_file_is_read_exactly(
+    tmp_path_factory, names, encoding, ending, blanks, comment
+):
+    """Line i (blank and '#' lines skipped) is class i, whatever the editor saved."""
+    lines = ["# my classes"] if comment else []
+    for name, blank in zip(names, blanks):
+        lines += [name, ""] if blank else [name]
+    path = tmp_path_factory.mktemp("names") / "classnames.txt"
+    path.write_bytes(ENCODINGS[encoding](ending.join(lines) + ending))
+    assert read_class_names(path) == names
+
+
+# File names for the video-list property: as path_text, but one path component.
+file_text = path_text.filter(lambda p: "/" not in p and p not in (".", "..") and len(p.encode()) < 200)
+label_name = st.text(alphabet="abcdefgh ", min_size=1, max_size=8).map(str.strip).filter(bool)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(
+            file_text,
+            st.one_of(
+                st.none(),
+                st.integers(0, 99).map(lambda i: (str(i),)),
+                st.lists(st.integers(0, 99).map(str), min_size=2, max_size=3).map(tuple),
+                label_name.map(lambda n: (n,)),
+            ),
+        ),
+        min_size=1,
+        max_size=5,
+        unique_by=lambda r: r[0],
+    ),
+    encoding=st.sampled_from(list(ENCODINGS)),
+    ending=st.sampled_from(ENDINGS),
+    sep=st.sampled_from([" ", "\t", "  ", ","]),
+)
+def test_property_a_video_list_gives_its_files_and_labels_exactly(
+    tmp_path_factory, rows, encoding, ending, sep
+):
+    """`xvit predict --list` / `xvit extract --list`: every line's existing file and labels
+    exactly (paths with spaces, commas, any script), or a one-line error naming the list and
+    line (only where two parts of a line both name files)."""
+    from xvit.engine.run.video_list import read_listed_videos
+
+    root = tmp_path_factory.mktemp("videos")
+    lines = []
+    for name, labels in rows:
+        (root / name).write_bytes(b"x")
+        if labels is None:
+            lines.append(name)
+        elif sep == ",":
+            if len(labels) > 1:  # multi-label lines are `path label1,label2`
+                lines.append(f"{name} {','.join(labels)}")
+            else:
+                lines.append(f'"{name}",{labels[0]}' if "," in name else f"{name},{labels[0]}")
+        else:
+            lines.append(f"{name}{sep}{','.join(labels)}")
+    path = root / "l.txt"
+    path.write_bytes(ENCODINGS[encoding](ending.join(lines) + ending))
+    try:
+        got = read_listed_videos(path)
+    except ValueError as e:
+        assert re.search(r"l\.txt:\d+: ambiguous", str(e)) and "\n" not in str(e), e
+        assert len(rows) > 1  # two files, one named inside the other's line
+        return
+    assert [(v.path, v.labels) for v in got] == [(str(root / n), labels or ()) for n, labels in rows]
+
+
+CONFIG_VALUES = {
+    "train.epochs": st.integers(1, 500),
+    "train.seed": st.integers(0, 2**31),
+    "optim.lr": st.floats(1e-6, 10.0),
+    "optim.weight_decay": st.floats(0.0, 1.0),
+    "data.hflip": st.booleans(),
+    "data.num_frames": st.integers(1, 64),
+}
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    values=st.fixed_dictionaries({}, optional=CONFIG_VALUES),
+    encoding=st.sampled_from(list(ENCODINGS)),
+    ending=st.sampled_from(ENDINGS),
+    repeat=st.one_of(st.none(), st.sampled_from(sorted(CONFIG_VALUES))),
+)
+def test_property_a_yaml_config_is_read_exactly_or_refused_with_its_line(
+    tmp_path_factory, values, encoding, ending, repeat
+):
+    """Any values a YAML config sets, saved by any editor, are the config's values; a key
+    written twice in one section is refused naming the file and the line."""
+    import yaml
+
+    nested: dict = {}
+    for key, value in values.items():
+        section, name = key.split(".")
+        nested.setdefault(section, {})[name] = value
+    text = yaml.safe_dump(nested, sort_keys=False) if nested else ""
+    if repeat is not None:
+        section, name = repeat.split(".")
+        text += f"{section}:\n  {name}: 1\n" if section not in nested else ""
+        text += f"{section}:\n  {name}: 2\n"
+    path = tmp_path_factory.mktemp("cfg") / "my.yaml"
+    path.write_bytes(ENCODINGS[encoding](text.replace("\n", ending)))
+    try:
+        cfg = load_config(path)
+    except ConfigError as e:
+        assert repeat is not None and re.search(r"my\.yaml:\d+: '\w+' is set twice", str(e)), e
+        assert "\n" not in str(e)
+        return
+    assert repeat is None
+    for key, value in values.items():
+        section, name = key.split(".")
+        assert getattr(getattr(cfg, section), name) == value, key
+
+
+kinetics_label = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n\x00\ufeff"),
+    min_size=1,
+    max_size=12,
+).filter(lambda n: n == n.strip() and n)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    rows=st.lists(st.tuples(kinetics_label, st.integers(0, 300)), min_size=1, max_size=6),
+    encoding=st.sampled_from(list(ENCODINGS)),
+    ending=st.sampled_from(["\n", "\r\n"]),
+)
+def test_property_a_kinetics_csv_from_a_spreadsheet_is_read_exactly(tmp_path_factory, rows, encoding, ending):
+    """Kinetics CSVs as a spreadsheet writes them (quoted labels with commas or quotes, any
+    encoding): each row's label and clip exactly."""
+    import csv
+    import io
+
+    from xvit.data.annotation_formats import read_kinetics_csv
+
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator=ending)
+    writer.writerow(["label", "youtube_id", "time_start", "time_end", "split"])
+    for i, (label, start) in enumerate(rows):
+        writer.writerow([label, f"id{i}", start, start + 10, "train"])
+    path = tmp_path_factory.mktemp("k") / "train.csv"
+    path.write_bytes(ENCODINGS[encoding](buf.getvalue()))
+    got = read_kinetics_csv(path, "/r", check_exists=False)
+    names = sorted({label for label, _ in rows})
+    assert got.class_names == names
+    assert [(s.label, s.id) for s in got.samples] == [
+        (names.index(label), f"id{i}_{start:06d}_{start + 10:06d}") for i, (label, start) in enumerate(rows)
+    ]
+
+
+ssv2_template = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="[]\x00"),
+    min_size=1,
+    max_size=16,
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    templates=st.lists(ssv2_template, min_size=1, max_size=5, unique=True),
+    picks=st.lists(st.integers(0, 4), min_size=1, max_size=6),
+    as_text=st.booleans(),
+    encoding=st.sampled_from(list(ENCODINGS)),
+    clash=st.booleans(),
+)
+def test_property_ssv2_json_is_read_exactly_or_refused(
+    tmp_path_factory, templates, picks, as_text, encoding, clash
+):
+    """Something-Something-v2 labels.json (ids as numbers or strings) and a split file, saved
+    by any editor: every entry's class exactly; two templates with one id refused (json.loads
+    alone would keep one and lose the other)."""
+    from xvit.data.annotation_formats import read_ssv2
+
+    ids = {t: (str(i) if as_text else i) for i, t in enumerate(templates)}
+    if clash and len(templates) > 1:
+        ids[templates[-1]] = ids[templates[0]]
+    entries = [
+        {"id": str(n), "template": "[" + templates[p % len(templates)] + "]", "placeholders": []}
+        for n, p in enumerate(picks)
+    ]
+    folder = tmp_path_factory.mktemp("ssv2")
+    (folder / "labels.json").write_bytes(ENCODINGS[encoding](json.dumps(ids)))
+    (folder / "train.json").write_bytes(ENCODINGS[encoding](json.dumps(entries)))
+    try:
+        got = read_ssv2(folder / "labels.json", folder / "train.json", root="/r")
+    except AnnotationError as e:
+        assert clash and len(templates) > 1 and "labels.json" in str(e) and "\n" not in str(e), e
+        return
+    assert not (clash and len(templates) > 1)
+    assert got.class_names == templates
+    assert [s.label for s in got.samples] == [p % len(templates) for p in picks]
+
+
+def test_ssv2_ids_that_are_not_whole_numbers_are_refused(tmp_path):
+    from xvit.data.annotation_formats import read_ssv2
+
+    (tmp_path / "train.json").write_text("[]")
+    for ids in ('{"a": 0, "b": 1.5}', '{"a": 0, "b": true}', '{"a": 0, "b": null}'):
+        (tmp_path / "labels.json").write_text(ids)
+        with pytest.raises(AnnotationError, match=r"labels.json: id .* of 'b' is not an integer"):
+            read_ssv2(tmp_path / "labels.json", tmp_path / "train.json", root=tmp_path)

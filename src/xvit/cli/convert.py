@@ -9,21 +9,31 @@ from pathlib import Path
 
 
 def _read_class_names(path: Path) -> list[str]:
-    """One class name per line (blank lines skipped), or a JSON list / {name: index} map."""
+    """One class name per line (blank lines and ``#`` comments skipped), or a JSON list /
+    {name: index} map; read as any editor saves them (``xvit.data.text``: byte-order marks,
+    UTF-16, CRLF), bytes that are not text refused with the line."""
     import json
 
-    text = path.read_text(encoding="utf-8")
-    if path.suffix == ".json":
-        data = json.loads(text)
-        if isinstance(data, dict):
+    from xvit.data.samples import read_class_names
+    from xvit.data.text import read_user_text
+
+    if path.suffix != ".json":
+        return read_class_names(path)
+    try:
+        data = json.loads(read_user_text(path))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}:{e.lineno}: invalid JSON: {e.msg}") from None
+    if isinstance(data, dict):
+        try:
             by_index = sorted(data.items(), key=lambda kv: int(kv[1]))
-            if [int(i) for _, i in by_index] != list(range(len(by_index))):
-                raise ValueError(f"{path}: class indices are not 0..{len(by_index) - 1}")
-            return [str(name) for name, _ in by_index]
-        if isinstance(data, list):
-            return [str(name) for name in data]
-        raise ValueError(f"{path}: expected a JSON list of names or a {{name: index}} object")
-    return [line.strip() for line in text.splitlines() if line.strip()]
+        except (TypeError, ValueError):
+            raise ValueError(f"{path}: class indices must be integers") from None
+        if [int(i) for _, i in by_index] != list(range(len(by_index))):
+            raise ValueError(f"{path}: class indices are not 0..{len(by_index) - 1}")
+        return [str(name) for name, _ in by_index]
+    if isinstance(data, list):
+        return [str(name) for name in data]
+    raise ValueError(f"{path}: expected a JSON list of names or a {{name: index}} object")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -20,7 +20,14 @@ import os
 from collections.abc import Iterator, Sequence
 
 from xvit.data.errors import PathLike
-from xvit.data.samples import Annotations, Sample, annotation_error, as_class_list, report_missing
+from xvit.data.samples import (
+    Annotations,
+    Sample,
+    annotation_error,
+    as_class_list,
+    class_list_note,
+    report_missing,
+)
 from xvit.data.text import read_user_text
 
 __all__ = [
@@ -113,7 +120,9 @@ def read_kinetics_csv(
         if has_label:
             label_name = row[col["label"]].strip()
             if label_name not in index:
-                raise annotation_error(csv_path, lineno, f"label {label_name!r} is not in the class list")
+                raise annotation_error(
+                    csv_path, lineno, f"label {label_name!r} is not in the class list{class_list_note(names)}"
+                )
             label = index[label_name]
         candidates = [os.path.join(root, name)]
         if label_name is not None:
@@ -161,12 +170,16 @@ def read_ssv2(
         raise annotation_error(labels_json, None, "expected an object mapping templates to ids")
     names_by_id: dict[int, str] = {}
     for template, idx in templates.items():
-        try:
-            names_by_id[int(idx)] = template
-        except (TypeError, ValueError):
+        text = str(idx).strip() if isinstance(idx, (int, str)) and not isinstance(idx, bool) else ""
+        if not (text.isascii() and text.isdigit()):  # "3" or 3; not 1.5, true or null (int() truncates)
+            raise annotation_error(labels_json, None, f"id {idx!r} of {template!r} is not an integer")
+        if int(text) in names_by_id:
             raise annotation_error(
-                labels_json, None, f"id {idx!r} of {template!r} is not an integer"
-            ) from None
+                labels_json,
+                None,
+                f"id {int(text)} is given to both {names_by_id[int(text)]!r} and {template!r}",
+            )
+        names_by_id[int(text)] = template
     ids = sorted(names_by_id)
     if ids != list(range(len(ids))):
         raise annotation_error(labels_json, None, "class ids must be 0..N-1")

@@ -33,10 +33,11 @@ from xvit.data.samples import (
     Sample,
     annotation_error,
     as_class_list,
+    class_list_note,
     read_class_names,
     report_missing,
 )
-from xvit.data.text import read_user_text, split_fields
+from xvit.data.text import read_user_lines, read_user_text, split_fields
 
 __all__ = [
     "AnnotationError",
@@ -67,12 +68,14 @@ def _parse_label(
         label = int(text)
         if label < 0 or (names is not None and label >= len(names)):
             bound = f"[0, {len(names)})" if names is not None else ">= 0"
-            raise annotation_error(file, line, f"label {label} is outside the class list {bound}")
+            raise annotation_error(
+                file, line, f"label {label} is outside the class list {bound}{class_list_note(names)}"
+            )
         return label
     if index is not None and text in index:
         return index[text]
     if index is not None:
-        raise annotation_error(file, line, f"label {text!r} is not in the class list")
+        raise annotation_error(file, line, f"label {text!r} is not in the class list{class_list_note(names)}")
     raise annotation_error(file, line, f"label {text!r} is not an integer (give class names to use names)")
 
 
@@ -133,8 +136,7 @@ def read_list_file(
     names = as_class_list(class_names)
     index = {n: i for i, n in enumerate(names)} if names is not None else None
     samples, missing = [], []
-    text = read_user_text(path)
-    for lineno, raw in enumerate(text.splitlines(), start=1):
+    for lineno, raw in enumerate(read_user_lines(path), start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue

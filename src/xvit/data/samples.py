@@ -12,13 +12,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from xvit.data.errors import AnnotationError, PathLike
-from xvit.data.text import read_user_text
+from xvit.data.text import read_user_lines
 
 __all__ = [
     "Annotations",
     "Sample",
     "annotation_error",
     "as_class_list",
+    "class_list_note",
     "read_class_names",
     "report_missing",
 ]
@@ -47,11 +48,14 @@ class Sample:
 
 @dataclass
 class Annotations:
-    """The parsed samples, class names and the paths found missing on disk."""
+    """The parsed samples, class names and the paths found missing on disk; ``notes``: how
+    the labels were read where that is not plain (mapped by name from the list's own
+    class-name file), for the report."""
 
     samples: list[Sample]
     class_names: list[str] | dict[str, list[str]] | None = None
     missing: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def num_missing(self) -> int:
@@ -88,10 +92,19 @@ def report_missing(source: PathLike, missing: list[str], total: int) -> None:
         )
 
 
+def class_list_note(names: Sequence[str] | None) -> str:
+    """The class list an error names: `` (3 classes: a, b, c)``, the first eight of a long one."""
+    if not names:
+        return ""
+    more = ", ..." if len(names) > 8 else ""
+    return f" ({len(names)} classes: {', '.join(names[:8])}{more})"
+
+
 def read_class_names(path: PathLike) -> list[str]:
-    """Class names, one per line; line i (blank lines skipped) is class i."""
-    names = [line.strip() for line in read_user_text(path).splitlines()]
-    names = [n for n in names if n]
+    """Class names, one per line; line i (blank lines and ``#`` comment lines skipped, as in
+    list files) is class i."""
+    names = [line.strip() for line in read_user_lines(path)]
+    names = [n for n in names if n and not n.startswith("#")]
     if len(set(names)) != len(names):
         dup = sorted({n for n in names if names.count(n) > 1})
         raise annotation_error(path, None, f"duplicate class names: {dup[:5]}")

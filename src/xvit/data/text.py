@@ -6,6 +6,8 @@ mark (Windows Notepad, Excel's "CSV UTF-8"), UTF-16 with a byte-order mark (Exce
 text"), CRLF or lone CR line ends (Windows, classic macOS). :func:`read_user_text` returns
 the text its author meant, with ``\\n`` line ends; bytes that are not text in any of these
 encodings are refused with the file, the line and the column, never guessed at.
+:func:`read_user_lines` splits it at those line ends only (``str.splitlines`` would also cut
+at form feeds, NEL and U+2028, characters that may sit inside a file name).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 
 from xvit.data.errors import AnnotationError, PathLike
 
-__all__ = ["read_user_text", "split_fields"]
+__all__ = ["read_user_lines", "read_user_text", "split_fields"]
 
 _BOMS = (
     (codecs.BOM_UTF8, "utf-8"),
@@ -48,6 +50,13 @@ def read_user_text(path: PathLike, error: type[Exception] = AnnotationError) -> 
         line = text[: text.index("\x00")].count("\n") + 1
         raise error(f"{path}:{line}: a NUL character: not a text file (or UTF-16 without a byte-order mark)")
     return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def read_user_lines(path: PathLike, error: type[Exception] = AnnotationError) -> list[str]:
+    """The lines of ``path`` as :func:`read_user_text` reads it: line ``i`` of the file is
+    item ``i - 1``, split at line ends only (a trailing line end adds no line)."""
+    lines = read_user_text(path, error).split("\n")
+    return lines[:-1] if lines and lines[-1] == "" else lines
 
 
 def split_fields(

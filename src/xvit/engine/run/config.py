@@ -90,6 +90,44 @@ def _scratch_layer(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return layer
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """YAML as ``yaml.safe_load`` reads it, except that a key given twice in one mapping is an
+    error (``safe_load`` keeps the last value and drops the first without a word)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:  # the keys written here (a merge's `<<` may be overridden)
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise ConfigError(
+                    f"{key_node.start_mark.name}:{line}: {key!r} is set twice in one section "
+                    f"(first on line {seen[key]}); keep one"
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_config_yaml(path: str | Path) -> Any:
+    """A hand-written YAML config: read as any editor saves it (:mod:`xvit.data.text`), a key
+    given twice in one section refused, a YAML error named with its file and line."""
+    text = read_user_text(path, ConfigError)
+    loader = _StrictLoader(text)
+    loader.name = str(path)
+    try:
+        return loader.get_single_data()
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        hint = " (YAML indents with spaces, not tabs)" if "\\t" in problem or "\t" in problem else ""
+        raise ConfigError(f"{where}: not valid YAML: {problem}{hint}") from None
+    finally:
+        loader.dispose()
+
+
 def load_config(
     path: str | Path | None = None,
     overrides: list[str] | tuple[str, ...] = (),
@@ -143,10 +181,7 @@ def load_config(
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
-        try:
-            data = yaml.safe_load(read_user_text(path, ConfigError))
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
+        data = read_config_yaml(path)
         data = data or {}
         pretrained = _pretrained(user_values, data)
         base = None
