@@ -65,13 +65,14 @@ def add_arguments(p: argparse.ArgumentParser, intermixed: bool) -> None:
     p.add_argument("videos", nargs="*" if intermixed else argparse.REMAINDER, metavar="VIDEO")
 
 
-def _videos(args: argparse.Namespace) -> list[str]:
-    from xvit.engine.run.video_list import read_video_list
+def _videos(args: argparse.Namespace) -> list:
+    """The videos to run on: ``ListedVideo`` (path, label texts, line) of --list, or paths."""
+    from xvit.engine.run.video_list import read_listed_videos
 
     if args.list_file and args.videos:
         raise ValueError("give videos or --list FILE, not both")
     if args.list_file:
-        return read_video_list(args.list_file)
+        return read_listed_videos(args.list_file)
     if not args.videos:
         raise ValueError("no videos: give VIDEO... or --list FILE")
     return list(args.videos)
@@ -81,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
     """Entry point of `xvit extract`: 0 when every video was written, 1 when some failed."""
     from xvit.engine.infer.extract import ExtractOptions, extract_videos, load_extractor
     from xvit.engine.run.distributed import cleanup
+    from xvit.engine.run.labels import check_listed_labels
     from xvit.engine.run.schema import ConfigError
 
     args = parse_intermixed(args, add_arguments, PROG, "videos")
@@ -111,7 +113,16 @@ def run(args: argparse.Namespace) -> int:
             num_frames=args.num_frames,
             img_size=args.img_size,
         )
-        return extract_videos(videos, opts, model, cfg, weights)
+        if args.list_file and args.checkpoint:  # a trained model's classes meet the list's labels
+            check_listed_labels(
+                videos,
+                int(model.config.num_classes),
+                model.config.class_names,
+                args.list_file,
+                args.checkpoint,
+            )
+        paths = [v.path for v in videos] if args.list_file else videos
+        return extract_videos(paths, opts, model, cfg, weights)
 
     try:
         code, res = guarded(PROG, work, [((ConfigError, FileNotFoundError, ValueError), 2), ((OSError,), 1)])

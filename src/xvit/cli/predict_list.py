@@ -16,7 +16,7 @@ def run_list(args: argparse.Namespace) -> int:
     1 when some failed (listed in the .failed.csv next to it), 2 for bad input."""
     from xvit.engine.infer.batch_predict import predict_list
     from xvit.engine.run.schema import ConfigError
-    from xvit.engine.run.video_list import read_video_list
+    from xvit.engine.run.video_list import read_listed_videos
 
     if args.videos:
         return error(PROG, "give videos or --list FILE, not both", 2)
@@ -30,17 +30,24 @@ def run_list(args: argparse.Namespace) -> int:
     if args.batch_size is not None and args.batch_size < 1:
         return error(PROG, f"--batch-size must be >= 1, got {args.batch_size}", 2)
     overrides = [f"eval.views={args.views}"] + ([f"train.device={args.device}"] if args.device else [])
-    code, res = guarded(
-        PROG,
-        lambda: predict_list(
+
+    def work() -> dict:
+        listed = read_listed_videos(args.list_file)
+        return predict_list(
             args.checkpoint,
-            read_video_list(args.list_file),
+            [v.path for v in listed],
             args.out,
             topk=args.topk,
             batch_size=args.batch_size,
             workers=workers,
             overrides=overrides,
-        ),
+            listed=listed,
+            list_file=args.list_file,
+        )
+
+    code, res = guarded(
+        PROG,
+        work,
         [((ConfigError, FileNotFoundError, ValueError), 2), ((OSError,), 1)],
     )
     if code or res is None:

@@ -47,7 +47,7 @@ class AgreementTooLow(RuntimeError):
 
 def _logits_on_list(model, cfg, list_file: str, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     class_names = list(model.config.class_names) if model.config.class_names else None
-    samples, _, _ = read_split(cfg, str(list_file), class_names=class_names)
+    samples, _, _ = read_split(cfg, str(list_file), class_names=class_names, against="the model")
     label_space(samples, int(model.config.num_classes), list_file, "the model")  # accuracy needs its labels
     dataset = build_eval_dataset(cfg, samples, (1, 1))
     scores = score_dataset(model, dataset, batch_size=batch_size, workers=0, device="cpu")

@@ -48,9 +48,12 @@ def evaluate_checkpoint(
     configure_threads(cfg.train.threads, dist_info.device, cfg.data.workers)
     views = parse_views(cfg.eval.views)
     class_names = list(model.config.class_names) if model.config.class_names else None
-    samples, names, _ = read_split(cfg, str(list_file), class_names=class_names)
+    samples, names, parsed = read_split(cfg, str(list_file), class_names=class_names, against=str(checkpoint))
     class_names = class_names or names
     labels = label_space(samples, model.config.num_classes, list_file, checkpoint)
+    for note in getattr(parsed, "notes", []):  # labels mapped by name from the list's own class names
+        print(f"note: {note}", flush=True)
+        labels.setdefault("notes", []).append(note)
     if labels["subset"]:
         print(
             f"note: the list uses {labels['list_classes']} of the model's {labels['model_classes']} "

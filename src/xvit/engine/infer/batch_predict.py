@@ -25,6 +25,7 @@ from xvit.data.annotations import Sample
 from xvit.data.dataset import build_loader
 from xvit.engine.run.data import build_eval_dataset
 from xvit.engine.run.distributed import configure_threads, resolve_device
+from xvit.engine.run.labels import check_listed_labels
 from xvit.engine.run.metrics import fuse_views, scores_to_probs
 from xvit.engine.run.saved import load_run
 from xvit.engine.run.schema import parse_views
@@ -84,11 +85,16 @@ def predict_list(
     workers: int | None = None,
     overrides: list[str] | tuple[str, ...] = (),
     progress: bool = True,
+    listed: list[Any] | None = None,
+    list_file: str | Path | None = None,
 ) -> dict[str, Any]:
     """Predict every video of ``videos`` not yet in ``out`` (see the module docstring).
 
-    Returns ``{"videos", "predicted", "skipped", "failed", "failures", "out", "failed_csv",
-    "seconds"}``. ``ValueError`` / ``FileNotFoundError`` for bad options, before any work.
+    ``listed``: the videos as ``list_file`` gives them (``read_listed_videos``): labels on
+    its lines are checked against the model's classes before any work (a label it cannot
+    produce is a ``ConfigError`` naming both sides). Returns ``{"videos", "predicted",
+    "skipped", "failed", "failures", "out", "failed_csv", "seconds", "label_space"}``.
+    ``ValueError`` / ``FileNotFoundError`` for bad options, before any work.
     """
     if isinstance(topk, bool) or not isinstance(topk, int) or topk < 1:
         raise ValueError(f"--topk must be an integer >= 1, got {topk!r}")
@@ -98,6 +104,11 @@ def predict_list(
     if not out.parent.is_dir():
         raise FileNotFoundError(f"--out {out}: no such directory {out.parent}")
     model, cfg = load_run(checkpoint, overrides)
+    labels = None
+    if listed:
+        labels = check_listed_labels(
+            listed, int(model.config.num_classes), model.config.class_names, list_file, checkpoint
+        )
     multi_label = bool(getattr(model.config, "multi_label", False))
     k = min(topk, int(model.config.num_classes))
     header = prediction_header(k)
@@ -175,4 +186,5 @@ def predict_list(
         "out": str(out),
         "failed_csv": str(failed_csv),
         "seconds": time.perf_counter() - t0,
+        "label_space": labels,
     }

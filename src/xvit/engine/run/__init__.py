@@ -4,8 +4,9 @@
   and dicts to typed fields), ``checks`` (ranges and model checks, one table), ``config``
   (layered resolution: recipe, file, overrides, flags, each value's source);
 - what a config builds: ``model`` (the network), ``data`` (datasets from lists, class folders,
-  annotation formats; the label space a list meets), ``saved`` (a run or ``save_pretrained``
-  directory back as model + config), ``video_list`` (lists of videos to run on);
+  annotation formats), ``labels`` (where a list's labels meet a model's classes: refused
+  naming both sides, or stated), ``saved`` (a run or ``save_pretrained`` directory back as
+  model + config), ``video_list`` (lists of videos to run on, with their labels);
 - how it runs: ``distributed`` (devices, DDP, threads from the usable cores of
   ``xvit.data.cores``), ``precision`` (autocast), ``scoring`` (every test view of a dataset
   through a model once), ``metrics`` (view fusion, classification and agreement figures),

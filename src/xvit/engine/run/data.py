@@ -13,6 +13,7 @@ from typing import Any
 from torch.utils.data import Dataset
 
 from xvit.data.text import read_user_text
+from xvit.engine.run.labels import label_space, own_class_map, pretrained_classes_note
 from xvit.engine.run.model import model_options
 from xvit.engine.run.schema import Config, ConfigError, derived_train_scale
 from xvit.models.registry import model_config
@@ -23,7 +24,7 @@ __all__ = [
     "build_eval_dataset",
     "build_train_dataset",
     "cache_dir",
-    "label_space",
+    "label_space",  # from xvit.engine.run.labels, where the label checks live
     "mirrored_class",
     "read_split",
     "resolve_format",
@@ -88,10 +89,14 @@ def read_split(
     path: str,
     class_names: list[str] | None = None,
     train_annotations: Any = None,
+    against: str = "the training list",
 ) -> tuple[list[Any], list[str], Any]:
     """Samples (with int labels), class names and the parsed annotations of one file.
 
-    ``class_names``: the model's classes (validation lists are read against them);
+    ``class_names``: the model's classes (validation lists are read against them; ``against``
+    says whose they are). A list file with its own ``classnames.txt`` that names them
+    otherwise has its labels mapped by name (stated in the annotations' ``notes``) or is
+    refused (names the other side lacks; :func:`~xvit.engine.run.labels.own_class_map`).
     ``train_annotations``: the training annotations (Epic-Kitchens action ids for validation).
     """
     from xvit.data import annotations as ann
@@ -115,6 +120,11 @@ def read_split(
         )
     if fmt in ("list", "synth", "kinetics"):
         names = class_names if class_names is not None else d.class_names
+        own = None
+        if class_names is not None and fmt != "kinetics":
+            own = own_class_map(path, class_names, against)
+        if own is not None:
+            return _read_mapped(cfg, path, list(class_names), own)
         result = ann.read_annotations(path, root=d.root, class_names=names, multi_label=d.multi_label)
     elif fmt == "ssv2":
         if not d.class_names:
@@ -137,6 +147,26 @@ def read_split(
         labels = [max(s.label) if isinstance(s.label, tuple) else s.label for s in result.samples]
         names = [str(i) for i in range(max(labels) + 1)] if labels else []
     return list(result.samples), list(names), result
+
+
+def _read_mapped(
+    cfg: Config, path: str, class_names: list[str], own: tuple[list[str], dict[int, int], str]
+) -> tuple[list[Any], list[str], Any]:
+    """A list read with its own class names, its labels mapped by name to ``class_names``."""
+    from xvit.data.annotations import Annotations, read_annotations
+
+    names, to_theirs, note = own
+    result = read_annotations(path, root=cfg.data.root, class_names=names, multi_label=cfg.data.multi_label)
+    samples = [
+        dataclasses.replace(
+            s,
+            label=tuple(sorted(to_theirs[v] for v in s.label))
+            if isinstance(s.label, tuple)
+            else to_theirs[s.label],
+        )
+        for s in result.samples
+    ]
+    return samples, class_names, Annotations(samples, class_names, result.missing, notes=[note])
 
 
 def _mean_std(cfg: Config) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -226,9 +256,13 @@ def build_datasets(cfg: Config, views: tuple[int, int]) -> TrainData:
         raise ConfigError(f"data.train_list {train_list}: no training videos in it")
     num_classes = len(names) if d.multi_label else None
     notes = _check_flips(cfg, names)
+    fine_tune = pretrained_classes_note(cfg.model.pretrained, names)
+    if fine_tune:
+        notes.append(fine_tune)
     val_samples, held_out = None, ""
     if val_list:
-        val_samples, _, _ = read_split(cfg, val_list, class_names=names, train_annotations=train_ann)
+        val_samples, _, val_ann = read_split(cfg, val_list, class_names=names, train_annotations=train_ann)
+        notes += getattr(val_ann, "notes", [])
         if not val_samples:
             raise ConfigError(f"data.val_list {val_list}: no validation videos in it")
     elif d.val_split > 0:
@@ -282,29 +316,6 @@ def _check_flips(cfg: Config, names: list[str]) -> list[str]:
     d.hflip = False
     cfg.sources["data.hflip"] = f"off: class names say a direction ({named!r})"
     return [f"data.hflip off: class {named!r} names a direction that a horizontal flip would reverse"]
-
-
-def label_space(samples: list[Any], num_classes: int, list_file: Any, model_name: Any) -> dict[str, Any]:
-    """How a list's labels meet a model's classes. A label the model cannot produce is a
-    :class:`ConfigError` naming both sides; a list that uses fewer classes than the model has
-    (evaluating on a subset: top-1 is still exact, mean class accuracy covers the list's
-    classes) is legitimate and described in the returned dict (for the report and
-    metrics.json): ``model_classes``, ``list_classes``, ``subset``."""
-    used: set[int] = set()
-    for s in samples:
-        labels = s.label if isinstance(s.label, tuple) else (s.label,)
-        used.update(int(v) for v in labels if isinstance(v, int) and not isinstance(v, bool))
-    outside = sorted(v for v in used if not 0 <= v < num_classes)
-    if outside:
-        bad = next(
-            s for s in samples if set(s.label if isinstance(s.label, tuple) else (s.label,)) & set(outside)
-        )
-        raise ConfigError(
-            f"{list_file}: label {outside[-1]} (video {bad.path}) is outside the model's classes: "
-            f"{model_name} has {num_classes} classes (0-{num_classes - 1}), the list uses labels "
-            f"up to {max(used)} ({len(used)} distinct); evaluate with the model trained on these labels"
-        )
-    return {"model_classes": num_classes, "list_classes": len(used), "subset": len(used) < num_classes}
 
 
 def split_holdout(cfg: Config, samples: list[Any]) -> tuple[list[Any], list[Any]]:

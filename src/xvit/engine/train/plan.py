@@ -15,6 +15,7 @@ import torch
 
 from xvit.engine.run.config import config_text
 from xvit.engine.run.data import cache_dir, read_split, resolve_format, split_holdout
+from xvit.engine.run.labels import pretrained_classes_note
 from xvit.engine.run.model import model_options
 from xvit.engine.run.schema import Config
 from xvit.models import count_flops, count_params, create_model
@@ -98,9 +99,13 @@ def describe_run(cfg: Config, probe: int = 16) -> str:
     if train_list is not None:
         samples, names, train_ann = read_split(cfg, train_list)
         val_samples: list[Any] = []
+        notes = [pretrained_classes_note(cfg.model.pretrained, names)]
         how = f"from {val_list}" if val_list else "none (no data.val_list, data.val_split=0)"
         if val_list:
-            val_samples, _, _ = read_split(cfg, val_list, class_names=names, train_annotations=train_ann)
+            val_samples, _, val_ann = read_split(
+                cfg, val_list, class_names=names, train_annotations=train_ann
+            )
+            notes += getattr(val_ann, "notes", [])
         elif d.val_split > 0:
             samples, val_samples = split_holdout(cfg, samples)
             how = f"held out of the training videos (data.val_split={d.val_split}, per class)"
@@ -108,6 +113,7 @@ def describe_run(cfg: Config, probe: int = 16) -> str:
             f"data: {resolve_format(cfg, train_list)} {train_list}: {len(names)} classes"
             + (f" ({', '.join(names[:8])}{', ...' if len(names) > 8 else ''})" if names else "")
         )
+        data_lines += [f"  note: {n}" for n in notes if n]
         data_lines.append(f"  train: {len(samples)} videos")
         data_lines.append(f"  validation: {len(val_samples)} videos, {how}")
         for split, items in (("train", samples), ("validation", val_samples)):
