@@ -512,3 +512,46 @@ def test_ssv2_ids_that_are_not_whole_numbers_are_refused(tmp_path):
         (tmp_path / "labels.json").write_text(ids)
         with pytest.raises(AnnotationError, match=r"labels.json: id .* of 'b' is not an integer"):
             read_ssv2(tmp_path / "labels.json", tmp_path / "train.json", root=tmp_path)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.sampled_from(["P01", "P02", "P10"]),
+            st.integers(1, 500),
+            st.integers(0, 200),
+            st.integers(0, 96),
+            st.integers(0, 299),
+        ),
+        min_size=1,
+        max_size=5,
+    ),
+    encoding=st.sampled_from(list(ENCODINGS)),
+    ending=st.sampled_from(["\n", "\r\n"]),
+    space=st.sampled_from(["", " "]),
+)
+def test_property_an_epic_kitchens_csv_is_read_exactly(tmp_path_factory, rows, encoding, ending, space):
+    """EPIC-KITCHENS-100 CSVs, saved by any editor, a space after each comma or not: every
+    segment's frame folder, 0-based frame range and verb / noun / action exactly."""
+    from xvit.data.annotation_formats import read_epic_kitchens
+
+    header = "narration_id,participant_id,video_id,narration,start_frame,stop_frame,verb_class,noun_class"
+    lines = [header.replace(",", "," + space)]
+    for i, (pid, start, length, verb, noun) in enumerate(rows):
+        fields = [f"{pid}_01_{i}", pid, f"{pid}_01", '"open, then close"', start, start + length, verb, noun]
+        lines.append(("," + space).join(str(f) for f in fields))
+    path = tmp_path_factory.mktemp("epic") / "train.csv"
+    path.write_bytes(ENCODINGS[encoding](ending.join(lines) + ending))
+    got = read_epic_kitchens(path, root="/epic")
+    pairs = sorted({(v, n) for *_, v, n in rows})
+    assert [(s.path, s.id, s.start_frame, s.end_frame, s.label) for s in got.samples] == [
+        (
+            f"/epic/{pid}/rgb_frames/{pid}_01",
+            f"{pid}_01_{i}",
+            start - 1,
+            start + length,
+            {"verb": verb, "noun": noun, "action": pairs.index((verb, noun))},
+        )
+        for i, (pid, start, length, verb, noun) in enumerate(rows)
+    ]

@@ -40,11 +40,14 @@ __all__ = [
 
 
 def _read_table(csv_path: PathLike) -> tuple[list[list[str]], list[str]]:
-    """The rows of a CSV file and its stripped header; an empty file is an error."""
-    rows = list(csv.reader(io.StringIO(read_user_text(csv_path))))
+    """The rows of a CSV file, every cell stripped, and its header; an empty file is an error.
+    A space after a comma (as people type CSV) is not part of the next field, so a quoted
+    field after it stays one field (``a, "b, c"``: two fields)."""
+    text = read_user_text(csv_path)
+    rows = [[c.strip() for c in row] for row in csv.reader(io.StringIO(text), skipinitialspace=True)]
     if not rows:
         raise annotation_error(csv_path, None, "empty file")
-    return rows, [h.strip() for h in rows[0]]
+    return rows, rows[0]
 
 
 def _columns(csv_path: PathLike, header: list[str], required: Sequence[str]) -> dict[str, int]:
@@ -232,7 +235,7 @@ _EPIC_COLUMNS = (
 
 def _read_epic_class_csv(path: PathLike) -> list[str]:
     """``EPIC_100_verb_classes.csv`` / ``..._noun_classes.csv``: columns id, key, ..."""
-    rows = list(csv.DictReader(io.StringIO(read_user_text(path))))
+    rows = list(csv.DictReader(io.StringIO(read_user_text(path)), skipinitialspace=True))
     names = {}
     for lineno, row in enumerate(rows, start=2):
         try:
@@ -247,7 +250,7 @@ def _read_epic_class_csv(path: PathLike) -> list[str]:
 def _read_actions(actions: PathLike | Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
     if not isinstance(actions, (str, os.PathLike)):
         return [(int(v), int(n)) for v, n in actions]
-    rows = list(csv.DictReader(io.StringIO(read_user_text(actions))))
+    rows = list(csv.DictReader(io.StringIO(read_user_text(actions)), skipinitialspace=True))
     pairs: dict[int, tuple[int, int]] = {}
     for lineno, row in enumerate(rows, start=2):
         try:
