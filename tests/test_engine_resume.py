@@ -142,3 +142,49 @@ def test_fresh_starts_over(tmp_path):
     assert res.global_step == 2 and not list((tmp_path / "run").glob(".previous-*"))
     log = (tmp_path / "run" / "log.jsonl").read_text()
     assert log.count('"event": "start"') == 1  # the first run's log went with it
+
+
+def test_a_checkpoint_from_before_head_cls_resumes_with_the_token_alone(tmp_path, capsys):
+    """A temporal-attention run checkpointed before `head_cls` existed (its head took the CLS
+    token alone; the checkpoint holds no model config) resumes computing what it trained, not
+    this version's default, and ends with the weights of the run that never stopped."""
+    from xvit.engine.run.config import load_config
+    from xvit.engine.train.loop import train
+
+    lists = make_dataset(tmp_path / "data", n_train=12, n_val=3)
+    base = [
+        *[a for a in TINY_MODEL if a != "model.head=avg"],
+        "model.head=ta",
+        f"data.train_list={lists['train']}",
+        f"data.val_list={lists['val']}",
+        "train.epochs=2",
+        "data.batch_size=4",
+        "data.workers=0",
+        "train.checkpoint_every=2",
+        "train.keep_checkpoints=0",
+        "train.tensorboard=false",
+    ]
+    token = ["model.overrides.head_cls=token"]
+    ref = train(load_config(None, base + token + [f"train.out={tmp_path / 'ref'}"]), echo=False)
+    assert ref.model.config.head_cls == "token" and not ref.model.head.cls_mean
+    path = ckpt.list_checkpoints(tmp_path / "ref" / "checkpoints")[0]
+    state = torch.load(path, weights_only=True)
+    assert state["model_config"]["head_cls"] == "token"
+    # as written before the field: no model config, and the run's config without the override
+    del state["model_config"]
+    del state["config"]["model"]["overrides"]["head_cls"]
+    out = tmp_path / "old"
+    (out / "checkpoints").mkdir(parents=True)
+    torch.save(state, out / "checkpoints" / path.name)
+    capsys.readouterr()
+    res = train(load_config(None, base + [f"train.out={out}"]), echo=True)
+    assert (
+        "temporal-attention head takes its CLS as 'token' (head_cls): resumed so" in capsys.readouterr().out
+    )
+    assert res.model.config.head_cls == "token"
+    for (k, v), (_, w) in zip(ref.model.state_dict().items(), res.model.state_dict().items()):
+        assert torch.equal(v, w), k
+    # the saved model says so, and loads as it was trained
+    import xvit
+
+    assert xvit.load_model(out).config.head_cls == "token"

@@ -120,8 +120,11 @@ def test_avg_and_linear_heads_by_hand():
     torch.testing.assert_close(lin(feats), feats.mean(1) @ w.T + b)
 
 
-def test_temporal_attention_head_released_layout_and_hand_computation():
-    model = tiny("xvit_tiny_patch16")
+@pytest.mark.parametrize("head_cls", ["token", "mean"])
+def test_temporal_attention_head_released_layout_and_hand_computation(head_cls):
+    """The released head (the CLS enters as its token) and the default (token plus the mean
+    of the frame features), by hand; the same parameters either way."""
+    model = tiny("xvit_tiny_patch16", head_cls=head_cls)
     randomise(model)
     names = {k: tuple(v.shape) for k, v in model.state_dict().items() if k.startswith("head.")}
     assert names["head.cls_token"] == (1, 1, 32)
@@ -134,7 +137,8 @@ def test_temporal_attention_head_released_layout_and_hand_computation():
     assert blk.norm1.eps == 1e-5 and head.mlp_head[0].eps == 1e-5
     feats = torch.randn(2, 4, 32)
     with torch.no_grad():
-        x = torch.cat([head.cls_token.expand(2, 1, 32), feats], 1)  # (B, 1+T, D)
+        cls = head.cls_token.expand(2, 1, 32) + (feats.mean(1, keepdim=True) if head_cls == "mean" else 0)
+        x = torch.cat([cls, feats], 1)  # (B, 1+T, D)
         h = F.layer_norm(x, (32,), blk.norm1.weight, blk.norm1.bias, 1e-5)
         q, k, v = (h @ blk.attn.qkv.weight.T).chunk(3, -1)
         heads = []
@@ -313,3 +317,25 @@ def test_cli_models_lists_parameters_and_flops(capsys):
     assert rows[0]["params_m"] == xvit.count_params(model) / 1e6
     assert rows[0]["gflops"] == xvit.count_flops(model) / 1e9
     assert run_cli(["models", "nothing_like_this*"]) == 1
+
+
+def test_a_saved_model_from_before_head_cls_loads_as_it_was(tmp_path):
+    """A config.json written before `head_cls` existed (no such key) describes a
+    temporal-attention head whose CLS entered as the token alone: it loads so, with the
+    logits of that model, not this version's default."""
+    import json
+
+    model = tiny("xvit_tiny_patch16", head_cls="token")
+    randomise(model)
+    model.save_pretrained(tmp_path / "old")
+    config = json.loads((tmp_path / "old" / "config.json").read_text())
+    assert config.pop("head_cls") == "token"
+    (tmp_path / "old" / "config.json").write_text(json.dumps(config))
+    loaded = xvit.load_model(tmp_path / "old")
+    assert loaded.config.head_cls == "token"
+    x = torch.randn(2, 3, 4, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x))
+        mean = tiny("xvit_tiny_patch16")
+        mean.load_state_dict(model.state_dict())  # the same tensors, the default CLS input
+        assert mean.config.head_cls == "mean" and not torch.allclose(mean(x), model(x))

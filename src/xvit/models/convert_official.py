@@ -113,6 +113,7 @@ def build_config(desc: OfficialModel, class_names: Sequence[str] | None = None) 
         head_norm_eps=1e-5,  # nn.LayerNorm's default in the released head
         head_pos_embed=False,
         head_classifier="mlp",
+        head_cls="token",  # the released head's CLS: the learned token alone
         mean=tuple(desc.mean),
         std=tuple(desc.std),
         class_names=list(class_names) if class_names is not None else None,

@@ -81,6 +81,7 @@ _VIVIT_FE = dict(
     head_qkv_bias=True,
     head_norm_eps=1e-6,
     head_classifier="linear",
+    head_cls="token",  # ViViT's encoder: a learned CLS token alone
 )
 
 

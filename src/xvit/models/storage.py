@@ -33,6 +33,9 @@ ARCHITECTURE = "VideoViT"
 FORMAT_VERSION = 1
 # Keys `save_pretrained` adds to `config.to_dict()`; they are not config fields.
 _META_KEYS = ("architecture", "xvit_version", "format_version")
+# Config fields added after files were written without them, with the value that keeps such a
+# file's model as it was: the temporal-attention head's CLS entered as the token alone.
+_FIELDS_ADDED = {"head_cls": "token"}
 
 
 def xvit_version() -> str:
@@ -177,7 +180,10 @@ def read_config_dict(path: str | os.PathLike[str]) -> dict[str, Any]:
             f"{path}: format_version {version!r} is newer than this xvit reads "
             f"({FORMAT_VERSION}); upgrade xvit"
         )
-    return {k: v for k, v in raw.items() if k not in _META_KEYS}
+    fields = {k: v for k, v in raw.items() if k not in _META_KEYS}
+    # save_pretrained writes every field: a file without one predates it, and means what the
+    # model did then (_FIELDS_ADDED)
+    return {**_FIELDS_ADDED, **fields}
 
 
 # --------------------------------------------------------------------------------------------

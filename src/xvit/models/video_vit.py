@@ -22,7 +22,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from xvit.models.attention import MIX_SPLITS, ChannelShift
-from xvit.models.heads import HEAD_CLASSIFIERS, HEAD_TYPES, build_head, trunc_normal_linear
+from xvit.models.heads import HEAD_CLASSIFIERS, HEAD_CLS_INPUTS, HEAD_TYPES, build_head, trunc_normal_linear
 from xvit.models.layers import TEMP_EMBED_MODES, PatchEmbed, resize_pos_embed, resize_temp_embed
 from xvit.models.storage import save_pretrained
 from xvit.models.variants import ATTENTION_TYPES, VARIANTS
@@ -50,8 +50,11 @@ class VideoViTConfig:
         with `head_num_heads` heads (None: num_heads), qkv bias `head_qkv_bias`, LayerNorm
         eps `head_norm_eps`, optional `head_pos_embed`, and the classifier
         `head_classifier` "mlp" (LayerNorm, Linear(D, head_mlp_dim), GELU, Dropout, Linear; as
-        released) or "linear" (LayerNorm, Dropout, Linear; ViViT)). `head_drop_rate` is the
-        dropout before the classifier.
+        released) or "linear" (LayerNorm, Dropout, Linear; ViViT)). `head_cls`: what the
+        head's CLS enters its blocks as: "mean" (the learned token plus the mean of the frame
+        features: the default, the head starts from what averaging sees and cannot settle on
+        an output of its own) or "token" (the learned token alone: released X-ViT, ViViT).
+        `head_drop_rate` is the dropout before the classifier.
     representation_size: the ImageNet-21k representation layer `pre_logits.fc` + tanh on the
         final CLS (None: none).
     class_names, mean, std, multi_label: what the outputs mean and what input they expect
@@ -93,6 +96,7 @@ class VideoViTConfig:
     head_norm_eps: float = 1e-5
     head_pos_embed: bool = False
     head_classifier: str = "mlp"
+    head_cls: str = "mean"
     mean: tuple[float, ...] = (0.5, 0.5, 0.5)
     std: tuple[float, ...] = (0.5, 0.5, 0.5)
     class_names: list[str] | None = None
@@ -117,6 +121,7 @@ class VideoViTConfig:
             "mix_split": MIX_SPLITS,
             "temp_embed_mode": TEMP_EMBED_MODES,
             "head_classifier": HEAD_CLASSIFIERS,
+            "head_cls": HEAD_CLS_INPUTS,
         }
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:

@@ -73,6 +73,7 @@ from xvit.engine.train.sampling import ResumableSampler, SeededDataset, sample_s
 from xvit.engine.train.train_state import (
     check_resumed_classes,
     config_changes,
+    keep_resumed_head_cls,
     newest_state,
     restore_training_state,
     resume_position,
@@ -259,6 +260,7 @@ class Trainer:
     def _resume(self, state: dict[str, Any], resumed_from: Path) -> None:
         changed = config_changes(state.get("config", {}), self.cfg, self.out)
         check_resumed_classes(state, self.data.class_names, self.model, self.out)
+        keep_resumed_head_cls(state, [self.model, *([self.ema.module] if self.ema else [])], self.log.print)
         self.epoch, self.batch_in_epoch = resume_position(state, self.cfg.train.epochs, resumed_from)
         restore_training_state(
             state,

@@ -3,7 +3,7 @@
 - :func:`param_groups`: weight decay on weight matrices only; none on norms, biases,
   embeddings and tokens, nor on what ``model.no_weight_decay()`` names.
 - :func:`build_optimizer`: SGD with momentum (the released recipe) or AdamW; the head at its
-  own rate (``optim.head_lr_scale``, by default the head's: 0.03 for the temporal-attention
+  own rate (``optim.head_lr_scale``, by default the head's: 0.1 for the temporal-attention
   head, docs/results.md) and optional layer-wise decay (``optim.layer_decay``).
 - :func:`warmup_cosine`: a ``LambdaLR`` stepping once per optimiser step, linear warm-up to
   the peak rate, then a half cosine down to ``min_lr``.

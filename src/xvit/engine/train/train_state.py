@@ -24,6 +24,7 @@ __all__ = [
     "RESUMABLE_KEYS",
     "check_resumed_classes",
     "config_changes",
+    "keep_resumed_head_cls",
     "newest_state",
     "restore_training_state",
     "resumable_change",
@@ -145,6 +146,10 @@ def training_state(
         "rng": rngs,
         "history": history,
         "config": config_to_dict(cfg),
+        # the network as built (a resumed run computes what it trained: keep_resumed_head_cls)
+        "model_config": model.config.to_dict()
+        if hasattr(getattr(model, "config", None), "to_dict")
+        else None,
         # the label space the head was trained on (a resumed run must read its list the same way)
         "class_names": [str(c) for c in (getattr(getattr(model, "config", None), "class_names", None) or [])],
     }
@@ -177,6 +182,23 @@ def check_resumed_classes(state: dict[str, Any], class_names: list[str], model: 
             f"this run's model {tuple(target[wrong[0]].shape)} (the list has {len(class_names)} classes); "
             f"use --fresh to start over, or another --out"
         )
+
+
+def keep_resumed_head_cls(state: dict[str, Any], models: list[nn.Module], say: Callable[[str], None]) -> None:
+    """A temporal-attention head resumes with the CLS input it was trained with: the
+    checkpoint's ``head_cls`` (``"token"`` in checkpoints written before the field existed,
+    when the head took the token alone), not this version's default. The weights are the
+    same tensors either way, so a mismatch would load silently and compute something else."""
+    config = getattr(models[0], "config", None)
+    if getattr(config, "head", None) != "ta":
+        return
+    saved = (state.get("model_config") or {}).get("head_cls", "token")
+    if config.head_cls == saved:  # type: ignore[union-attr]
+        return
+    for model in models:
+        model.config.head_cls = saved  # type: ignore[union-attr]
+        model.head.cls_mean = saved == "mean"  # type: ignore[union-attr]
+    say(f"the checkpoint's temporal-attention head takes its CLS as {saved!r} (head_cls): resumed so")
 
 
 def write_checkpoint(
