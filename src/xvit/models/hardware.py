@@ -4,7 +4,7 @@ whether a low precision is hopelessly slow here.
 Precision choices are made by measuring, not by reading CPU flags. A CPU with no native bf16
 (AVX2 only, such as an AMD EPYC of the Zen 3 generation) multiplies bf16 through PyTorch's
 fallback kernels at a fiftieth of its fp32 rate: a 2048 x 2048 bf16 product there takes
-about 100 s, and a bf16 X-ViT-B/16 clip tens of minutes. So every rate here grows the
+about 20 s, and a bf16 X-ViT-B/16 clip about five minutes. So every rate here grows the
 product only while one product stays within a time budget, and :func:`slow_precision`
 names a precision that is not worth timing on a whole model.
 """
