@@ -8,11 +8,20 @@ each knob can move one part of the model alone:
 - ``--qkv-lr``: on top of it, the head's attention projections only;
 - ``--layer-decay``: BEiT's layer-wise decay over the backbone (the head at the full rate);
 - ``--warmup``: warm-up epochs; ``--beta2``: AdamW's second-moment decay;
-- ``--zero-last``: the head's last linear layer initialised at zero.
+- ``--zero-last``: the head's last linear layer initialised at zero;
+- ``--cls``: what the head's CLS enters as (``mean``: token plus the frames' mean, the
+  model's default; ``token``: the token alone, as released and as every row measured before
+  ``head_cls`` existed); ``--cls-lr`` / ``--cls-std``: the CLS token's own rate and a
+  truncated-normal start; ``--block-lr`` / ``--mlp-lr``: the rate of the head's transformer
+  block (with its CLS token) or of its classifier MLP alone;
+- ``--squares DIR``: train and validate on the moving squares
+  (``xvit.data.squares.write_squares_dataset(DIR, num_train=256, num_val=50)``) instead of
+  the built-in synthetic data.
 
 Prints the validation top-1 after every epoch and one ``RESULT`` line per seed:
 
     python benchmarks/ta_lr_sweep.py --head ta --head-lr 0.1 --seeds 0,1 --epochs 6 --tag hlr0.1
+    python benchmarks/ta_lr_sweep.py --head ta --cls token --head-lr 0.03 --squares runs/squares --epochs 5
 """
 
 from __future__ import annotations
@@ -41,6 +50,12 @@ def groups(model: nn.Module, a: argparse.Namespace) -> list[dict]:
     for name, p in model.named_parameters():
         if name.startswith("head."):
             scale = a.head_lr * (a.qkv_lr if ".attn.qkv" in name else 1.0)
+            if a.block_lr is not None and name.startswith(("head.blocks", "head.cls_token")):
+                scale = a.block_lr
+            if a.cls_lr is not None and name == "head.cls_token":
+                scale = a.cls_lr
+            if a.mlp_lr is not None and name.startswith("head.mlp_head"):
+                scale = a.mlp_lr
         elif name.startswith("blocks."):
             scale = a.layer_decay ** (depth - int(name.split(".")[1]))
         elif name.startswith("norm."):
@@ -64,17 +79,30 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--layer-decay", type=float, default=1.0)
     p.add_argument("--beta2", type=float, default=0.999)
     p.add_argument("--zero-last", action="store_true")
+    p.add_argument("--cls", choices=("mean", "token"), default="mean")
+    p.add_argument("--cls-lr", type=float, default=None)
+    p.add_argument("--cls-std", type=float, default=0.0)
+    p.add_argument("--block-lr", type=float, default=None)
+    p.add_argument("--mlp-lr", type=float, default=None)
+    p.add_argument("--squares", default=None, help="a moving-squares dataset directory")
     p.add_argument("--tag", default="")
     a = p.parse_args(argv)
     torch.set_num_threads(1)
-    cfg = load_config(RECIPE, [f"optim.lr={a.lr}", f"train.epochs={a.epochs}"])
+    overrides = [f"optim.lr={a.lr}", f"train.epochs={a.epochs}"]
+    if a.squares:
+        overrides += [f"data.train_list={a.squares}/train.txt", f"data.val_list={a.squares}/val.txt"]
+    cfg = load_config(RECIPE, overrides)
     data = load_clips(cfg)
     xtr, ytr = data["train"]
     xva, yva = data["val"]
     for seed in [int(s) for s in a.seeds.split(",")]:
-        c = apply_overrides(cfg, [f"model.head={a.head}", f"train.seed={seed}"])
+        c = apply_overrides(
+            cfg, [f"model.head={a.head}", f"train.seed={seed}", f"model.overrides.head_cls={a.cls}"]
+        )
         torch.manual_seed(seed)
-        model = build_model(c, num_classes=8)
+        model = build_model(c, num_classes=int(ytr.max()) + 1)
+        if a.cls_std and hasattr(model.head, "cls_token"):
+            nn.init.trunc_normal_(model.head.cls_token, std=a.cls_std)
         if a.zero_last:
             last = model.head.mlp_head[-1] if hasattr(model.head, "mlp_head") else model.head.fc
             nn.init.zeros_(last.weight)
