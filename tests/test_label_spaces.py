@@ -20,9 +20,9 @@ from test_engine_utils import TINY_MODEL
 import xvit
 from xvit.cli.main import main
 from xvit.data.samples import Sample
+from xvit.engine.infer.video_list import read_listed_videos
 from xvit.engine.run.labels import check_listed_labels, label_space, own_class_map
 from xvit.engine.run.schema import ConfigError
-from xvit.engine.run.video_list import read_listed_videos
 from xvit.models.storage import save_pretrained
 
 CLASSES = ["up", "down", "left"]

@@ -352,7 +352,7 @@ def test_property_a_video_list_gives_its_files_and_labels_exactly(
     """`xvit predict --list` / `xvit extract --list`: every line's existing file and labels
     exactly (paths with spaces, commas, any script), or a one-line error naming the list and
     line (only where two parts of a line both name files)."""
-    from xvit.engine.run.video_list import read_listed_videos
+    from xvit.engine.infer.video_list import read_listed_videos
 
     root = tmp_path_factory.mktemp("videos")
     lines = []

@@ -67,7 +67,7 @@ def add_arguments(p: argparse.ArgumentParser, intermixed: bool) -> None:
 
 def _videos(args: argparse.Namespace) -> list:
     """The videos to run on: ``ListedVideo`` (path, label texts, line) of --list, or paths."""
-    from xvit.engine.run.video_list import read_listed_videos
+    from xvit.engine.infer.video_list import read_listed_videos
 
     if args.list_file and args.videos:
         raise ValueError("give videos or --list FILE, not both")

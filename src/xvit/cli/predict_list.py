@@ -15,8 +15,8 @@ def run_list(args: argparse.Namespace) -> int:
     """Predict every video of ``args.list_file`` into ``args.out``: 0 when all were predicted,
     1 when some failed (listed in the .failed.csv next to it), 2 for bad input."""
     from xvit.engine.infer.batch_predict import predict_list
+    from xvit.engine.infer.video_list import read_listed_videos
     from xvit.engine.run.schema import ConfigError
-    from xvit.engine.run.video_list import read_listed_videos
 
     if args.videos:
         return error(PROG, "give videos or --list FILE, not both", 2)

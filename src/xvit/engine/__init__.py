@@ -59,11 +59,11 @@ def __dir__() -> list[str]:
 # (train.py and evaluate.py became train/loop.py and evaluate/evaluator.py; their packages
 # export the old modules' public names).
 _OLD_MODULES = {
-    "run": "checks coerce config cores data distributed metrics model precision rundir saved schema "
-    "scoring video_list",
+    "run": "checks coerce config cores data distributed metrics model precision rundir saved schema scoring",
     "deploy": "export precision_auto quantize quantize_static runtime_targets runtimes",
     "evaluate": "eval_run report views_curve",
-    "infer": "batch_predict extract predict render stream timeline timeline_plot window_clips window_scorer",
+    "infer": "batch_predict extract predict render stream timeline timeline_plot video_list window_clips "
+    "window_scorer",
     "serve": "app batcher decode metrics service upload",
     "train": "ablation checkpoint collapse mixing nonfinite optim plan runlog sampling train_state",
 }

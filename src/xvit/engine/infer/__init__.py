@@ -2,7 +2,8 @@
 (`--list`, resumable CSV), ``window_clips`` (the one window grid along a video) and
 ``window_scorer`` (scoring them with exact reuse of segment features), ``timeline`` /
 ``timeline_plot`` / ``render`` (`--timeline`: JSON/CSV, plot, video), ``stream`` (`--stream`:
-live sources) and ``extract`` (`xvit extract`: features per window or video).
+live sources), ``extract`` (`xvit extract`: features per window or video) and ``video_list``
+(the lists of videos `--list` runs on, with their labels; the CSV files they write).
 
 Imports run and deploy."""
 

@@ -23,13 +23,13 @@ import torch
 
 from xvit.data.annotations import Sample
 from xvit.data.dataset import build_loader
+from xvit.engine.infer.video_list import atomic_write_text, csv_text
 from xvit.engine.run.data import build_eval_dataset
 from xvit.engine.run.distributed import configure_threads, resolve_device
 from xvit.engine.run.labels import check_listed_labels
 from xvit.engine.run.metrics import fuse_views, scores_to_probs
 from xvit.engine.run.saved import load_run
 from xvit.engine.run.schema import parse_views
-from xvit.engine.run.video_list import atomic_write_text, csv_text
 
 __all__ = ["failed_path", "predict_list", "prediction_header"]
 

@@ -38,13 +38,13 @@ from xvit.data.cores import default_workers
 from xvit.data.dataset import worker_context, worker_init_fn
 from xvit.data.errors import VideoDecodeError
 from xvit.data.transforms import EvalTransform
+from xvit.engine.infer.video_list import atomic_write_text, csv_text, output_names
 from xvit.engine.infer.window_clips import VideoFrames, WindowSpec, default_stride, iter_windows
 from xvit.engine.run.coerce import apply_overrides
 from xvit.engine.run.distributed import all_gather_object, barrier, configure_threads, init_distributed
 from xvit.engine.run.model import build_model
 from xvit.engine.run.saved import load_run
 from xvit.engine.run.schema import Config
-from xvit.engine.run.video_list import atomic_write_text, csv_text, output_names
 
 __all__ = [
     "FEATURES_DEFINITION",

@@ -6,7 +6,7 @@
 - what a config builds: ``model`` (the network), ``data`` (datasets from lists, class folders,
   annotation formats), ``labels`` (where a list's labels meet a model's classes: refused
   naming both sides, or stated), ``saved`` (a run or ``save_pretrained`` directory back as
-  model + config), ``video_list`` (lists of videos to run on, with their labels);
+  model + config);
 - how it runs: ``distributed`` (devices, DDP, threads from the usable cores of
   ``xvit.data.cores``), ``precision`` (autocast), ``scoring`` (every test view of a dataset
   through a model once), ``metrics`` (view fusion, classification and agreement figures),
