@@ -14,6 +14,7 @@ each knob can move one part of the model alone:
   ``head_cls`` existed); ``--cls-lr`` / ``--cls-std``: the CLS token's own rate and a
   truncated-normal start; ``--block-lr`` / ``--mlp-lr``: the rate of the head's transformer
   block (with its CLS token) or of its classifier MLP alone;
+- ``--set KEY=VALUE``: any model field (``model.overrides.KEY``), e.g. ``head_classifier=linear``;
 - ``--squares DIR``: train and validate on the moving squares
   (``xvit.data.squares.write_squares_dataset(DIR, num_train=256, num_val=50)``) instead of
   the built-in synthetic data.
@@ -85,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--block-lr", type=float, default=None)
     p.add_argument("--mlp-lr", type=float, default=None)
     p.add_argument("--squares", default=None, help="a moving-squares dataset directory")
+    p.add_argument("--set", action="append", default=[], help="a model key=value (repeatable)")
     p.add_argument("--tag", default="")
     a = p.parse_args(argv)
     torch.set_num_threads(1)
@@ -97,7 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     xva, yva = data["val"]
     for seed in [int(s) for s in a.seeds.split(",")]:
         c = apply_overrides(
-            cfg, [f"model.head={a.head}", f"train.seed={seed}", f"model.overrides.head_cls={a.cls}"]
+            cfg,
+            [f"model.head={a.head}", f"train.seed={seed}", f"model.overrides.head_cls={a.cls}"]
+            + [f"model.overrides.{kv}" for kv in a.set],
         )
         torch.manual_seed(seed)
         model = build_model(c, num_classes=int(ytr.max()) + 1)

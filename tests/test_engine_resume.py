@@ -80,13 +80,10 @@ def test_sigkill_then_same_command_matches_uninterrupted_run(tmp_path, capsys):
         assert torch.equal(a[k], b[k]), k
 
 
-def test_resume_from_every_checkpoint_in_process(tmp_path):
-    """Each saved position (mid-epoch and epoch end) continues to the same final weights."""
-    from xvit.engine.run.config import load_config
-    from xvit.engine.train.loop import train
-
+def _two_epochs_in_process(tmp_path):
+    """The tiny model on a 12-video list for 2 epochs of 3 steps, a checkpoint every 2 steps."""
     lists = make_dataset(tmp_path / "data", n_train=12, n_val=3)
-    base = [
+    return [
         *TINY_MODEL,
         f"data.train_list={lists['train']}",
         f"data.val_list={lists['val']}",
@@ -96,6 +93,16 @@ def test_resume_from_every_checkpoint_in_process(tmp_path):
         "train.checkpoint_every=2",
         "train.keep_checkpoints=0",
         "train.tensorboard=false",
+    ]
+
+
+def test_resume_from_every_checkpoint_in_process(tmp_path):
+    """Each saved position (mid-epoch and epoch end) continues to the same final weights."""
+    from xvit.engine.run.config import load_config
+    from xvit.engine.train.loop import train
+
+    base = [
+        *_two_epochs_in_process(tmp_path),
         "model.drop_path_rate=0.2",
         "optim.accum_steps=1",
     ]
@@ -151,19 +158,7 @@ def test_a_checkpoint_from_before_head_cls_resumes_with_the_token_alone(tmp_path
     from xvit.engine.run.config import load_config
     from xvit.engine.train.loop import train
 
-    lists = make_dataset(tmp_path / "data", n_train=12, n_val=3)
-    base = [
-        *[a for a in TINY_MODEL if a != "model.head=avg"],
-        "model.head=ta",
-        f"data.train_list={lists['train']}",
-        f"data.val_list={lists['val']}",
-        "train.epochs=2",
-        "data.batch_size=4",
-        "data.workers=0",
-        "train.checkpoint_every=2",
-        "train.keep_checkpoints=0",
-        "train.tensorboard=false",
-    ]
+    base = [*_two_epochs_in_process(tmp_path), "model.head=ta"]
     token = ["model.overrides.head_cls=token"]
     ref = train(load_config(None, base + token + [f"train.out={tmp_path / 'ref'}"]), echo=False)
     assert ref.model.config.head_cls == "token" and not ref.model.head.cls_mean
