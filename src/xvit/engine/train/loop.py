@@ -80,6 +80,7 @@ from xvit.engine.train.train_state import (
     training_state,
     write_checkpoint,
 )
+from xvit.models.hardware import slow_precision
 from xvit.models.storage import write_model_card
 
 __all__ = ["TrainResult", "Trainer", "train"]
@@ -248,6 +249,9 @@ class Trainer:
             )
             + (f", amp {self.amp_dtype}" if self.amp_dtype else "")
         )
+        slow = slow_precision(self.amp_dtype, self.device) if self.amp_dtype else None
+        if slow:  # asked for (train.amp=auto is off on the CPU): said, not refused
+            self.log.print(f"warning: train.amp={self.cfg.train.amp} will be slower than fp32 here: {slow}")
         self.log.event(
             "start",
             0,
