@@ -146,6 +146,41 @@ def test_property_the_list_reader_reads_exactly_or_refuses(tmp_path, rows, encod
     assert [(s.path, s.label) for s in got.samples] == expected
 
 
+# Class names as Kinetics writes them ("playing guitar"): words of a few letters.
+spaced_name = st.lists(st.text(alphabet="abcdefg", min_size=1, max_size=5), min_size=1, max_size=3).map(
+    " ".join
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    names=st.lists(spaced_name, min_size=1, max_size=6, unique=True),
+    rows=st.lists(
+        st.tuples(path_text.filter(lambda p: "," not in p), st.integers(0, 5)), min_size=1, max_size=6
+    ),
+    sep=st.sampled_from([" ", "\t", "   "]),
+)
+def test_property_class_names_with_spaces_in_a_path_label_list(tmp_path, names, rows, sep):
+    """``path class name`` lines whose class names have spaces are read exactly; a line whose
+    words end in two class names ('moving left' and 'left') is refused with its line, never
+    read as another path and label."""
+    rows = [(p, k % len(names)) for p, k in rows]
+    path = tmp_path / "named.txt"
+    path.write_text("\n".join(f"{p}{sep}{names[k]}" for p, k in rows) + "\n", encoding="utf-8")
+
+    def tails(p: str, name: str) -> int:  # class names the line's last words spell
+        words = f"{p} {name}".split()
+        return sum(" ".join(words[-k:]) in names for k in range(1, len(words)))
+
+    try:
+        got = read_list_file(path, class_names=names)
+    except AnnotationError as e:
+        line = int(re.search(r"named\.txt:(\d+): ", str(e)).group(1))
+        assert "\n" not in str(e) and tails(*rows[line - 1][:1], names[rows[line - 1][1]]) > 1
+        return
+    assert [(s.path, s.label) for s in got.samples] == rows
+
+
 @settings(max_examples=200, deadline=None)
 @given(data=st.binary(max_size=200))
 def test_property_any_bytes_read_or_refused_in_one_line(tmp_path_factory, data):

@@ -111,6 +111,42 @@ def _split_multi_label(
     raise annotation_error(file, lineno, f"expected 'path label1,label2,...', got {raw!r}")
 
 
+def _split_path_label(
+    line: str, raw: str, file: PathLike, lineno: int, names: list[str] | None, index: dict[str, int] | None
+) -> list[str]:
+    """A whitespace-separated single-label line -> ``[path, label]`` or, for mmaction2's
+    rawframes line ``dir num_frames label``, ``[dir, num, label]``.
+
+    The label is the last word, or, where class names have spaces ("playing guitar"), the
+    tail of the line that is such a name. A line ending in two class names ("moving left"
+    and "left" both classes) is ambiguous and refused with its line."""
+    words = line.split()
+    label_words = 1
+    spaced = [len(n.split()) for n in index or {} if len(n.split()) > 1]
+    if spaced:
+        tails = [k for k in sorted(set(spaced)) if k < len(words) and " ".join(words[-k:]) in index]
+        found = [" ".join(words[-k:]) for k in tails]
+        if _label_or_none(words[-1], names, index) is not None:
+            found.append(words[-1])
+        if len(found) > 1:
+            raise annotation_error(
+                file,
+                lineno,
+                f"{raw.strip()!r} ends in several class names ({', '.join(repr(n) for n in found)}); "
+                f"write it as 'path,label' to say which",
+            )
+        if tails:
+            label_words = tails[0]
+    if len(words) <= label_words:
+        return [line]  # no path: the caller says what a line must hold
+    head = line.rsplit(None, label_words)[0].strip()
+    label = " ".join(words[-label_words:])
+    rest = head.split()
+    if len(rest) >= 2 and rest[-1].isdigit():  # ``dir num_frames label`` vs a path with spaces
+        return [head.rsplit(None, 1)[0], rest[-1], label]
+    return [head, label]
+
+
 def read_list_file(
     path: PathLike,
     root: PathLike | None = None,
@@ -121,7 +157,8 @@ def read_list_file(
     """Read a list file with one clip per line: ``path label``.
 
     Fields are separated by a comma when the line has one, else by whitespace (the label
-    is the last field, so paths may contain spaces). A three-field line ``path num label``
+    is the last field, so paths may contain spaces; with class names that have spaces, the
+    tail of the line that is one, and a line ending in two is refused). A three-field line ``path num label``
     (mmaction2's rawframe lists) is accepted and the middle field ignored. The label is a
     class index or, when ``class_names`` (a list or a file with one name per line) is
     given, a class name. Relative paths are joined to ``root``. Blank lines and lines
@@ -163,10 +200,7 @@ def read_list_file(
                     f"{raw!r} looks like several labels; multi-label list files need data.multi_label=true",
                 )
         else:
-            tokens = line.split()
-            # ``dir num_frames label`` (mmaction2 rawframes) vs a path with spaces.
-            rawframes = len(tokens) >= 3 and tokens[-2].isdigit()
-            fields = line.rsplit(None, 2 if rawframes else 1)
+            fields = _split_path_label(line, raw, path, lineno, names, index)
         if len(fields) == 3 and fields[1].isdigit():
             fields = [fields[0], fields[2]]
         if len(fields) != 2 or not fields[0]:
