@@ -153,33 +153,37 @@ def test_fresh_starts_over(tmp_path):
 
 def test_a_checkpoint_from_before_head_cls_resumes_with_the_token_alone(tmp_path, capsys):
     """A temporal-attention run checkpointed before `head_cls` existed (its head took the CLS
-    token alone; the checkpoint holds no model config) resumes computing what it trained, not
-    this version's default, and ends with the weights of the run that never stopped."""
+    token alone, its classifier was the MLP; the checkpoint holds no model config) resumes
+    computing what it trained, not this version's defaults, and ends with the weights of the
+    run that never stopped."""
     from xvit.engine.run.config import load_config
     from xvit.engine.train.loop import train
 
     base = [*_two_epochs_in_process(tmp_path), "model.head=ta"]
-    token = ["model.overrides.head_cls=token"]
+    token = ["model.overrides.head_cls=token", "model.overrides.head_classifier=mlp"]
     ref = train(load_config(None, base + token + [f"train.out={tmp_path / 'ref'}"]), echo=False)
     assert ref.model.config.head_cls == "token" and not ref.model.head.cls_mean
     path = ckpt.list_checkpoints(tmp_path / "ref" / "checkpoints")[0]
     state = torch.load(path, weights_only=True)
     assert state["model_config"]["head_cls"] == "token"
-    # as written before the field: no model config, and the run's config without the override
+    # as written before the field: no model config, and the run's config without the overrides
     del state["model_config"]
     del state["config"]["model"]["overrides"]["head_cls"]
+    del state["config"]["model"]["overrides"]["head_classifier"]
     out = tmp_path / "old"
     (out / "checkpoints").mkdir(parents=True)
     torch.save(state, out / "checkpoints" / path.name)
     capsys.readouterr()
     res = train(load_config(None, base + [f"train.out={out}"]), echo=True)
     assert (
-        "temporal-attention head takes its CLS as 'token' (head_cls): resumed so" in capsys.readouterr().out
+        "the checkpoint's temporal-attention head was trained with head_cls='token', "
+        "head_classifier='mlp': resumed so" in capsys.readouterr().out
     )
-    assert res.model.config.head_cls == "token"
+    assert res.model.config.head_cls == "token" and res.model.config.head_classifier == "mlp"
     for (k, v), (_, w) in zip(ref.model.state_dict().items(), res.model.state_dict().items()):
         assert torch.equal(v, w), k
     # the saved model says so, and loads as it was trained
     import xvit
 
     assert xvit.load_model(out).config.head_cls == "token"
+    assert xvit.load_model(out).config.head_classifier == "mlp"

@@ -122,9 +122,10 @@ def test_avg_and_linear_heads_by_hand():
 
 @pytest.mark.parametrize("head_cls", ["token", "mean"])
 def test_temporal_attention_head_released_layout_and_hand_computation(head_cls):
-    """The released head (the CLS enters as its token) and the default (token plus the mean
-    of the frame features), by hand; the same parameters either way."""
-    model = tiny("xvit_tiny_patch16", head_cls=head_cls)
+    """The released head (the CLS enters as its token, the MLP classifier) and the default
+    CLS input (token plus the mean of the frame features), by hand; the same parameters
+    either way."""
+    model = tiny("xvit_tiny_patch16", head_cls=head_cls, head_classifier="mlp")
     randomise(model)
     names = {k: tuple(v.shape) for k, v in model.state_dict().items() if k.startswith("head.")}
     assert names["head.cls_token"] == (1, 1, 32)
@@ -152,6 +153,22 @@ def test_temporal_attention_head_released_layout_and_hand_computation(head_cls):
         m = head.mlp_head
         cls = F.layer_norm(x[:, 0], (32,), m[0].weight, m[0].bias, 1e-5)
         ref = m[4](F.gelu(m[1](cls)))
+        torch.testing.assert_close(head(feats), ref, atol=1e-5, rtol=1e-5)
+
+
+def test_temporal_attention_head_default_classifier_by_hand():
+    """The default head: the CLS enters as the token plus the frames' mean, one block, then
+    LayerNorm and one linear layer (no MLP: `head_classifier="linear"`)."""
+    model = tiny("xvit_tiny_patch16")
+    assert model.config.head_cls == "mean" and model.config.head_classifier == "linear"
+    randomise(model)
+    head = model.head
+    assert not any(k.startswith("head.mlp_head") for k in model.state_dict())
+    feats = torch.randn(2, 4, 32)
+    with torch.no_grad():
+        x = torch.cat([head.cls_token.expand(2, 1, 32) + feats.mean(1, keepdim=True), feats], 1)
+        x = head.blocks[0](x.unsqueeze(1))[:, 0]
+        ref = head.fc(F.layer_norm(x[:, 0], (32,), head.norm.weight, head.norm.bias, 1e-5))
         torch.testing.assert_close(head(feats), ref, atol=1e-5, rtol=1e-5)
 
 
@@ -325,17 +342,18 @@ def test_a_saved_model_from_before_head_cls_loads_as_it_was(tmp_path):
     logits of that model, not this version's default."""
     import json
 
-    model = tiny("xvit_tiny_patch16", head_cls="token")
+    model = tiny("xvit_tiny_patch16", head_cls="token", head_classifier="mlp")
     randomise(model)
     model.save_pretrained(tmp_path / "old")
     config = json.loads((tmp_path / "old" / "config.json").read_text())
     assert config.pop("head_cls") == "token"
+    assert config.pop("head_classifier") == "mlp"  # a file from before that field: the MLP
     (tmp_path / "old" / "config.json").write_text(json.dumps(config))
     loaded = xvit.load_model(tmp_path / "old")
-    assert loaded.config.head_cls == "token"
+    assert loaded.config.head_cls == "token" and loaded.config.head_classifier == "mlp"
     x = torch.randn(2, 3, 4, 16, 16)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), model(x))
-        mean = tiny("xvit_tiny_patch16")
+        mean = tiny("xvit_tiny_patch16", head_classifier="mlp")
         mean.load_state_dict(model.state_dict())  # the same tensors, the default CLS input
         assert mean.config.head_cls == "mean" and not torch.allclose(mean(x), model(x))

@@ -34,8 +34,9 @@ FORMAT_VERSION = 1
 # Keys `save_pretrained` adds to `config.to_dict()`; they are not config fields.
 _META_KEYS = ("architecture", "xvit_version", "format_version")
 # Config fields added after files were written without them, with the value that keeps such a
-# file's model as it was: the temporal-attention head's CLS entered as the token alone.
-_FIELDS_ADDED = {"head_cls": "token"}
+# file's model as it was: the temporal-attention head's CLS entered as the token alone and
+# its classifier was the MLP.
+_FIELDS_ADDED = {"head_cls": "token", "head_classifier": "mlp"}
 
 
 def xvit_version() -> str:

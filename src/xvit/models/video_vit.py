@@ -49,8 +49,10 @@ class VideoViTConfig:
         (temporal attention: `head_depth` blocks over a new CLS and the T frame features,
         with `head_num_heads` heads (None: num_heads), qkv bias `head_qkv_bias`, LayerNorm
         eps `head_norm_eps`, optional `head_pos_embed`, and the classifier
-        `head_classifier` "mlp" (LayerNorm, Linear(D, head_mlp_dim), GELU, Dropout, Linear; as
-        released) or "linear" (LayerNorm, Dropout, Linear; ViViT)). `head_cls`: what the
+        `head_classifier` "linear" (LayerNorm, Dropout, Linear; the default, as ViViT's) or
+        "mlp" (LayerNorm, Linear(D, head_mlp_dim), GELU, Dropout, Linear; released X-ViT,
+        kept by converted checkpoints: trained from scratch at the recipe's rate it learned
+        slower than averaging and stayed at chance on a harder task, docs/results.md)). `head_cls`: what the
         head's CLS enters its blocks as: "mean" (the learned token plus the mean of the frame
         features: the default, the head starts from what averaging sees and cannot settle on
         an output of its own) or "token" (the learned token alone: released X-ViT, ViViT).
@@ -95,7 +97,7 @@ class VideoViTConfig:
     head_qkv_bias: bool = False
     head_norm_eps: float = 1e-5
     head_pos_embed: bool = False
-    head_classifier: str = "mlp"
+    head_classifier: str = "linear"
     head_cls: str = "mean"
     mean: tuple[float, ...] = (0.5, 0.5, 0.5)
     std: tuple[float, ...] = (0.5, 0.5, 0.5)
@@ -231,6 +233,20 @@ class VideoViT(nn.Module):
         self.head.init_weights()
 
     # -- API used by the engine ------------------------------------------------------------
+
+    def reset_head(self, **fields: Any) -> None:
+        """Set the config's head `fields` (e.g. `head_classifier="mlp"`) and build a new,
+        freshly initialised head from them, on the device and dtype of the old one."""
+        old = next(self.head.parameters(), None)
+        for key, value in fields.items():
+            if not key.startswith("head"):
+                raise ValueError(f"reset_head: {key!r} is not a head field")
+            setattr(self.config, key, value)
+        self.config.validate()
+        self.head = build_head(self.config, self.num_features)
+        self.head.init_weights()
+        if old is not None:
+            self.head.to(device=old.device, dtype=old.dtype)
 
     def save_pretrained(self, directory: str | os.PathLike[str]) -> Path:
         """Write `config.json` and `model.safetensors` into `directory` (`xvit.models.storage`;

@@ -73,10 +73,10 @@ from xvit.engine.train.sampling import ResumableSampler, SeededDataset, sample_s
 from xvit.engine.train.train_state import (
     check_resumed_classes,
     config_changes,
-    keep_resumed_head_cls,
     newest_state,
     restore_training_state,
     resume_position,
+    resumed_head_changes,
     training_state,
     write_checkpoint,
 )
@@ -261,10 +261,27 @@ class Trainer:
             config=config_to_dict(self.cfg),
         )
 
+    def _keep_resumed_head(self, state: dict[str, Any]) -> None:
+        """A temporal-attention head resumes as the checkpoint trained it (its CLS input and
+        classifier, where this version's defaults differ): the head is built again, then the
+        optimiser over it, before the states are restored."""
+        changes = resumed_head_changes(state, self.model)
+        if not changes:
+            return
+        self.model.reset_head(**changes)
+        if self.dist.distributed:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.ddp_model = DistributedDataParallel(self.model, device_ids=ids)
+        if self.ema is not None:
+            self.ema = ModelEma(self.model, self.cfg.optim.ema_decay)
+        self._build_optimisation()
+        said = ", ".join(f"{k}={v!r}" for k, v in changes.items())
+        self.log.print(f"the checkpoint's temporal-attention head was trained with {said}: resumed so")
+
     def _resume(self, state: dict[str, Any], resumed_from: Path) -> None:
         changed = config_changes(state.get("config", {}), self.cfg, self.out)
         check_resumed_classes(state, self.data.class_names, self.model, self.out)
-        keep_resumed_head_cls(state, [self.model, *([self.ema.module] if self.ema else [])], self.log.print)
+        self._keep_resumed_head(state)
         self.epoch, self.batch_in_epoch = resume_position(state, self.cfg.train.epochs, resumed_from)
         restore_training_state(
             state,

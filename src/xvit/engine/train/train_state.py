@@ -24,11 +24,11 @@ __all__ = [
     "RESUMABLE_KEYS",
     "check_resumed_classes",
     "config_changes",
-    "keep_resumed_head_cls",
     "newest_state",
     "restore_training_state",
     "resumable_change",
     "resume_position",
+    "resumed_head_changes",
     "training_state",
     "write_checkpoint",
 ]
@@ -146,7 +146,7 @@ def training_state(
         "rng": rngs,
         "history": history,
         "config": config_to_dict(cfg),
-        # the network as built (a resumed run computes what it trained: keep_resumed_head_cls)
+        # the network as built (a resumed run computes what it trained: resumed_head_changes)
         "model_config": model.config.to_dict()
         if hasattr(getattr(model, "config", None), "to_dict")
         else None,
@@ -184,21 +184,26 @@ def check_resumed_classes(state: dict[str, Any], class_names: list[str], model: 
         )
 
 
-def keep_resumed_head_cls(state: dict[str, Any], models: list[nn.Module], say: Callable[[str], None]) -> None:
-    """A temporal-attention head resumes with the CLS input it was trained with: the
-    checkpoint's ``head_cls`` (``"token"`` in checkpoints written before the field existed,
-    when the head took the token alone), not this version's default. The weights are the
-    same tensors either way, so a mismatch would load silently and compute something else."""
-    config = getattr(models[0], "config", None)
+def resumed_head_changes(state: dict[str, Any], model: nn.Module) -> dict[str, str]:
+    """The temporal-attention head fields the checkpoint was trained with, where they differ
+    from ``model``'s (this version's defaults): a resumed run computes what it trained.
+
+    ``head_cls`` is ``"token"`` in checkpoints written before the field existed (the head took
+    the token alone); ``head_classifier`` comes from the checkpoint's model config, or in
+    checkpoints without one from its weights (``head.mlp_head.*``: the MLP). The CLS input
+    uses the same tensors either way, so a mismatch there would load silently and compute
+    something else; the classifier's tensors differ, so it would not load at all."""
+    config = getattr(model, "config", None)
     if getattr(config, "head", None) != "ta":
-        return
-    saved = (state.get("model_config") or {}).get("head_cls", "token")
-    if config.head_cls == saved:  # type: ignore[union-attr]
-        return
-    for model in models:
-        model.config.head_cls = saved  # type: ignore[union-attr]
-        model.head.cls_mean = saved == "mean"  # type: ignore[union-attr]
-    say(f"the checkpoint's temporal-attention head takes its CLS as {saved!r} (head_cls): resumed so")
+        return {}
+    saved_config = state.get("model_config") or {}
+    weights = state.get("model", {})
+    saved = {
+        "head_cls": saved_config.get("head_cls", "token"),
+        "head_classifier": saved_config.get("head_classifier")
+        or ("mlp" if any(k.startswith("head.mlp_head.") for k in weights) else "linear"),
+    }
+    return {k: v for k, v in saved.items() if getattr(config, k) != v}
 
 
 def write_checkpoint(
