@@ -83,8 +83,12 @@ class TemporalAttentionHead(nn.Module):
 
     `pos_frames` > 0 adds a learnable temporal position embedding `pos_embed (1, Tp, D)` to
     the frame features (linearly resized when T differs); the CLS gets none.
-    `classifier="mlp"`: `mlp_head` = LayerNorm, Linear(D, mlp_dim), GELU, Dropout(drop),
-    Linear(mlp_dim, classes) (released X-ViT); `"linear"`: `norm`, Dropout(drop), `fc`.
+    `classifier="linear"` (the default): `norm`, Dropout(drop), `fc`; `"mlp"`: `mlp_head` =
+    LayerNorm, Linear(D, mlp_dim), GELU, Dropout(drop), Linear(mlp_dim, classes) (released
+    X-ViT). Trained from random weights at an AdamW recipe's rate, the MLP learned more
+    slowly than averaging and on a harder task stayed at chance on one seed of two, where
+    the linear classifier learns as fast as averaging (docs/results.md, "The classifier
+    after the block").
 
     `cls="mean"` adds the mean of the T frame features to the learned CLS token before the
     blocks (no parameters added): the CLS then carries the video from the first step, as
@@ -107,7 +111,7 @@ class TemporalAttentionHead(nn.Module):
         norm_eps: float = 1e-5,
         drop: float = 0.0,
         pos_frames: int = 0,
-        classifier: str = "mlp",
+        classifier: str = "linear",
         cls: str = "mean",
     ) -> None:
         super().__init__()
@@ -218,10 +222,10 @@ HEAD_TYPES = tuple(HEADS)
 # classifier MLP, freshly initialised; under AdamW each of its parameters moves by about the
 # rate per step, and at the backbone's full rate it fits the class prior before the
 # backbone's features separate the videos. With the CLS started from the frames' mean
-# (head_cls="mean") a tenth of the rate trains on every seed measured and faster than
-# averaging; with the token alone 0.1x still collapsed one seed in three, 0.03x none but
-# slowly (docs/results.md, "The temporal-attention head at the recipe's rate"). The linear
-# heads train at the full rate.
+# (head_cls="mean") and a linear classifier after the block, a tenth of the rate trains
+# faster than averaging on the tasks measured; with the token alone 0.1x still collapsed one
+# seed in three, 0.03x none but slowly (docs/results.md, "The temporal-attention head at the
+# recipe's rate"). The linear heads train at the full rate.
 HEAD_LR_SCALE: dict[str, float] = {"ta": 0.1, "avg": 1.0, "linear": 1.0}
 # The classifiers of the temporal-attention head (`config.head_classifier`).
 HEAD_CLASSIFIERS = ("mlp", "linear")
