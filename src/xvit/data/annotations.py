@@ -111,20 +111,32 @@ def _split_multi_label(
     raise annotation_error(file, lineno, f"expected 'path label1,label2,...', got {raw!r}")
 
 
+def _spaced_name_lengths(names: Sequence[str] | None) -> list[int]:
+    """The word counts (> 1) of the class names that have spaces, ascending: the tails of a
+    ``path label`` line that may be a class name (one pass per file, not per line)."""
+    return sorted({len(n.split()) for n in names or () if len(n.split()) > 1})
+
+
 def _split_path_label(
-    line: str, raw: str, file: PathLike, lineno: int, names: list[str] | None, index: dict[str, int] | None
+    line: str,
+    raw: str,
+    file: PathLike,
+    lineno: int,
+    names: list[str] | None,
+    index: dict[str, int] | None,
+    spaced: list[int],
 ) -> list[str]:
     """A whitespace-separated single-label line -> ``[path, label]`` or, for mmaction2's
     rawframes line ``dir num_frames label``, ``[dir, num, label]``.
 
     The label is the last word, or, where class names have spaces ("playing guitar"), the
-    tail of the line that is such a name. A line ending in two class names ("moving left"
-    and "left" both classes) is ambiguous and refused with its line."""
+    tail of the line that is such a name (`spaced`: :func:`_spaced_name_lengths`). A line
+    ending in two class names ("moving left" and "left" both classes) is ambiguous and
+    refused with its line."""
     words = line.split()
     label_words = 1
-    spaced = [len(n.split()) for n in index or {} if len(n.split()) > 1]
-    if spaced:
-        tails = [k for k in sorted(set(spaced)) if k < len(words) and " ".join(words[-k:]) in index]
+    if spaced and index is not None:
+        tails = [k for k in spaced if k < len(words) and " ".join(words[-k:]) in index]
         found = [" ".join(words[-k:]) for k in tails]
         if _label_or_none(words[-1], names, index) is not None:
             found.append(words[-1])
@@ -172,6 +184,7 @@ def read_list_file(
     """
     names = as_class_list(class_names)
     index = {n: i for i, n in enumerate(names)} if names is not None else None
+    spaced = _spaced_name_lengths(names)
     samples, missing = [], []
     for lineno, raw in enumerate(read_user_lines(path), start=1):
         line = raw.strip()
@@ -200,7 +213,7 @@ def read_list_file(
                     f"{raw!r} looks like several labels; multi-label list files need data.multi_label=true",
                 )
         else:
-            fields = _split_path_label(line, raw, path, lineno, names, index)
+            fields = _split_path_label(line, raw, path, lineno, names, index, spaced)
         if len(fields) == 3 and fields[1].isdigit():
             fields = [fields[0], fields[2]]
         if len(fields) != 2 or not fields[0]:
