@@ -177,13 +177,17 @@ class Trainer:
         num_classes = len(self.data.class_names)
         model = model if model is not None else build_model(cfg, num_classes, self.data.class_names)
         self.model = model.to(self.device)
+        self._wrap_model()
+        self.multi_label = bool(cfg.data.multi_label)  # multi-hot targets, BCE, mAP
+        self.mixer = build_mixer(cfg, num_classes)
+
+    def _wrap_model(self) -> None:
+        """DDP over the model where several processes train, and its EMA copy if asked for."""
         self.ddp_model: nn.Module = self.model
         if self.dist.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.ddp_model = DistributedDataParallel(self.model, device_ids=ids)
-        self.ema = ModelEma(self.model, cfg.optim.ema_decay) if cfg.optim.ema else None
-        self.multi_label = bool(cfg.data.multi_label)  # multi-hot targets, BCE, mAP
-        self.mixer = build_mixer(cfg, num_classes)
+        self.ema = ModelEma(self.model, self.cfg.optim.ema_decay) if self.cfg.optim.ema else None
 
     def _build_optimisation(self) -> None:
         """Steps, learning rate, optimiser, schedule, precision."""
@@ -269,11 +273,7 @@ class Trainer:
         if not changes:
             return
         self.model.reset_head(**changes)
-        if self.dist.distributed:
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.ddp_model = DistributedDataParallel(self.model, device_ids=ids)
-        if self.ema is not None:
-            self.ema = ModelEma(self.model, self.cfg.optim.ema_decay)
+        self._wrap_model()
         self._build_optimisation()
         said = ", ".join(f"{k}={v!r}" for k, v in changes.items())
         self.log.print(f"the checkpoint's temporal-attention head was trained with {said}: resumed so")
