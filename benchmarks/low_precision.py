@@ -8,8 +8,10 @@ Rows (each timed once per round in turn, interleaved, median of ``--repeats`` ro
   and with each kernel forced (``sdpa``, the chunked ``math``); bf16 autocast;
   ``--compile``: bf16 weights under ``torch.compile`` with inductor's freezing;
 * int8: torch's dynamic int8 (``xvit quantize``), ONNX Runtime's static QDQ model (``xvit
-  quantize --method static``, calibrated on 4 seeded random clips: speed only) and the same
-  QDQ file compiled by OpenVINO;
+  quantize --method static``, calibrated on 4 seeded random clips: speed only), the same
+  QDQ file compiled by OpenVINO, and ONNX Runtime's dynamic quantiser on the fp32 export
+  (``quantize_dynamic``: int8 weights per output channel in a 7-bit range, the same linear
+  layers as torch's dynamic int8; a benchmark row, not an ``xvit quantize`` method);
 * OpenVINO on the fp32 ONNX export with ``INFERENCE_PRECISION_HINT`` f32 and bf16.
 
 Each row's achieved GFLOP/s (X-ViT-B/16's FLOPs per clip x clips/s) is divided by the same
@@ -82,6 +84,27 @@ def add_bf16_rows(rows: dict[str, tuple], model: torch.nn.Module, x: torch.Tenso
     rows["torch bf16 autocast"] = ("bf16", autocast)
 
 
+def ort_dynamic_int8(fp32_onnx: Path, out: Path, options: object) -> object:
+    """ONNX Runtime's dynamic int8 of the fp32 export (the linear layers' products: MatMul with
+    a constant weight and Gemm; int8 weights per output channel in a 7-bit range, as torch's
+    x86 dynamic int8 does, activations quantised per call) as a CPU session."""
+    import onnxruntime as ort
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    prepared = out.with_suffix(".pre.onnx")
+    quant_pre_process(str(fp32_onnx), str(prepared), skip_symbolic_shape=True)
+    quantize_dynamic(
+        str(prepared),
+        str(out),
+        op_types_to_quantize=["MatMul", "Gemm"],
+        per_channel=True,
+        reduce_range=True,  # 7-bit weights: u8 x s8 products cannot saturate on CPUs without VNNI
+        weight_type=QuantType.QInt8,
+    )
+    return ort.InferenceSession(str(out), options, providers=["CPUExecutionProvider"])
+
+
 def rows_for(model: torch.nn.Module, x: torch.Tensor, work: Path, compile_bf16: bool) -> dict[str, tuple]:
     """name -> (precision, call) for every path that runs here; a path that cannot run is
     printed and left out."""
@@ -122,6 +145,11 @@ def rows_for(model: torch.nn.Module, x: torch.Tensor, work: Path, compile_bf16: 
         rows["onnxruntime int8 static (QDQ)"] = (
             "int8",
             lambda: torch.from_numpy(session.run(None, {name: xn})[0]),
+        )
+        dynamic = ort_dynamic_int8(fp32_onnx, work / "int8_dynamic.onnx", options)
+        rows["onnxruntime int8 dynamic"] = (
+            "int8",
+            lambda: torch.from_numpy(dynamic.run(None, {name: xn})[0]),
         )
     except ImportError as e:
         print(f"onnxruntime rows skipped: {e}")
