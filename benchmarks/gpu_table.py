@@ -5,6 +5,9 @@ Run it once on the GPU machine (well inside 10 minutes; the speed rows stop at -
 
     python benchmarks/gpu_table.py --json docs/benchmarks/gpu_table.json
 
+(where xvit is not installed: ``PYTHONPATH=src python3 benchmarks/gpu_table.py ...`` from the
+checkout; it needs torch, transformers, safetensors and PyYAML, and no PyAV).
+
 In order:
 
 1. Checks (seeded weights and clips). fp32 on the CPU against fp32 on the device (TF32 off
