@@ -141,6 +141,7 @@ def test_int8_rows_are_judged_against_the_int8_matmul_rate():
         ),
         (["avx2", "avx512f", "avx512_vnni", "avx512_bf16"], "bf16 on AVX512-BF16, int8 on AVX512-VNNI"),
         (["avx2", "avx512f", "avx512_vnni"], "int8 on AVX512-VNNI"),
+        (["avx2", "avx_vnni"], "int8 on AVX-VNNI"),
         (["avx2"], "no native bf16 or int8 products"),
     ],
 )

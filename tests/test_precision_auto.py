@@ -16,6 +16,7 @@ import xvit
 from xvit.cli.main import main
 from xvit.engine.deploy import precision_auto as pa
 from xvit.models import load_model
+from xvit.models.hardware import MATRIX_ISA
 from xvit.models.storage import save_pretrained
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -89,7 +90,9 @@ def test_auto_picks_the_fastest_agreeing_and_caches_it(cache, timer):
     data = json.loads(cache.read_text())
     (entry,) = data["entries"].values()
     assert entry["key"]["cpu"] == pa.machine_key(torch.device("cpu"))["cpu"]
-    assert entry["key"]["torch"] == torch.__version__ and set(entry["key"]["flags"]) <= set(pa.FLAGS)
+    assert entry["key"]["torch"] == torch.__version__ and set(entry["key"]["flags"]) <= {
+        f for f, _ in MATRIX_ISA
+    }
     assert entry["key"]["model"] == pa.model_key(model)
     assert [p.name for p in cache.parent.iterdir()] == ["precision.json"]  # no temporary left
 
@@ -112,7 +115,8 @@ def test_another_cpu_measures_again(cache, timer, monkeypatch):
     model, here = tiny(), pa.machine_key(torch.device("cpu"))["cpu"]
     pa.resolve_precision(model, "auto", "cpu", min_agreement=0.0, log=lambda _: None)
     n = len(calls)
-    monkeypatch.setattr(pa, "_cpuinfo", lambda: ("Another CPU", {"avx512_vnni", "amx_bf16"}))
+    monkeypatch.setattr(pa, "cpu_model", lambda: "Another CPU")
+    monkeypatch.setattr(pa, "cpu_flags", lambda: ["avx2", "avx512f", "avx512_vnni", "amx_bf16", "amx_tile"])
     speeds.update(bf16=0.05)
     _, choice = pa.resolve_precision(model, "auto", "cpu", min_agreement=0.0, log=lambda _: None)
     assert len(calls) == 2 * n and choice.precision == "bf16" and not choice.cached

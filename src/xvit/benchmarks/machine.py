@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from xvit.models.hardware import matmul_rate, sync
+from xvit.models.hardware import cpu_flags, cpu_model, isa_summary, matmul_rate, sync
 
 __all__ = [
     "cpu_flags",
@@ -30,41 +30,6 @@ def load_average() -> tuple[float, float, float] | None:
         return tuple(round(v, 2) for v in os.getloadavg())  # type: ignore[return-value]
     except (AttributeError, OSError):
         return None
-
-
-def cpu_model() -> str:
-    """The CPU model name (``/proc/cpuinfo``), else the processor or machine type."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def cpu_flags() -> list[str]:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    wanted = (
-                        "avx2",
-                        "avx_vnni",
-                        "avx512f",
-                        "avx512_vnni",
-                        "avx512_bf16",
-                        "avx512_fp16",
-                        "amx_bf16",
-                        "amx_int8",
-                        "amx_tile",
-                    )
-                    return [w for w in wanted if w in flags]
-    except OSError:
-        pass
-    return []
 
 
 def git_commit() -> str | None:
@@ -107,27 +72,6 @@ def machine_info(device: str = "cpu") -> dict[str, Any]:
     if device.startswith("cuda") and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(torch.device(device))
     return info
-
-
-#: What each precision's matrix products run on, by the CPU flags that decide it.
-_ISA = (
-    ("amx_bf16", "bf16 on AMX tiles"),
-    ("avx512_bf16", "bf16 on AVX512-BF16"),
-    ("amx_int8", "int8 on AMX tiles"),
-    ("avx512_vnni", "int8 on AVX512-VNNI"),
-    ("avx_vnni", "int8 on AVX-VNNI"),
-)
-
-
-def isa_summary(flags: list[str]) -> str:
-    """The matrix-product hardware a CPU's flags name, e.g. "bf16 on AMX tiles, int8 on AMX
-    tiles" (the first match per precision), or "no native bf16 or int8 products"."""
-    seen: dict[str, str] = {}
-    for flag, text in _ISA:
-        precision = text.split()[0]
-        if flag in flags and precision not in seen:
-            seen[precision] = text
-    return ", ".join(seen.values()) or "no native bf16 or int8 products"
 
 
 def measure_matmul_rate(

@@ -19,7 +19,17 @@ from typing import Any
 
 import torch
 
-__all__ = ["HOPELESS_SHARE", "matmul_rate", "slow_precision", "sync"]
+__all__ = [
+    "HOPELESS_SHARE",
+    "MATRIX_ISA",
+    "cpu_flags",
+    "cpu_model",
+    "isa_summary",
+    "matmul_rate",
+    "product_flags",
+    "slow_precision",
+    "sync",
+]
 
 # A precision whose dense products run below this share of fp32's rate cannot make a model
 # faster than fp32 (nothing else in a forward gains what the products lose): `--precision
@@ -28,6 +38,61 @@ HOPELESS_SHARE = 0.25
 _PROBE_N = 1024  # the largest product the quick probe grows to
 _PROBE_SECONDS = 0.05  # ... while one product stays within this budget
 _probe_cache: dict[tuple[str, str], float] = {}
+
+
+#: The CPU flags that decide how fast bf16 and int8 matrix products run, each with the
+#: hardware it names (per precision, the first flag present names it).
+MATRIX_ISA = (
+    ("amx_bf16", "bf16 on AMX tiles"),
+    ("avx512_bf16", "bf16 on AVX512-BF16"),
+    ("amx_int8", "int8 on AMX tiles"),
+    ("avx512_vnni", "int8 on AVX512-VNNI"),
+    ("avx_vnni", "int8 on AVX-VNNI"),
+)
+#: The flags a benchmark records: the vector widths, and MATRIX_ISA's
+_RECORDED_FLAGS = ("avx2", "avx512f", "avx512_fp16", "amx_tile", *(flag for flag, _ in MATRIX_ISA))
+
+
+def _cpuinfo_field(field: str) -> str | None:
+    """The first ``field`` line's value in ``/proc/cpuinfo`` (None where there is none)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith(field):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
+def cpu_model() -> str:
+    """The CPU model name (``/proc/cpuinfo``), else the processor or machine type."""
+    import platform
+
+    return _cpuinfo_field("model name") or platform.processor() or platform.machine()
+
+
+def cpu_flags() -> list[str]:
+    """The CPU's vector and matrix flags that decide a model's speed (``/proc/cpuinfo``), in
+    a fixed order; empty where the OS does not say."""
+    have = set((_cpuinfo_field("flags") or "").split())
+    return [flag for flag in dict.fromkeys(_RECORDED_FLAGS) if flag in have]
+
+
+def product_flags(flags: list[str] | set[str]) -> list[str]:
+    """Of ``flags``, those in :data:`MATRIX_ISA`, in its order."""
+    return [flag for flag, _ in MATRIX_ISA if flag in flags]
+
+
+def isa_summary(flags: list[str]) -> str:
+    """The matrix-product hardware a CPU's flags name, e.g. "bf16 on AMX tiles, int8 on AMX
+    tiles" (the first match per precision), or "no native bf16 or int8 products"."""
+    seen: dict[str, str] = {}
+    for flag, text in MATRIX_ISA:
+        precision = text.split()[0]
+        if flag in flags and precision not in seen:
+            seen[precision] = text
+    return ", ".join(seen.values()) or "no native bf16 or int8 products"
 
 
 def sync(device: torch.device) -> None:

@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 from xvit.engine.run.metrics import agreement_figures
-from xvit.models.hardware import slow_precision
+from xvit.models.hardware import cpu_flags, cpu_model, product_flags, slow_precision
 from xvit.models.quantization import apply_quantization
 
 __all__ = [
@@ -69,7 +69,6 @@ CACHE_VERSION = 1
 RANDOM_CLIPS = 8  # seeded random clips for the agreement
 REAL_CLIPS = 8  # at most this many clips of the input
 ROUNDS = 3  # timed calls per candidate, interleaved
-FLAGS = ("avx512_bf16", "amx_bf16", "avx512_vnni")  # what decides bf16 / int8 speed on x86
 INT8_RECIPE = {"method": "dynamic", "dtype": "qint8", "modules": ["Linear"]}
 # The floating precisions whose products :func:`slow_precision` probes before timing a model.
 DTYPES = {"bf16": torch.bfloat16}
@@ -112,29 +111,12 @@ def check_precision(precision: str | None, min_agreement: float = DEFAULT_MIN_AG
 # --------------------------------------------------------------------------------------
 
 
-def _cpuinfo() -> tuple[str, set[str]]:
-    name, flags = "", set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name") and not name:
-                    name = line.split(":", 1)[1].strip()
-                elif line.startswith("flags") and not flags:
-                    flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    import platform
-
-    return name or platform.processor() or platform.machine(), flags
-
-
 def machine_key(device: torch.device) -> dict[str, Any]:
-    """The CPU model, the flags of :data:`FLAGS` it has, the torch version and the device
-    (with the GPU's name on CUDA)."""
-    name, flags = _cpuinfo()
+    """The CPU model, its flags that decide bf16 / int8 speed (``MATRIX_ISA``), the torch
+    version and the device (with the GPU's name on CUDA)."""
     key: dict[str, Any] = {
-        "cpu": name,
-        "flags": [f for f in FLAGS if f in flags],
+        "cpu": cpu_model(),
+        "flags": product_flags(cpu_flags()),
         "torch": torch.__version__,
         "device": device.type,
     }
