@@ -58,6 +58,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
     try:
         return int(args.func(args) or 0)
+    except ValueError as e:  # a --device this machine has not, wherever a command resolves it
+        from xvit.engine.run.distributed import DeviceError
+
+        if not isinstance(e, DeviceError):
+            raise
+        print(f"xvit {args.command}: error: {e}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:  # commands that do not handle it themselves: no traceback
         print(f"xvit {args.command}: interrupted", file=sys.stderr)
         return 130

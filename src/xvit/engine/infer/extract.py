@@ -41,7 +41,13 @@ from xvit.data.transforms import EvalTransform
 from xvit.engine.infer.video_list import atomic_write_text, csv_text, output_names
 from xvit.engine.infer.window_clips import VideoFrames, WindowSpec, default_stride, iter_windows
 from xvit.engine.run.coerce import apply_overrides
-from xvit.engine.run.distributed import all_gather_object, barrier, configure_threads, init_distributed
+from xvit.engine.run.distributed import (
+    all_gather_object,
+    barrier,
+    configure_threads,
+    init_distributed,
+    resolve_device,
+)
 from xvit.engine.run.model import build_model
 from xvit.engine.run.saved import load_run
 from xvit.engine.run.schema import Config
@@ -303,6 +309,7 @@ def extract_videos(
             "--layer logits needs a trained checkpoint: image --pretrained weights leave the head untrained"
         )
     settings = _settings(model, weights, spec, opts, resize)
+    resolve_device(opts.device or cfg.train.device)  # a device this machine has not: before any file
     out.mkdir(parents=True, exist_ok=True)
     done = _check_existing(out, videos, names, settings)
 

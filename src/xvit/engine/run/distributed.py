@@ -18,6 +18,7 @@ import torch.distributed as dist
 from xvit.data.cores import available_cores, local_processes
 
 __all__ = [
+    "DeviceError",
     "DistInfo",
     "all_gather_object",
     "barrier",
@@ -47,15 +48,34 @@ class DistInfo:
         return self.rank == 0
 
 
+class DeviceError(ValueError):
+    """A ``--device`` that names no device, or one this machine does not have."""
+
+
 def resolve_device(device: str, local_rank: int = 0) -> torch.device:
-    """``auto`` -> the local CUDA device when there is one, else CPU; others as given."""
+    """``auto`` -> the local CUDA device when there is one, else CPU; others as given.
+    Raises :class:`DeviceError` (one line) for a string that names no device and for a CUDA
+    device this machine does not have."""
+    given = device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda":
         device = f"cuda:{local_rank}"
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {device!r} requested but CUDA is not available")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise DeviceError(f"device {given!r} is not a device: give auto, cpu, cuda or cuda:N") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise DeviceError(f"device {given!r} is not supported: give auto, cpu, cuda or cuda:N")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(
+                f"device {given!r}: CUDA is not available here (torch {torch.__version__}); use cpu"
+            )
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise DeviceError(
+                f"device {given!r}: this machine has {torch.cuda.device_count()} CUDA device(s)"
+            )
     return dev
 
 
