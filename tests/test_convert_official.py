@@ -321,9 +321,34 @@ def test_convert_without_cfg_or_preset_fails_clearly(
     ckpt = save_released(tmp_path / "nocfg.pth", released_state(5), cfg=None)
     with pytest.raises(CheckpointError, match=r"nocfg\.pth.*no 'cfg'.*--preset"):
         convert_official(ckpt, tmp_path / "a")
-    # the command reports it on stderr with exit code 1, and writes nothing
-    assert run_convert(str(ckpt), "--out", str(tmp_path / "a")) == 1
+    # the command reports it on stderr with exit code 2 (bad input), and writes nothing
+    assert run_convert(str(ckpt), "--out", str(tmp_path / "a")) == 2
     assert "no 'cfg'" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists()
+
+
+def test_a_file_that_is_not_a_checkpoint_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A video, a text file or a missing file given as the checkpoint: exit 2, one line saying
+    what it is not (not the safe loader's multi-line advice), nothing written."""
+    mp4 = tmp_path / "clip.mp4"
+    mp4.write_bytes(b"\x00\x00\x00\x20ftypisom" + bytes(64))
+    text = tmp_path / "notes.pth"
+    text.write_text("hello\n")
+    for path, says in (
+        (mp4, "not a weights file (it is a video)"),
+        (text, "not a weights file"),
+        (tmp_path / "nope.pyth", "no such checkpoint file"),
+    ):
+        assert run_convert(str(path), "--out", str(tmp_path / "a")) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and says in err[0], err
+    pickled = tmp_path / "objects.pth"
+    torch.save({"cfg": argparse.Namespace(a=1), "state": {}}, pickled)  # an object the safe loader refuses
+    assert run_convert(str(pickled), "--out", str(tmp_path / "a")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "refused by the safe loader" in err[0], err
     assert not (tmp_path / "a").exists()
 
 

@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         )
     except (CheckpointError, FileNotFoundError, ValueError) as e:
         print(f"xvit convert-official: error: {e}", file=sys.stderr)
-        return 1
+        return 2  # bad input: a missing or foreign file, a checkpoint the settings do not fit
     print(f"wrote {out}")
     return 0
 

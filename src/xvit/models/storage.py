@@ -247,12 +247,22 @@ def torch_load(path: str | os.PathLike[str]) -> Any:
         raise FileNotFoundError(f"no such checkpoint file: {path}")
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: empty file (an interrupted download or copy?)")
+    with open(path, "rb") as f:
+        head = f.read(8)
+    # torch.save writes a zip archive (since torch 1.6) or, before, a pickle (protocol byte 0x80)
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
+        what = " (it is a video)" if head[4:8] == b"ftyp" or head[:4] == b"\x1aE\xdf\xa3" else ""
+        raise CheckpointError(
+            f"{path}: not a weights file{what}: a PyTorch checkpoint (.pt, .pth, .pyth) is a zip "
+            f"archive or a pickle, a safetensors file ends in .safetensors"
+        )
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(
             f"{path}: refused by the safe loader (torch.load(weights_only=True)); it holds "
-            f"objects other than tensors and plain containers: {e}"
+            f"objects other than tensors and plain containers ({first})"
         ) from e
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
         raise CheckpointError(
