@@ -311,3 +311,30 @@ def test_dry_run_on_the_built_in_data_names_the_recipe(tmp_path, capsys, monkeyp
     assert "embed_dim: 96  # recipe" in printed and "width 96, depth 4" in printed
     assert not (tmp_path / "cache").exists() and not (tmp_path / "r").exists()
     assert torch.get_num_threads() == 1
+
+
+def test_dry_run_on_a_run_directory_says_what_the_run_will_say(tmp_path, capsys):
+    """`--dry-run` on an `--out` that holds a run: it resumes (with the settings that change
+    named), or it is refused with the very line the run itself prints; `--fresh` starts over."""
+    lists = make_dataset(tmp_path / "data", n_train=6, n_val=3, frames=8, size=32)
+    out = tmp_path / "run"
+    common = [*TINY_MODEL, "--train-list", str(lists["train"]), "--batch-size", "3", "--out", str(out)]
+    assert main(["train", *common, "--val-list", str(lists["val"]), "--epochs", "1"]) == 0
+    capsys.readouterr()
+    files = sorted(p.name for p in out.rglob("*"))
+
+    assert main(["train", *common, "--val-list", str(lists["val"]), "--epochs", "2", "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    assert f"output: {out}: the run resumes from step_" in printed and "(epoch 1 of 2)" in printed
+    assert "changed on resume: train.epochs 1 -> 2" in printed
+
+    # a setting that defines the run: the dry run refuses as the run does, in the same words
+    assert main(["train", *common, "--epochs", "2", "--dry-run"]) == 2
+    dry = capsys.readouterr().err.strip()
+    assert main(["train", *common, "--epochs", "2"]) == 2
+    real = capsys.readouterr().err.strip()
+    assert dry == real and dry.startswith("xvit train: error: cannot resume") and "data.val_list" in dry
+
+    assert main(["train", *common, "--epochs", "2", "--dry-run", "--fresh"]) == 0
+    assert "the run starts afresh" in capsys.readouterr().out
+    assert sorted(p.name for p in out.rglob("*")) == files  # the dry runs wrote nothing

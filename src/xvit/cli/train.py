@@ -135,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
         from xvit.engine.train.plan import describe_run
 
         try:
-            print(describe_run(cfg), flush=True)
+            print(describe_run(cfg, fresh=args.fresh), flush=True)
         except (ConfigError, AnnotationError, CheckpointError, FileNotFoundError) as e:
             return error("xvit train", e, 2)
         return 0

@@ -18,6 +18,7 @@ from xvit.engine.run.data import cache_dir, read_split, resolve_format, split_ho
 from xvit.engine.run.labels import pretrained_classes_note
 from xvit.engine.run.model import model_options
 from xvit.engine.run.schema import Config
+from xvit.engine.train.train_state import check_resumed_classes, config_changes, newest_state, resume_position
 from xvit.models import count_flops, count_params, create_model
 from xvit.models.weights import looks_like_weights_name
 
@@ -78,8 +79,32 @@ def _model_lines(cfg: Config, num_classes: int) -> list[str]:
     return lines
 
 
-def describe_run(cfg: Config, probe: int = 16) -> str:
-    """The resolved config (with sources), the model and the data of a run, as text."""
+def _output_lines(cfg: Config, class_names: list[str], fresh: bool) -> list[str]:
+    """Whether the run starts or resumes ``train.out``, with the checks the run itself makes on
+    resuming (settings that may not change, the list's classes, the checkpoint's epoch against
+    ``train.epochs``): a :class:`ConfigError` where the run would refuse."""
+    out = Path(cfg.train.out)
+    said: list[str] = []
+    state, path = newest_state(out / "checkpoints", False, said.append) if not fresh else (None, None)
+    if state is None or path is None:
+        start = "starts afresh (the previous run set aside first)" if fresh and out.exists() else "starts"
+        return [f"output: {out}: the run {start} (nothing written: dry run)"]
+    changed = config_changes(state.get("config", {}), cfg, out)
+    if class_names and "?" not in class_names:
+        with torch.device("meta"):
+            model = create_model(cfg.model.name, num_classes=len(class_names), **model_options(cfg))
+        check_resumed_classes(state, class_names, model, out)
+    epoch, batch = resume_position(state, cfg.train.epochs, path)
+    where = f"epoch {epoch}" + (f", step {batch} in it" if batch else "") + f" of {cfg.train.epochs}"
+    where += ": no epochs left" if epoch >= cfg.train.epochs else ""
+    lines = [f"output: {out}: the run resumes from {path.name} ({where}) (nothing written: dry run)"]
+    lines += [f"  changed on resume: {k} {old!r} -> {new!r}" for k, (old, new) in changed.items()]
+    return lines + [f"  {line}" for line in said]
+
+
+def describe_run(cfg: Config, probe: int = 16, fresh: bool = False) -> str:
+    """The resolved config (with sources), the model and the data of a run, as text; raises
+    :class:`ConfigError` where the run would refuse to resume ``train.out``."""
     d = cfg.data
     lines = ["# resolved config (each value: where it came from)", config_text(cfg).rstrip(), ""]
     train_list, val_list = d.train_list, d.val_list
@@ -122,5 +147,5 @@ def describe_run(cfg: Config, probe: int = 16) -> str:
                 data_lines.append(f"  probe ({split}): {probed} videos opened, {len(bad)} unreadable")
                 data_lines += [f"    unreadable: {b}" for b in bad]
     lines += _model_lines(cfg, len(names)) + data_lines
-    lines.append(f"output: {cfg.train.out} (nothing written: dry run)")
+    lines += _output_lines(cfg, names, fresh)
     return "\n".join(lines)
