@@ -128,3 +128,30 @@ def test_quantize_refuses_a_list_with_labels_the_model_cannot_produce(ckpt, tmp_
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "label 7" in err and "3 classes" in err, err
     assert not out.exists()
+
+
+def test_quantize_counts_unreadable_videos_as_eval_does(ckpt, tmp_path, capsys):
+    """A list with an unreadable video: the agreement is over the clips both models saw, the
+    accuracies count the unreadable one as wrong (the figure `xvit eval` prints), and
+    quantization.json names it; each video is decoded once (one warning per bad file)."""
+    root, _ = ckpt
+    lists = make_dataset(tmp_path / "data", n_train=0, n_val=4, frames=8, size=32, broken_val=1)
+    out = tmp_path / "int8"
+    rc = main(
+        ["quantize", "--checkpoint", str(root / "ckpt"), "--out", str(out), "--list", str(lists["val"])]
+    )
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    figures = json.loads((out / "quantization.json").read_text())["figures"]
+    assert figures["clips"] == 4 and len(figures["failed"]) == 1 and "broken" in figures["failed"][0]["path"]
+    assert "1 unreadable" in captured.out and "of 5 videos" in captured.out
+    assert sum("broken" in line for line in captured.err.splitlines()) <= 1
+    rc = main(
+        ["eval", "--checkpoint", str(root / "ckpt"), "--list", str(lists["val"]), "--views", "1x1"]
+        + ["--device", "cpu", "--out", str(tmp_path / "ev"), "data.workers=0"]
+    )
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert rc == 1 and metrics["num_failed"] == 1
+    assert figures["accuracy_fp32"] == pytest.approx(
+        metrics["top1"] / 100 if metrics["top1"] > 1 else metrics["top1"]
+    )

@@ -85,8 +85,12 @@ def run(args: argparse.Namespace) -> int:
         f"{figures['top1_agreement']:.2%} on {figures['clips']} clips ({figures['measured_on']}), "
         f"max prob diff {figures['max_prob_diff']:.4f}"
     )
+    failed = figures.get("failed") or []
     if "accuracy_int8" in figures:
         line += f"; accuracy fp32 {figures['accuracy_fp32']:.2%}, int8 {figures['accuracy_int8']:.2%}"
+        line += f" of {figures['clips'] + len(failed)} videos" if failed else ""
+    if failed:
+        line += f"; {len(failed)} unreadable (left out of the agreement, wrong in the accuracy, as in xvit eval)"
     calibration = figures.get("calibration")
     if calibration:
         line += f"; calibrated on {calibration['videos_used']} videos of {calibration['list']}"

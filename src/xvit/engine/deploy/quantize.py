@@ -45,21 +45,45 @@ class AgreementTooLow(RuntimeError):
     """The quantised model agrees with fp32 on fewer clips than asked; nothing written."""
 
 
-def _logits_on_list(model, cfg, list_file: str, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+class _Both(torch.nn.Module):
+    """fp32 and int8 side by side on the same clips (each video decoded once): their logits
+    concatenated along the class dimension."""
+
+    def __init__(self, fp32: torch.nn.Module, int8: torch.nn.Module):
+        super().__init__()
+        self.fp32, self.int8 = fp32, int8
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.fp32(x).float(), self.int8(x).float()], dim=-1)
+
+
+def _logits_on_list(
+    model, int8, cfg, list_file: str, batch_size: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[dict[str, Any]]]:
+    """fp32 logits, int8 logits and labels of the videos of ``list_file`` that were read (one
+    centre view each), and the ones that failed (path and error)."""
     class_names = list(model.config.class_names) if model.config.class_names else None
     samples, _, _ = read_split(cfg, str(list_file), class_names=class_names, against="the model")
     label_space(samples, int(model.config.num_classes), list_file, "the model")  # accuracy needs its labels
     dataset = build_eval_dataset(cfg, samples, (1, 1))
-    scores = score_dataset(model, dataset, batch_size=batch_size, workers=0, device="cpu")
+    scores = score_dataset(_Both(model, int8), dataset, batch_size=batch_size, workers=0, device="cpu")
     assert scores is not None
-    return scores.view_logits[:, 0], scores.labels
+    n = int(model.config.num_classes)
+    both = scores.view_logits[:, 0]
+    failed = [{"path": str(samples[f["index"]].path), "error": f["error"]} for f in scores.failures]
+    return both[:, :n], both[:, n:], scores.labels, failed
 
 
-def _compare(fp32: torch.Tensor, int8: torch.Tensor, labels: torch.Tensor | None) -> dict[str, Any]:
+def _compare(
+    fp32: torch.Tensor, int8: torch.Tensor, labels: torch.Tensor | None, failed: int = 0
+) -> dict[str, Any]:
+    """Agreement over the clips both models saw; accuracy over every listed video, the
+    ``failed`` ones (unreadable) counted as wrong, as ``xvit eval`` counts them."""
     out: dict[str, Any] = {"clips": int(fp32.shape[0]), **agreement_figures(fp32, int8)}
     if labels is not None and labels.ndim == 1:
-        out["accuracy_fp32"] = float((fp32.argmax(-1) == labels).float().mean())
-        out["accuracy_int8"] = float((int8.argmax(-1) == labels).float().mean())
+        videos = int(fp32.shape[0]) + failed
+        out["accuracy_fp32"] = float((fp32.argmax(-1) == labels).sum()) / videos
+        out["accuracy_int8"] = float((int8.argmax(-1) == labels).sum()) / videos
     return out
 
 
@@ -176,8 +200,7 @@ def _measure(model, int8, cfg, val_list: str | None, batch_size: int) -> dict[st
     """``_compare`` of fp32 ``model`` and ``int8`` on ``val_list`` (one centre view per video)
     or on seeded random clips, with ``measured_on`` naming which."""
     if val_list is not None:
-        fp32_logits, labels = _logits_on_list(model, cfg, val_list, batch_size)
-        int8_logits, _ = _logits_on_list(int8, cfg, val_list, batch_size)
+        fp32_logits, int8_logits, labels, failed = _logits_on_list(model, int8, cfg, val_list, batch_size)
         if fp32_logits.shape[0] == 0:
             raise ValueError(f"{val_list}: no video could be read")
         source = str(val_list)
@@ -188,7 +211,9 @@ def _measure(model, int8, cfg, val_list: str | None, batch_size: int) -> dict[st
         with torch.inference_mode():
             fp32_logits = torch.cat([model(b) for b in x.split(batch_size)])
             int8_logits = torch.cat([int8(b) for b in x.split(batch_size)])
-        labels, source = None, f"{RANDOM_CLIPS} seeded random clips (no --list given)"
-    figures = _compare(fp32_logits, int8_logits, labels)
+        labels, source, failed = None, f"{RANDOM_CLIPS} seeded random clips (no --list given)", []
+    figures = _compare(fp32_logits, int8_logits, labels, len(failed))
     figures["measured_on"] = source
+    if val_list is not None:
+        figures["failed"] = failed  # unreadable videos: not in the agreement, wrong in the accuracy
     return figures
