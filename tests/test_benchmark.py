@@ -311,7 +311,7 @@ def test_cli_specs_and_smoke_run(tmp_path, capsys):
         ("xvit_base_patch16", 32),
         ("hf_timesformer", 16),
     ]
-    with pytest.raises(SystemExit, match="--frames"):
+    with pytest.raises(ValueError, match="--frames"):
         cli.build_specs(_parse(["--frames", "8,x"]))
 
     args = _parse(
@@ -507,3 +507,144 @@ def test_benchmark_precision_and_runtime_flags(tmp_path, capsys):
 
     with pytest.raises(ValueError, match="int8 .* runs on the CPU only"):
         prepare_model(nn.Linear(2, 2), "int8", torch.device("cuda"))
+
+
+# A valid tiny command line; each case below appends one bad flag (the last value wins).
+_GOOD = "--models xvit_tiny_patch16 --img-size 32 --frames 2 --batch 1 --repeats 1 --warmup 1 --no-memory --matmul-n 64"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--models", "nosuch"], "unknown model 'nosuch'"),
+        (["--models", ""], "--models has an empty item"),
+        (["--models", "xvit,,vit"], "--models has an empty item"),
+        (["--models", "xvit@"], "the frames of xvit@"),
+        (["--models", "xvit@8+x"], "the frames of xvit@"),
+        (["--models", "hf_vivit@3"], "hf_vivit groups 2 frames per token"),
+        (["--img-size", "50"], "--img-size 50 is not divisible by patch_size 16"),
+        (["--img-size", "0"], "--img-size must be a positive integer"),
+        (["--img-size", "abc"], "argument --img-size: invalid int value"),
+        (["--repeats", "0"], "--repeats must be at least 1"),
+        (["--repeats", "-2"], "--repeats must be at least 1"),
+        (["--warmup", "-1"], "--warmup must be 0 or more"),
+        (["--warmup", "1.5"], "argument --warmup: invalid int value"),
+        (["--threads", "0"], "--threads must be at least 1"),
+        (["--threads", "-3"], "--threads must be at least 1"),
+        (["--min-time", "-0.5"], "--min-time must be a number of seconds"),
+        (["--min-time", "nan"], "--min-time must be a number of seconds"),
+        (["--min-time", "inf"], "--min-time must be a number of seconds"),
+        (["--min-time", "x"], "argument --min-time: invalid float value"),
+        (["--matmul-n", "-1"], "--matmul-n must be 0 (skip) or a positive size"),
+        (["--batch", "-1"], "--batch must be a comma list of positive integers"),
+        (["--batch", "0"], "--batch must be positive integers"),
+        (["--batch", "1,,2"], "--batch must be a comma list of positive integers"),
+        (["--batch", "a"], "--batch must be a comma list of positive integers"),
+        (["--batch", ""], "--batch must be a comma list of positive integers"),
+        (["--frames", "0"], "--frames must be positive integers"),
+        (["--frames", "2,"], "--frames must be a comma list of positive integers"),
+        (["--frames", "1.5"], "--frames must be a comma list of positive integers"),
+        (["--size", "huge"], "argument --size: invalid choice: 'huge'"),
+        (["--dtype", "fp8"], "--dtype must be a comma list"),
+        (["--dtype", "fp32,,bf16"], "--dtype must be a comma list"),
+        (["--precision", "fp64"], "--precision must be a comma list"),
+        (["--runtime", "tensorrt"], "--runtime must be a comma list"),
+        (["--override", "depth"], "--override wants KEY=VALUE"),
+        (["--override", "=3"], "--override wants KEY=VALUE"),
+        (["--override", "depth=["], "--override 'depth=[': the value is not YAML"),
+        (["--override", "dpth=3"], "unknown model option(s) for xvit_tiny_patch16: 'dpth'"),
+        (["--override", "depth=0"], "depth must be >= 1"),
+        (["--device", "foo"], "--device must be cpu or cuda[:i], got 'foo'"),
+        (["--device", "mps"], "--device must be cpu or cuda[:i], got 'mps'"),
+        (["--device", "cuda"], "--device cuda: CUDA is not available on this machine"),
+        (["--name", "a/b"], "--name must be a plain file name"),
+        (["--name", ""], "--name must be a plain file name"),
+        (["--targets", "MISSING"], "--targets MISSING: No such file or directory"),
+    ],
+)
+def test_bad_flags_are_one_line_exit_2_before_any_work(tmp_path, monkeypatch, capsys, argv, message):
+    from xvit.benchmarks import speed
+    from xvit.cli.main import main
+
+    def no_run(*args, **kwargs):
+        raise AssertionError("the benchmark ran")
+
+    monkeypatch.setattr(speed, "run_benchmark", no_run)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the same on a GPU machine
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "out"
+    try:
+        code = main(["benchmark", *_GOOD.split(), "--out", str(out), *argv])
+    except SystemExit as e:  # argparse's own checks (types, choices)
+        code = e.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and err.startswith("xvit benchmark: error: "), err
+    assert message in err
+    assert not out.exists()
+
+
+def test_good_flags_pass_the_checks(tmp_path, monkeypatch, capsys):
+    """The base command line of the test above is accepted: each of its cases fails for its flag."""
+    from xvit.benchmarks import speed
+    from xvit.cli.main import main
+
+    class Ran(Exception):
+        pass
+
+    def ran(*args, **kwargs):
+        raise Ran
+
+    monkeypatch.setattr(speed, "run_benchmark", ran)
+    with pytest.raises(Ran):
+        main(["benchmark", *_GOOD.split(), "--out", str(tmp_path / "out"), "--threads", "1"])
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("where", ["file", "under_file", "dir_named_like_report"])
+def test_unusable_out_is_refused_before_measuring(tmp_path, monkeypatch, capsys, where):
+    from xvit.benchmarks import speed
+    from xvit.cli.main import main
+
+    monkeypatch.setattr(speed, "run_benchmark", lambda *a, **k: pytest.fail("the benchmark ran"))
+    (tmp_path / "file").write_text("keep")
+    (tmp_path / "prev").mkdir()
+    (tmp_path / "prev" / "benchmark.json").mkdir()
+    out = {"file": "file", "under_file": "file/sub", "dir_named_like_report": "prev"}[where]
+    code = main(["benchmark", *_GOOD.split(), "--out", str(tmp_path / out)])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and err.startswith(f"xvit benchmark: error: --out {tmp_path / out}: ")
+    assert (tmp_path / "file").read_text() == "keep"
+
+
+def _payload(frames):
+    rows = [_row("xvit_base_patch16", t, "fp32", 10.0 / t) for t in frames]
+    for r in rows:
+        r.update(display=f"xvit {r['frames']}", params=1e6, q1_s=r["median_s"], q3_s=r["median_s"])
+        r.update(min_s=r["median_s"], max_s=r["median_s"], ms_per_clip=1000 / r["clips_per_s"])
+        r.update(error=None, compile_s=None)
+    return {"meta": {"cpu": "test", "repeats": 1, "warmup": 1}, "models": [], "results": rows}
+
+
+def test_report_replaces_a_previous_one_whole_or_not_at_all(tmp_path, monkeypatch):
+    from xvit.benchmarks import report
+
+    other = tmp_path / "other.json"
+    other.write_text("another report")
+    first = write_report(_payload([8, 16]), tmp_path)
+    assert set(first) == {"json", "markdown", "speed_plot", "frames_plot"}
+    # one clip length: no frames plot; the previous one would contradict the new JSON
+    second = write_report(_payload([8]), tmp_path)
+    assert "frames_plot" not in second and not first["frames_plot"].exists()
+    assert [r["frames"] for r in json.loads(second["json"].read_text())["results"]] == [8]
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+
+    def broken(payload, path):
+        raise RuntimeError("plotting failed")
+
+    monkeypatch.setattr(report, "plot_speed", broken)
+    with pytest.raises(RuntimeError, match="plotting failed"):
+        write_report(_payload([8, 16, 32]), tmp_path)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # no staging left either
+    assert other.read_text() == "another report"

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -313,12 +316,35 @@ def write_report(
 
     With ``goals`` (target key -> number, :func:`~xvit.benchmarks.targets.load_goals`) the
     targets are evaluated; they are stored in the JSON under ``targets`` (empty without goals).
+
+    All files are rendered first into a hidden directory inside ``out_dir``; only when every
+    one is written are they renamed over the files of a previous report of the same ``name``
+    (the JSON last), and a frames plot of that previous report which this one does not have
+    is removed. A failure while rendering leaves ``out_dir`` as it was; other files in it
+    (reports of other names) are never touched.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     payload["targets"] = evaluate_targets(payload, goals) if goals else []
     scaling = frame_scaling(payload)
     payload["frame_scaling"] = scaling
+    stage = Path(tempfile.mkdtemp(dir=out, prefix=f".{name}.partial-"))
+    try:
+        staged = _render_report(payload, stage, name, scaling)
+        stale = out / f"{name}_frames.png"
+        if "frames_plot" not in staged and (stale.is_file() or stale.is_symlink()):
+            stale.unlink()
+        paths: dict[str, Path] = {}
+        for kind in sorted(staged, key=lambda k: k == "json"):  # the JSON, the result, last
+            paths[kind] = out / staged[kind].name
+            os.replace(staged[kind], paths[kind])
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return {kind: paths[kind] for kind in staged}
+
+
+def _render_report(payload: dict[str, Any], out: Path, name: str, scaling: dict[str, Any]) -> dict[str, Path]:
+    """The files of :func:`write_report`, written into ``out``."""
     paths = {"json": out / f"{name}.json", "markdown": out / f"{name}.md"}
     paths["json"].write_text(json.dumps(payload, indent=1))
     sections = [

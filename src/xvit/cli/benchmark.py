@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import math
+import os
+import re
 import shlex
 import sys
 import tempfile
-from typing import Any
+from pathlib import Path
+from typing import Any, NoReturn
 
 from xvit.cli._common import error
+
+PROG = "xvit benchmark"
 
 # Model families of ours, in table order; a family plus --size gives the registry name.
 FAMILIES = ("xvit", "xvit_st", "vit", "tsm_vit", "timesformer", "joint_vit", "vivit_fe")
 # --precision values and the benchmark dtype mode each is timed as (bf16: the faster mode).
 PRECISIONS = {"fp32": "fp32", "bf16": "bf16", "int8": "int8"}
+# The patch size the transformers peers are built with (peers.build_peer's default).
+PEER_PATCH = 16
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -102,15 +110,24 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="YAML of speed goals to check in the report (benchmarks/speed_targets.yaml)",
     )
     p.set_defaults(func=run)
+    p.error = _one_line_error  # type: ignore[method-assign]
 
 
-def _int_list(text: str, what: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise SystemExit(f"xvit benchmark: {what} must be a comma list of integers, got {text!r}") from None
-    if not values or any(v < 1 for v in values):
-        raise SystemExit(f"xvit benchmark: {what} must be positive integers, got {text!r}")
+def _one_line_error(message: str) -> NoReturn:
+    """argparse's error for this command, without the usage lines: one line, exit 2."""
+    print(f"{PROG}: error: {message} (see {PROG} --help)", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def _int_list(text: str, what: str, sep: str = ",") -> list[int]:
+    """``"1,8"`` -> ``[1, 8]``; ValueError unless every item is a positive integer."""
+    items = [v.strip() for v in text.split(sep)]
+    if not all(re.fullmatch(r"[0-9]+", v) for v in items):
+        kind = "comma" if sep == "," else repr(sep)
+        raise ValueError(f"{what} must be a {kind} list of positive integers, got {text!r}")
+    values = [int(v) for v in items]
+    if any(v < 1 for v in values):
+        raise ValueError(f"{what} must be positive integers, got {text!r}")
     return values
 
 
@@ -120,14 +137,20 @@ def _overrides(items: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"xvit benchmark: --override wants KEY=VALUE, got {item!r}")
-        out[key.strip()] = yaml.safe_load(value)
+        if not sep or not key.strip():
+            raise ValueError(f"--override wants KEY=VALUE, got {item!r}")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            problem = " ".join(str(getattr(e, "problem", None) or e).split())
+            raise ValueError(f"--override {item!r}: the value is not YAML ({problem})") from None
     return out
 
 
 def build_specs(args: argparse.Namespace) -> list:
-    """The ModelSpecs a command line asks for, ours first, then peers."""
+    """The ModelSpecs a command line asks for, ours first, then peers; ValueError naming
+    what is wrong (an unknown model, a clip size or override it cannot be built with)
+    before anything is built."""
     from xvit.benchmarks.peers import PEERS, peers_available
     from xvit.benchmarks.speed import ModelSpec
 
@@ -137,9 +160,11 @@ def build_specs(args: argparse.Namespace) -> list:
     if args.peers:
         names += [(p, None) for p in PEERS if p not in {n for n, _ in names}]
     peers = [(n, fr) for n, fr in names if n in PEERS]
+    if args.img_size < 1:
+        raise ValueError(f"--img-size must be a positive integer, got {args.img_size}")
     if peers and not peers_available():
-        raise SystemExit(
-            "xvit benchmark: peers need Hugging Face transformers, which is not installed; "
+        raise ValueError(
+            "peers need Hugging Face transformers, which is not installed; "
             "pip install -e '.[bench]' (or drop --peers / the hf_* models)"
         )
     own = [(n, fr) for n, fr in names if n not in PEERS]
@@ -159,7 +184,35 @@ def build_specs(args: argparse.Namespace) -> list:
                 clip_lengths.append(info.standard_frames)
         for t in clip_lengths:
             specs.append(ModelSpec(n, t, args.img_size, args.size))
+    for spec in specs:
+        _check_spec(spec)
     return specs
+
+
+def _check_spec(spec: Any) -> None:
+    """ValueError naming why ``spec`` cannot be built; reads configs, builds nothing."""
+    from xvit.benchmarks.peers import PEERS
+    from xvit.models import model_config
+
+    if spec.source == "hf":
+        info = PEERS[spec.name]
+        if spec.img_size % PEER_PATCH:
+            raise ValueError(
+                f"--img-size {spec.img_size} is not divisible by the patch size {PEER_PATCH} of {spec.name}"
+            )
+        if spec.num_frames % info.tubelet:
+            raise ValueError(
+                f"{spec.name} groups {info.tubelet} frames per token; {spec.num_frames} frames "
+                "is not divisible by it"
+            )
+        return
+    try:
+        model_config(spec.name, num_frames=spec.num_frames, img_size=spec.img_size, **spec.overrides)
+    except (TypeError, ValueError) as e:
+        message = str(e)
+        if message.startswith("img_size "):  # as the flag is spelled
+            message = f"--img-size {message[len('img_size ') :]} of {spec.name}"
+        raise ValueError(message) from None
 
 
 def _model_list(text: str) -> list[tuple[str, list[int] | None]]:
@@ -167,19 +220,19 @@ def _model_list(text: str) -> list[tuple[str, list[int] | None]]:
     out = []
     for item in (i.strip() for i in text.split(",")):
         if not item:
-            continue
-        name, _, fr = item.partition("@")
-        out.append((name, _int_list(fr.replace("+", ","), f"frames of {name!r}") if fr else None))
+            raise ValueError(f"--models has an empty item, got {text!r}")
+        name, at, fr = item.partition("@")
+        out.append((name, _int_list(fr, f"the frames of {name}@", "+") if at else None))
     return out
 
 
 def _names(text: str, flag: str, allowed: tuple[str, ...], everything: tuple[str, ...]) -> list[str]:
     """A comma list of ``allowed`` names (``all``: ``everything``), or ValueError naming the bad ones."""
-    items = [v.strip() for v in text.split(",") if v.strip()]
+    items = [v.strip() for v in text.split(",")]
     if items == ["all"]:
         return list(everything)
     bad = [v for v in items if v not in allowed]
-    if bad or not items:
+    if bad:
         raise ValueError(f"{flag} must be a comma list of {', '.join(allowed)} or all, got {text!r}")
     return list(dict.fromkeys(items))
 
@@ -199,6 +252,65 @@ def dtypes_and_runtimes(args: argparse.Namespace) -> tuple[list[str], list[str]]
         dtypes = _names(args.dtype or "fp32", "--dtype", DTYPE_MODES, DTYPE_MODES)
     runtimes = _names(args.runtime, "--runtime", RUNTIMES, RUNTIMES)
     return dtypes, runtimes
+
+
+def check_numbers(args: argparse.Namespace) -> None:
+    """ValueError naming the first numeric flag out of its range."""
+    if args.repeats < 1:
+        raise ValueError(f"--repeats must be at least 1, got {args.repeats}")
+    if args.warmup < 0:
+        raise ValueError(f"--warmup must be 0 or more, got {args.warmup}")
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(
+            f"--threads must be at least 1 (leave it out for torch's default), got {args.threads}"
+        )
+    if not math.isfinite(args.min_time) or args.min_time < 0:
+        raise ValueError(f"--min-time must be a number of seconds, 0 or more, got {args.min_time}")
+    if args.matmul_n < 0:
+        raise ValueError(f"--matmul-n must be 0 (skip) or a positive size, got {args.matmul_n}")
+
+
+def check_output(out: str, name: str) -> None:
+    """ValueError unless the report files ``out/name.*`` can be written (``out`` a directory,
+    existing or creatable); checked before anything is measured. Creates nothing."""
+    if not name or name in (".", "..") or "/" in name or os.sep in name or "\0" in name:
+        raise ValueError(f"--name must be a plain file name (no directory), got {name!r}")
+    if len(os.fsencode(f".{name}_frames.png")) > 255:
+        raise ValueError(f"--name is too long for a file name: {name!r}")
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"--out {out}: exists and is not a directory")
+    if path.is_dir():
+        for suffix in (".json", ".md", "_speed.png", "_frames.png"):
+            target = path / f"{name}{suffix}"
+            if target.is_dir():
+                raise ValueError(f"--out {out}: {target.name} there is a directory, not a report file")
+    parent = path
+    while not parent.exists():  # the nearest existing folder: the report directory is made in it
+        if parent.is_symlink():
+            raise ValueError(f"--out {out}: {parent} is a broken symbolic link")
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"--out {out}: {parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {out}: {parent} is not writable")
+
+
+def check_device(text: str) -> None:
+    """ValueError unless ``text`` is ``cpu`` or ``cuda[:i]`` with that GPU present."""
+    import torch
+
+    try:
+        dev = torch.device(text)
+    except (RuntimeError, ValueError):
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"--device must be cpu or cuda[:i], got {text!r}")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {text}: CUDA is not available on this machine")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"--device {text}: this machine has {torch.cuda.device_count()} CUDA device(s)")
 
 
 def _runtime_target(workdir: str):
@@ -234,22 +346,25 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         dtypes, runtimes = dtypes_and_runtimes(args)
-    except ValueError as e:
-        return error("xvit benchmark", e, 2)
-    goals = None
-    if args.targets:
-        from xvit.benchmarks.targets import load_goals
+        check_numbers(args)
+        batches = _int_list(args.batch, "--batch")
+        check_output(args.out, args.name)
+        goals = None
+        if args.targets:
+            from xvit.benchmarks.targets import load_goals
 
-        try:
-            goals = load_goals(args.targets)
-        except (OSError, ValueError) as e:
-            print(f"xvit benchmark: error: {e}", file=sys.stderr)
-            return 2
-    specs = build_specs(args)
+            try:
+                goals = load_goals(args.targets)
+            except OSError as e:
+                raise ValueError(f"--targets {args.targets}: {e.strerror or e}") from None
+        specs = build_specs(args)
+        check_device(args.device)
+    except ValueError as e:
+        return error(PROG, e, 2)
     with tempfile.TemporaryDirectory(prefix="xvit-benchmark-") as workdir:
         payload = run_benchmark(
             specs,
-            batches=_int_list(args.batch, "--batch"),
+            batches=batches,
             dtypes=dtypes,
             device=args.device,
             compile=args.compile,
