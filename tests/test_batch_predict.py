@@ -4,6 +4,7 @@ computation, failures listed and counted, resumable (also after a row cut short)
 from __future__ import annotations
 
 import csv
+import logging
 
 import pytest
 import torch
@@ -67,7 +68,7 @@ def _rows(path):
         return list(csv.DictReader(f))
 
 
-def test_predictions_failures_and_resume(setup, tmp_path, capsys):
+def test_predictions_failures_and_resume(setup, tmp_path, capsys, caplog):
     root, good, model = setup
     out = tmp_path / "predictions.csv"
     assert _predict(root, out, "--workers", "1") == 1  # decoded in a worker process; two failed
@@ -89,7 +90,13 @@ def test_predictions_failures_and_resume(setup, tmp_path, capsys):
     before = out.read_bytes()
     assert _predict(root, out) == 1
     assert out.read_bytes() == before
-    assert "0 predicted, 4 already in" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert "0 predicted, 4 already in" in printed.out
+    # each failure told once ("failed: ..."), not also by the dataset's logger ("evaluation: ...")
+    assert [line for line in printed.err.splitlines() if "broken.mp4" in line] == [
+        f"failed: {failed[0]['error']}"
+    ]
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
 
     # a crash during an append left half a row, and the last video unanswered
     lines = before.decode().splitlines(keepends=True)

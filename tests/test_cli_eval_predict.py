@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 
 import pytest
 import torch
@@ -128,7 +129,7 @@ def test_eval_fuse_logits_is_recorded(run):
     assert m["fuse"] == "mean of logits over views" and m["views"] == "2x1"
 
 
-def test_predict_answers_good_videos_and_names_the_broken_one(run, capsys):
+def test_predict_answers_good_videos_and_names_the_broken_one(run, capsys, caplog):
     _root, lists, ckpt = run
     data = lists["val"].parent
     videos = [str(data / "val_000.mp4"), str(data / "broken_0.mp4"), str(data / "val_001.mp4")]
@@ -139,6 +140,9 @@ def test_predict_answers_good_videos_and_names_the_broken_one(run, capsys):
     assert [r["path"] for r in results] == videos
     assert "error" in results[1] and videos[1] in results[1]["error"]
     assert f"error: {videos[1]}" in captured.err
+    # one line per bad video: no second report of it by the dataset's logger ("evaluation: ...")
+    assert captured.err.strip().splitlines() == [f"error: {results[1]['error']}"]
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
     names = {"class_0", "class_1", "class_2"}
     for r in (results[0], results[2]):
         probs = [p["prob"] for p in r["predictions"]]

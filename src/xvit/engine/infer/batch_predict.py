@@ -120,7 +120,9 @@ def predict_list(
     views = parse_views(cfg.eval.views)
     num_classes = int(model.config.num_classes)
     samples = [Sample(path=str(v), label=() if multi_label else 0) for v in todo]
-    dataset = build_eval_dataset(cfg, samples, views, num_classes if multi_label else None)
+    dataset = build_eval_dataset(
+        cfg, samples, views, num_classes if multi_label else None, log_failures=False
+    )  # each failure is reported once, by the caller
     loader = build_loader(
         dataset,
         batch_size=batch_size or cfg.eval.batch_size,
