@@ -16,6 +16,7 @@ from xvit.cli.main import main
 from xvit.data import read_frames
 from xvit.data.sampling import UniformSampler
 from xvit.data.transforms import EvalTransform
+from xvit.engine.infer.batch_predict import failed_path
 from xvit.models.storage import save_pretrained
 
 T, SIZE = 4, 32
@@ -156,3 +157,13 @@ def test_other_topk_into_the_same_csv_is_refused(setup, tmp_path, capsys):
     assert _predict(root, out) == 2
     assert "another --topk" in capsys.readouterr().err
     assert out.read_text() == "path,class_1,prob_1\n" + f"{good[0]},a,0.5\n"
+
+
+def test_help_names_the_failures_file_that_is_written(capsys):
+    """`predict --help` gives the failures file as it is written: next to --out, NAME.failed.csv."""
+    with pytest.raises(SystemExit):
+        main(["predict", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--out pl/run.csv -> pl/run.failed.csv" in text
+    assert str(failed_path("pl/run.csv")) == "pl/run.failed.csv"
+    assert "OUT.failed.csv" not in text

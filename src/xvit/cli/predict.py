@@ -47,8 +47,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--list",
         dest="list_file",
-        help="a file with one video path per line: top-k of each into --out CSV (resumable; failures "
-        "in OUT.failed.csv)",
+        help="a file with one video path per line: top-k of each into the --out CSV (resumable; "
+        "failures listed next to it: --out pl/run.csv -> pl/run.failed.csv)",
     )
     p.add_argument(
         "--workers",
