@@ -190,6 +190,16 @@ def test_eval_and_predict_agree(run, capsys):
         (["--threshold", "1.5"], "--threshold must be a probability in [0, 1], got 1.5"),
         (["--threshold", "-0.1"], "--threshold must be a probability in [0, 1], got -0.1"),
         (["--threshold", "nan"], "--threshold must be a probability in [0, 1], got nan"),
+        # numeric flags are checked whichever mode reads them: 0 is never taken for the default
+        (["--batch-size", "0"], "--batch-size must be an integer >= 1, got 0"),
+        (["--batch-size", "-3"], "--batch-size must be an integer >= 1, got -3"),
+        (["--workers", "-1"], "--workers must be an integer >= 0, got -1"),
+        (["--stride", "0"], "--stride must be an integer >= 1, got 0"),
+        (["--sampling-rate", "0"], "--sampling-rate must be an integer >= 1, got 0"),
+        (["--smooth", "0"], "--smooth must be an integer >= 1, got 0"),
+        (["--max-windows", "0"], "--max-windows must be an integer >= 1, got 0"),
+        (["--max-seconds", "0"], "--max-seconds must be > 0, got 0.0"),
+        (["--max-seconds", "nan"], "--max-seconds must be > 0, got nan"),
     ],
 )
 def test_predict_bad_options_are_one_line_errors(run, capsys, flags, message):
