@@ -47,8 +47,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--list",
         dest="list_file",
-        help="a file with one video path per line: top-k of each into the --out CSV (resumable; "
-        "failures listed next to it: --out pl/run.csv -> pl/run.failed.csv)",
+        help="a file with one video path per line: top-k of each into the --out CSV (resumable with "
+        "the same checkpoint and options, recorded in pl/run.settings.json for --out pl/run.csv; "
+        "failures listed next to it: pl/run.failed.csv)",
     )
     p.add_argument(
         "--workers",
