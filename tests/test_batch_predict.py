@@ -139,7 +139,10 @@ def test_all_readable_exits_0_and_removes_old_failures(setup, tmp_path):
         (["--list", "{tmp}/nope.txt", "--out", "{tmp}/p.csv"], "no such list file"),
         (["--list", "{root}/videos.txt"], "--list needs --out"),
         (["--list", "{root}/videos.txt", "--out", "{tmp}"], "is a directory"),
-        (["--list", "{root}/videos.txt", "--out", "{tmp}/no/p.csv"], "no such directory"),
+        (
+            ["--list", "{root}/videos.txt", "--out", "{root}/videos.txt/p.csv"],
+            "videos.txt is not a directory",
+        ),
         (["--list", "{root}/videos.txt", "--out", "{tmp}/p.csv", "--topk", "0"], "--topk must be"),
         (["--list", "{root}/videos.txt", "--out", "{tmp}/p.csv", "{root}/v0.mp4"], "not both"),
     ],
@@ -266,3 +269,16 @@ def test_rows_without_a_settings_record_are_not_resumed(setup, tmp_path, capsys)
     assert _list_run(lst, root / "ckpt", out) == 0
     assert [r["path"] for r in _rows(out)] == [str(g) for g in good[:2]]
     assert (tmp_path / "old.settings.json").is_file()
+
+
+def test_out_in_a_missing_folder_is_created(setup, tmp_path, capsys):
+    """As --timeline, train and eval: the folders of --out are made (once the input is checked)."""
+    root, good, _ = setup
+    lst = tmp_path / "videos.txt"
+    lst.write_text(f"{good[0]}\n")
+    out = tmp_path / "new" / "deeper" / "p.csv"
+    assert _list_run(lst, root / "nope", out) == 2  # refused: no folder made
+    assert "no model.safetensors" in capsys.readouterr().err and not (tmp_path / "new").exists()
+    assert _list_run(lst, root / "ckpt", out) == 0
+    assert [r["path"] for r in _rows(out)] == [str(good[0])]
+    assert (out.parent / "p.settings.json").is_file()

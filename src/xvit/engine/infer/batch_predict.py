@@ -166,6 +166,7 @@ def _done_rows(out: Path, header: list[str], settings: dict[str, Any]) -> set[st
             f"--out, or move {out} away to predict the list again"
         )
     text = json.dumps(settings, indent=1) + "\n"
+    out.parent.mkdir(parents=True, exist_ok=True)  # as --timeline, train and eval do
     if not record.is_file() or record.read_text() != text:
         atomic_write_text(record, text)  # before any row is written
     if cut < len(data):  # a crash during an append: drop the partial row
@@ -200,15 +201,19 @@ def predict_list(
     its lines are checked against the model's classes before any work (a label it cannot
     produce is a ``ConfigError`` naming both sides). Returns ``{"videos", "predicted",
     "skipped", "failed", "failures", "out", "failed_csv", "seconds", "label_space"}``.
-    ``ValueError`` / ``FileNotFoundError`` for bad options, before any work.
+    ``ValueError`` / ``FileNotFoundError`` for bad options, before any work; a missing folder
+    of ``out`` is created once they are checked.
     """
     if isinstance(topk, bool) or not isinstance(topk, int) or topk < 1:
         raise ValueError(f"--topk must be an integer >= 1, got {topk!r}")
     out = Path(out)
     if out.is_dir():
         raise ValueError(f"--out {out} is a directory; give a .csv file")
-    if not out.parent.is_dir():
-        raise FileNotFoundError(f"--out {out}: no such directory {out.parent}")
+    parent = out.parent
+    while not parent.exists() and parent != parent.parent:  # a missing folder is made, once all checks pass
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"--out {out}: {parent} is not a directory")
     model, cfg = load_run(checkpoint, overrides)
     labels = None
     if listed:
