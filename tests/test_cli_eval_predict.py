@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 
 import pytest
 import torch
@@ -128,7 +129,7 @@ def test_eval_fuse_logits_is_recorded(run):
     assert m["fuse"] == "mean of logits over views" and m["views"] == "2x1"
 
 
-def test_predict_answers_good_videos_and_names_the_broken_one(run, capsys):
+def test_predict_answers_good_videos_and_names_the_broken_one(run, capsys, caplog):
     _root, lists, ckpt = run
     data = lists["val"].parent
     videos = [str(data / "val_000.mp4"), str(data / "broken_0.mp4"), str(data / "val_001.mp4")]
@@ -139,6 +140,9 @@ def test_predict_answers_good_videos_and_names_the_broken_one(run, capsys):
     assert [r["path"] for r in results] == videos
     assert "error" in results[1] and videos[1] in results[1]["error"]
     assert f"error: {videos[1]}" in captured.err
+    # one line per bad video: no second report of it by the dataset's logger ("evaluation: ...")
+    assert captured.err.strip().splitlines() == [f"error: {results[1]['error']}"]
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
     names = {"class_0", "class_1", "class_2"}
     for r in (results[0], results[2]):
         probs = [p["prob"] for p in r["predictions"]]
@@ -186,6 +190,16 @@ def test_eval_and_predict_agree(run, capsys):
         (["--threshold", "1.5"], "--threshold must be a probability in [0, 1], got 1.5"),
         (["--threshold", "-0.1"], "--threshold must be a probability in [0, 1], got -0.1"),
         (["--threshold", "nan"], "--threshold must be a probability in [0, 1], got nan"),
+        # numeric flags are checked whichever mode reads them: 0 is never taken for the default
+        (["--batch-size", "0"], "--batch-size must be an integer >= 1, got 0"),
+        (["--batch-size", "-3"], "--batch-size must be an integer >= 1, got -3"),
+        (["--workers", "-1"], "--workers must be an integer >= 0, got -1"),
+        (["--stride", "0"], "--stride must be an integer >= 1, got 0"),
+        (["--sampling-rate", "0"], "--sampling-rate must be an integer >= 1, got 0"),
+        (["--smooth", "0"], "--smooth must be an integer >= 1, got 0"),
+        (["--max-windows", "0"], "--max-windows must be an integer >= 1, got 0"),
+        (["--max-seconds", "0"], "--max-seconds must be > 0, got 0.0"),
+        (["--max-seconds", "nan"], "--max-seconds must be > 0, got nan"),
     ],
 )
 def test_predict_bad_options_are_one_line_errors(run, capsys, flags, message):

@@ -217,6 +217,7 @@ def test_video_breaking_part_way_keeps_the_windows_done(files, capsys, monkeypat
         (["--stride", "0"], "--stride must be an integer >= 1"),
         (["--smooth", "0"], "--smooth must be an integer >= 1"),
         (["--sampling-rate", "0"], "--sampling-rate must be an integer >= 1"),
+        (["--batch-size", "0"], "--batch-size must be an integer >= 1, got 0"),  # not the default 8
         (["--out", "t.txt"], "expected a .json or .csv file"),
         (["--plot", "t.jpg"], "expected a .png file"),
         (["--render", "t.avi"], "expected a .mp4 file"),

@@ -47,36 +47,45 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--list",
         dest="list_file",
-        help="a file with one video path per line: top-k of each into --out CSV (resumable; failures "
-        "in OUT.failed.csv)",
+        help="a file with one video path per line: top-k of each into the --out CSV (resumable with "
+        "the same checkpoint and options, recorded in pl/run.settings.json for --out pl/run.csv; "
+        "failures listed next to it: pl/run.failed.csv)",
     )
     p.add_argument(
         "--workers",
         type=int,
         default=None,
-        help="--list: decoding worker processes (default: one core of this process's share left for "
+        help="--list: decoding worker processes (>= 0; default: one core of this process's share left for "
         "compute, at most 4: 1 on 2 cores)",
     )
     p.add_argument(
         "--stride",
         type=int,
         default=None,
-        help="frames between the starts of consecutive windows (--timeline, --stream; default: half a clip)",
+        help="frames between the starts of consecutive windows (--timeline, --stream; >= 1; default: "
+        "half a clip)",
     )
     p.add_argument(
         "--sampling-rate",
         type=int,
         default=None,
-        help="frames between the frames of one window (default: the run's data.sampling_rate)",
+        help="frames between the frames of one window (>= 1; default: the run's data.sampling_rate)",
     )
     p.add_argument(
-        "--batch-size", type=int, default=None, help="windows or videos per model call (default 8)"
+        "--batch-size",
+        type=int,
+        default=None,
+        help="--timeline: windows, --list: videos per model call (>= 1; default 8, for --list the "
+        "run's eval.batch_size)",
     )
     # --timeline: one long video, the model's clip slid along it (xvit.engine.infer.timeline)
     tl = p.add_argument_group("timeline (--timeline: classes over time in one long video)")
     tl.add_argument("--timeline", action="store_true", help="slide the clip along the whole video")
     tl.add_argument(
-        "--smooth", type=int, default=1, help="average each window with its K neighbours (default 1: off)"
+        "--smooth",
+        type=int,
+        default=1,
+        help="average each window with its K neighbours (>= 1; default 1: off)",
     )
     tl.add_argument("--plot", help="PNG of the top classes' probabilities over time")
     tl.add_argument("--render", help="MP4 of the video with the current top label drawn on every frame")
@@ -99,8 +108,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="pace the frames at their own timestamps (files, fast servers)",
     )
-    st.add_argument("--max-windows", type=int, default=None, help="stop after N windows")
-    st.add_argument("--max-seconds", type=float, default=None, help="stop after S seconds")
+    st.add_argument("--max-windows", type=int, default=None, help="stop after N windows (>= 1)")
+    st.add_argument("--max-seconds", type=float, default=None, help="stop after S seconds (> 0)")
     p.set_defaults(func=run)
 
 
@@ -115,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         check_predict_options(args.topk, args.threshold)
         check_precision(args.precision, args.min_agreement)
+        check_numbers(args)
     except ValueError as e:
         return error("xvit predict", e, 2)
     for flag, used in (("--runtime", args.runtime != "torch"), ("--precision", args.precision is not None)):
@@ -164,6 +174,23 @@ def run(args: argparse.Namespace) -> int:
         elif not args.json:
             print(f"{r['path']}: {_text(r)}")
     return 1 if any("error" in r for r in results) else 0
+
+
+def check_numbers(args: argparse.Namespace) -> None:
+    """Raise ``ValueError`` naming the first numeric flag out of range, whichever mode reads it
+    (--batch-size 0 is refused, never taken for the default)."""
+    for flag, value, low in (
+        ("--batch-size", args.batch_size, 1),
+        ("--workers", args.workers, 0),
+        ("--stride", args.stride, 1),
+        ("--sampling-rate", args.sampling_rate, 1),
+        ("--smooth", args.smooth, 1),
+        ("--max-windows", args.max_windows, 1),
+    ):
+        if value is not None and value < low:
+            raise ValueError(f"{flag} must be an integer >= {low}, got {value}")
+    if args.max_seconds is not None and not args.max_seconds > 0:
+        raise ValueError(f"--max-seconds must be > 0, got {args.max_seconds}")
 
 
 def _run_timeline(args: argparse.Namespace) -> int:

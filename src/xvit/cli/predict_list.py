@@ -24,11 +24,7 @@ def run_list(args: argparse.Namespace) -> int:
         return error(PROG, "--list needs --out FILE.csv for the predictions", 2)
     if args.threshold is not None or args.json:
         return error(PROG, "--threshold and --json do not apply to --list (the CSV holds the top-k)", 2)
-    workers = getattr(args, "workers", None)
-    if workers is not None and workers < 0:
-        return error(PROG, f"--workers must be >= 0, got {workers}", 2)
-    if args.batch_size is not None and args.batch_size < 1:
-        return error(PROG, f"--batch-size must be >= 1, got {args.batch_size}", 2)
+    workers = args.workers  # --workers, --batch-size, --topk: checked by xvit.cli.predict.run
     overrides = [f"eval.views={args.views}"] + ([f"train.device={args.device}"] if args.device else [])
 
     def work() -> dict:

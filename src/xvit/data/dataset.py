@@ -73,6 +73,9 @@ class VideoDataset(Dataset):
         num_classes: needed for multi-label samples (a tuple of class indices as label),
             whose item label is then a multi-hot float tensor ``(num_classes,)``.
         reader_kwargs: passed to :func:`xvit.data.open_video` (``backend``, ``template``...).
+        log_failures: in evaluation, log a warning (``evaluation: cannot decode ...``) for each
+            video that fails; False for callers that report the item's ``error`` themselves
+            (``xvit predict``), so that each failure is told once.
     """
 
     def __init__(
@@ -89,6 +92,7 @@ class VideoDataset(Dataset):
         label_key: str | None = None,
         reader_kwargs: dict[str, Any] | None = None,
         num_classes: int | None = None,
+        log_failures: bool = True,
     ) -> None:
         if mode not in ("train", "eval"):
             raise ValueError(f"mode must be 'train' or 'eval', got {mode!r}")
@@ -122,6 +126,7 @@ class VideoDataset(Dataset):
                 if bad:
                     raise ValueError(f"{sample.path}: labels {bad} outside [0, {num_classes})")
         self.reader_kwargs = dict(reader_kwargs or {})
+        self.log_failures = log_failures
         self.num_failures = 0  # in this process; see item["replaced"] for the worker-safe count
         self._bad: set[int] = set()
 
@@ -206,7 +211,8 @@ class VideoDataset(Dataset):
                 return self.load(index)
             except VideoDecodeError as e:
                 self.num_failures += 1
-                logger.warning("evaluation: cannot decode %s", e)
+                if self.log_failures:
+                    logger.warning("evaluation: cannot decode %s", e)
                 return {
                     "video": None,
                     "label": self._label(self.samples[index]),

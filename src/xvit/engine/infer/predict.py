@@ -62,7 +62,9 @@ def predict_videos(
     views = parse_views(cfg.eval.views)
     num_classes = int(model.config.num_classes)
     samples = [Sample(path=str(v), label=() if multi_label else 0) for v in videos]
-    dataset = build_eval_dataset(cfg, samples, views, num_classes if multi_label else None)
+    dataset = build_eval_dataset(
+        cfg, samples, views, num_classes if multi_label else None, log_failures=False
+    )  # each failure is reported once, by the caller
     model.to(device)
     from xvit.engine.deploy.precision_auto import inference_runner
 

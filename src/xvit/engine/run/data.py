@@ -214,10 +214,16 @@ def reader_limits(cfg: Config) -> dict[str, int | None]:
 
 
 def build_eval_dataset(
-    cfg: Config, samples: list[Any], views: tuple[int, int], num_classes: int | None = None
+    cfg: Config,
+    samples: list[Any],
+    views: tuple[int, int],
+    num_classes: int | None = None,
+    *,
+    log_failures: bool = True,
 ) -> Dataset:
     """``t x s`` test views per video (one decode per video), failures reported per item
-    (``num_classes``: for multi-label samples, whose targets are multi-hot)."""
+    (``num_classes``: for multi-label samples, whose targets are multi-hot; ``log_failures``
+    False: no warning logged per failure, for callers that report them themselves)."""
     from xvit.data.dataset import VideoDataset
     from xvit.data.transforms import EvalTransform
 
@@ -236,6 +242,7 @@ def build_eval_dataset(
         views=views,
         num_classes=num_classes,
         reader_kwargs=reader_limits(cfg),
+        log_failures=log_failures,
     )
 
 
