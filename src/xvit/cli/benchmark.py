@@ -296,23 +296,6 @@ def check_output(out: str, name: str) -> None:
         raise ValueError(f"--out {out}: {parent} is not writable")
 
 
-def check_device(text: str) -> None:
-    """ValueError unless ``text`` is ``cpu`` or ``cuda[:i]`` with that GPU present."""
-    import torch
-
-    try:
-        dev = torch.device(text)
-    except (RuntimeError, ValueError):
-        dev = None
-    if dev is None or dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"--device must be cpu or cuda[:i], got {text!r}")
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"--device {text}: CUDA is not available on this machine")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ValueError(f"--device {text}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-
-
 def _runtime_target(workdir: str):
     """Exports each benchmarked model once into ``workdir``; its runtimes run that file."""
     from xvit.engine.deploy.runtime_targets import OnnxTargets
@@ -343,6 +326,7 @@ def run(args: argparse.Namespace) -> int:
         write_report,
     )
     from xvit.benchmarks.speed import run_benchmark
+    from xvit.engine.run.distributed import resolve_device
 
     try:
         dtypes, runtimes = dtypes_and_runtimes(args)
@@ -358,7 +342,7 @@ def run(args: argparse.Namespace) -> int:
             except OSError as e:
                 raise ValueError(f"--targets {args.targets}: {e.strerror or e}") from None
         specs = build_specs(args)
-        check_device(args.device)
+        resolve_device(args.device)  # DeviceError (a ValueError): one line, exit 2
     except ValueError as e:
         return error(PROG, e, 2)
     with tempfile.TemporaryDirectory(prefix="xvit-benchmark-") as workdir:

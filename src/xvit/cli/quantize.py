@@ -90,7 +90,9 @@ def run(args: argparse.Namespace) -> int:
         line += f"; accuracy fp32 {figures['accuracy_fp32']:.2%}, int8 {figures['accuracy_int8']:.2%}"
         line += f" of {figures['clips'] + len(failed)} videos" if failed else ""
     if failed:
-        line += f"; {len(failed)} unreadable (left out of the agreement, wrong in the accuracy, as in xvit eval)"
+        line += (
+            f"; {len(failed)} unreadable (left out of the agreement, wrong in the accuracy, as in xvit eval)"
+        )
     calibration = figures.get("calibration")
     if calibration:
         line += f"; calibrated on {calibration['videos_used']} videos of {calibration['list']}"

@@ -223,9 +223,9 @@ def predict_list(
     multi_label = bool(getattr(model.config, "multi_label", False))
     k = min(topk, int(model.config.num_classes))
     header = prediction_header(k)
+    device = resolve_device(cfg.train.device)  # a device this machine has not: before any file
     done = _done_rows(out, header, list_settings(checkpoint, cfg, k))
     todo = [v for v in dict.fromkeys(videos) if v not in done]
-    device = resolve_device(cfg.train.device)
     workers = cfg.data.workers if workers is None else workers
     configure_threads(cfg.train.threads, device, workers)
     views = parse_views(cfg.eval.views)
