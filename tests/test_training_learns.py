@@ -157,6 +157,9 @@ def test_collapse_signs_and_verdicts():
     labels = torch.arange(20) % k
     signs = collapse_signs(math.log(k), k, same, labels, ["a", "b", "c", "d"])
     assert len(signs) == 3 and "100% of the validation videos predicted as 'a'" in signs[1]
+    assert signs[0].startswith("training loss 1.386 at chance (ln 4 = 1.386)")
+    # a loss well above ln K is worse than chance, and said so
+    assert collapse_signs(1.6, k)[0].startswith("training loss 1.600 above chance")
     spread = torch.nn.functional.one_hot(labels, k).float() * 5
     assert collapse_signs(0.2, k, spread, labels) == []
     # the first epochs of every run look like this: not judged until a quarter of the run

@@ -46,7 +46,8 @@ def collapse_signs(
     signs = []
     chance = math.log(num_classes)
     if math.isfinite(train_loss) and train_loss >= LOSS_AT_CHANCE * chance:
-        signs.append(f"training loss {train_loss:.3f} at chance (ln {num_classes} = {chance:.3f})")
+        where = "at" if train_loss <= chance / LOSS_AT_CHANCE else "above"  # within 3% of ln K, or worse
+        signs.append(f"training loss {train_loss:.3f} {where} chance (ln {num_classes} = {chance:.3f})")
     if logits is not None and len(logits) >= 2:
         logits = logits.float()
         pred = logits.argmax(-1)
