@@ -590,3 +590,16 @@ def test_property_an_epic_kitchens_csv_is_read_exactly(tmp_path_factory, rows, e
         )
         for i, (pid, start, length, verb, noun) in enumerate(rows)
     ]
+
+
+def test_name_labels_without_class_names_say_how_to_give_them(tmp_path):
+    """`clip.mp4 bikes` with no class list: the one line says where the names go (a
+    classnames.txt beside the list); with one there, the same list reads by name."""
+    lst = tmp_path / "train.txt"
+    lst.write_text("a.mp4 bikes\nb.mp4 bunny\n")
+    with pytest.raises(
+        AnnotationError, match=r"train.txt:1: label 'bikes' is not an integer: .*classnames.txt beside"
+    ):
+        read_annotations(lst)
+    (tmp_path / "classnames.txt").write_text("bunny\nbikes\n")
+    assert [s.label for s in read_annotations(lst).samples] == [1, 0]

@@ -76,7 +76,12 @@ def _parse_label(
         return index[text]
     if index is not None:
         raise annotation_error(file, line, f"label {text!r} is not in the class list{class_list_note(names)}")
-    raise annotation_error(file, line, f"label {text!r} is not an integer (give class names to use names)")
+    raise annotation_error(
+        file,
+        line,
+        f"label {text!r} is not an integer: to label by name, list the class names one a line in "
+        f"classnames.txt beside the list (or give data.class_names=FILE)",
+    )
 
 
 def _label_or_none(text: str, names: list[str] | None, index: dict[str, int] | None) -> int | None:
