@@ -603,3 +603,18 @@ def test_name_labels_without_class_names_say_how_to_give_them(tmp_path):
         read_annotations(lst)
     (tmp_path / "classnames.txt").write_text("bunny\nbikes\n")
     assert [s.label for s in read_annotations(lst).samples] == [1, 0]
+
+
+@pytest.mark.parametrize("container", ["mp4", "mkv", "avi"])
+def test_a_video_given_as_a_list_is_named_as_one(tmp_path, capsys, container):
+    """A real encoded video where a list is expected: one line saying it is a video, not a
+    UTF-8 complaint about a byte in it."""
+    from _video_fixtures import write_video
+
+    video = tmp_path / f"clip.{container}"
+    write_video(video, num_frames=4, height=32, width=32, fps=8, gop=4)
+    with pytest.raises(AnnotationError, match=r"clip\.\w+: a video file, not a text file"):
+        read_user_text(video)
+    assert main(["train", "--train-list", str(video), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "a video file, not a text file" in err[0]

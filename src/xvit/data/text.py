@@ -27,6 +27,16 @@ _BOMS = (
 )
 
 
+def _looks_like_video(data: bytes) -> bool:
+    """MP4/MOV (``ftyp``), Matroska/WebM (EBML), AVI (``RIFF....AVI``) or GIF magic bytes."""
+    return (
+        data[4:8] == b"ftyp"
+        or data.startswith(b"\x1aE\xdf\xa3")
+        or (data.startswith(b"RIFF") and data[8:11] == b"AVI")
+        or data.startswith((b"GIF87a", b"GIF89a"))
+    )
+
+
 def read_user_text(path: PathLike, error: type[Exception] = AnnotationError) -> str:
     """The text of ``path``: UTF-8 (with or without a byte-order mark) or UTF-16 with one;
     CRLF and CR line ends read as LF. Raises ``error`` (one line, ``FILE:LINE: problem``: the column and what
@@ -40,6 +50,10 @@ def read_user_text(path: PathLike, error: type[Exception] = AnnotationError) -> 
     try:
         text = data.decode(encoding)
     except UnicodeDecodeError as e:
+        if _looks_like_video(data):
+            raise error(
+                f"{path}: a video file, not a text file (give a list file, or a folder of class folders)"
+            ) from None
         line = data[: e.start].count(b"\n") + 1
         column = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
         raise error(
