@@ -52,7 +52,7 @@ def read_user_text(path: PathLike, error: type[Exception] = AnnotationError) -> 
     except UnicodeDecodeError as e:
         if _looks_like_video(data):
             raise error(
-                f"{path}: a video file, not a text file (give a list file, or a folder of class folders)"
+                f"{path}:1: a video file, not a text file (give a list file, or a folder of class folders)"
             ) from None
         line = data[: e.start].count(b"\n") + 1
         column = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
