@@ -613,7 +613,7 @@ def test_a_video_given_as_a_list_is_named_as_one(tmp_path, capsys, container):
 
     video = tmp_path / f"clip.{container}"
     write_video(video, num_frames=4, height=32, width=32, fps=8, gop=4)
-    with pytest.raises(AnnotationError, match=r"clip\.\w+: a video file, not a text file"):
+    with pytest.raises(AnnotationError, match=r"clip\.\w+:1: a video file, not a text file"):
         read_user_text(video)
     assert main(["train", "--train-list", str(video), "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
