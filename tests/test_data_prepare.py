@@ -454,3 +454,59 @@ def test_ctrl_c_exits_130_and_leaves_no_partial_file(tmp_path, capsys, monkeypat
     monkeypatch.setattr(prep, "encode_video", real)
     assert main(args) == 0
     assert len(_outputs(out)) == 3 and len((out / "train.txt").read_text().splitlines()) == 3
+
+
+def test_sigint_to_a_real_run_stops_at_once_and_keeps_every_finished_video(tmp_path, capsys):
+    """Ctrl-C (SIGINT to the `xvit` process) during a 2-worker run: exit 130 at once, no
+    source started after it, every complete output recorded (a rerun keeps them all), no
+    temporary file left; the rerun ends with the lists of an uninterrupted run."""
+    src = tmp_path / "src"
+    for i in range(6):
+        write_video(src / f"c{i % 2}" / f"v{i}.mp4", num_frames=60, height=120, width=160, gop=60)
+    flags = ["--short-side", "120", "--gop", "8", "--workers", "2", "--preset", "veryslow"]
+    out = tmp_path / "out"
+    # SIGINT as a terminal delivers it (a shell may start background children ignoring it)
+    code = (
+        "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        "from xvit.cli.main import main; sys.exit(main(sys.argv[1:]))"
+    )
+    cmd = [sys.executable, "-c", code, "data", "prepare", str(src), str(out), *flags]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    manifest = out / "prepared.jsonl"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if manifest.exists() and manifest.read_text().count("\n") >= 1:
+            break
+        time.sleep(0.02)
+    started = {
+        p.name.split(".")[1] if p.name.endswith(PARTIAL_SUFFIX) else p.stem
+        for p in (out / "videos").rglob("*")
+    }
+    complete_before = set(_outputs(out))
+    proc.send_signal(signal.SIGINT)
+    sent = time.monotonic()
+    try:
+        err = proc.communicate(timeout=15)[1]
+    finally:
+        proc.kill()
+    took = time.monotonic() - sent
+    assert proc.returncode == 130, err
+    assert took < 8, f"took {took:.1f} s to stop"
+    assert "Traceback" not in err and "run the same command again" in err, err
+    assert not (out / "train.txt").exists(), "the run finished before it could be interrupted"
+    complete = set(_outputs(out))
+    recorded = {json.loads(line)["output"] for line in manifest.read_text().splitlines()}
+    assert complete_before <= complete and 1 <= len(complete) < 6
+    assert recorded == complete  # nothing finished is thrown away
+    assert {Path(k).stem for k in complete} <= started  # no source started after Ctrl-C
+    assert not list(out.rglob(f"*{PARTIAL_SUFFIX}"))
+    kept = _outputs(out)
+    rerun = [a if a != "2" else "1" for a in flags]  # the workers are no setting: nothing re-encoded
+    assert main(["data", "prepare", str(src), str(out), *rerun]) == 0
+    done = f"6 of 6 videos prepared ({6 - len(kept)} encoded, {len(kept)} already done)"
+    assert done in capsys.readouterr().out
+    assert all(_outputs(out)[k] == kept[k] for k in kept)
+    ref = tmp_path / "ref"  # uninterrupted (faster settings: the lists do not depend on them)
+    assert main(["data", "prepare", str(src), str(ref), "--workers", "1", "--preset", "ultrafast"]) == 0
+    for name in ("train.txt", "val.txt", "classnames.txt"):
+        assert (out / name).read_text() == (ref / name).read_text()
