@@ -383,11 +383,17 @@ def test_bad_source_and_output_are_one_line_errors(tmp_path, capsys):
         ([str(src), str(tmp_path / "o4"), "--val-split", "1"], "--val-split must be in [0, 1)"),
         ([str(src), str(tmp_path / "o5"), "--gop", "0"], "--gop must be >= 1"),
         ([str(src), str(tmp_path / "o6"), "--fps", "fast"], "--fps must be a number"),
+        (
+            [str(src), str(tmp_path / "o9"), "--preset", "foo"],
+            "--preset must be one of ultrafast, superfast, veryfast, faster, fast, medium, slow, "
+            "slower, veryslow, placebo; got 'foo'",
+        ),
         ([str(a_file), str(tmp_path / "o7")], "expected 'path label'"),
     ]
     for args, text in cases:
         _one_line_error(capsys, main(["data", "prepare", *args]), 2, text)
     assert not (src / "prepared").exists()
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith("o")]  # nothing written
     lst = tmp_path / "train.txt"
     lst.write_text("src/a/v.mp4 0\n")
     _one_line_error(
@@ -427,6 +433,9 @@ def test_settings_validation():
         PrepareSettings(short_side=1)
     with pytest.raises(ValueError, match="--crf"):
         PrepareSettings(crf=60)
+    with pytest.raises(ValueError, match="--preset must be one of ultrafast, .*, placebo; got 'Fast'"):
+        PrepareSettings(preset="Fast")
+    assert PrepareSettings(preset="placebo").preset == "placebo"
     assert PrepareSettings(fps="30000/1001").record()["fps"] == "30000/1001"
 
 
