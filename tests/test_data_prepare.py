@@ -409,6 +409,28 @@ def test_bad_source_and_output_are_one_line_errors(tmp_path, capsys):
     )
 
 
+def test_out_holding_another_sources_dataset_is_refused(tmp_path, capsys):
+    first, second = tmp_path / "first", tmp_path / "second"
+    for root in (first, second):  # same class and file names: the outputs would collide
+        write_test_video(root / "a" / "v.mp4", "mp4", num_frames=5)
+        write_test_video(root / "b" / "w.mp4", "mp4", num_frames=5)
+    out = tmp_path / "out"
+    flags = ["--workers", "1", "--val-split", "0"]
+    assert main(["data", "prepare", str(first), str(out), *flags]) == 0
+    capsys.readouterr()
+    before = _snapshot(out)
+    before.pop(".prepare.lock")  # opened for locking
+    code = main(["data", "prepare", str(second), str(out), *flags])
+    _one_line_error(capsys, code, 2, f"{out}: holds a dataset prepared from other sources (e.g. {first}")
+    after = _snapshot(out)
+    after.pop(".prepare.lock")
+    assert after == before
+    # the same source again, or one that shares sources with it, goes on
+    write_test_video(first / "b" / "x.mp4", "mp4", num_frames=5)
+    assert main(["data", "prepare", str(first), str(out), *flags]) == 0
+    assert "3 of 3 videos prepared (1 encoded, 2 already done)" in capsys.readouterr().out
+
+
 def test_every_video_failing_exits_1(tmp_path, capsys):
     src = tmp_path / "src"
     (src / "a").mkdir(parents=True)

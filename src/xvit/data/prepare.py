@@ -382,6 +382,19 @@ def _check_disjoint(out: Path, source: Source, outputs: dict[str, str]) -> None:
         raise PrepareError(f"{min(clash)}: a source file would be overwritten; choose another OUT")
 
 
+def _check_same_source(out: PathLike, records: dict[str, dict[str, Any]], outputs: dict[str, str]) -> None:
+    """Refuse an ``out`` holding a dataset prepared from other sources only: this run would
+    overwrite its same-named videos and replace its lists."""
+    if not records:
+        return
+    ours = {os.path.abspath(src) for src in outputs}
+    theirs = sorted(str(r.get("source")) for r in records.values())
+    if not any(src in ours for src in theirs):
+        raise PrepareError(
+            f"{out}: holds a dataset prepared from other sources (e.g. {theirs[0]}); choose another OUT"
+        )
+
+
 def _run_pool(
     todo: Sequence[tuple[str, str, PrepareSettings, int, str]],
     workers: int,
@@ -440,8 +453,9 @@ def prepare_dataset(
     workers = max(1, workers or default_processes())
     threads = max(1, available_cores() // workers)
     with _locked(out_path):
-        _remove_partials(out_path)
         records = _read_manifest(out_path)
+        _check_same_source(out, records, outputs)
+        _remove_partials(out_path)
         wanted = settings.record()
         done: set[str] = set()
         todo: list[tuple[str, str, PrepareSettings, int, str]] = []
