@@ -383,11 +383,17 @@ def test_bad_source_and_output_are_one_line_errors(tmp_path, capsys):
         ([str(src), str(tmp_path / "o4"), "--val-split", "1"], "--val-split must be in [0, 1)"),
         ([str(src), str(tmp_path / "o5"), "--gop", "0"], "--gop must be >= 1"),
         ([str(src), str(tmp_path / "o6"), "--fps", "fast"], "--fps must be a number"),
+        (
+            [str(src), str(tmp_path / "o9"), "--preset", "foo"],
+            "--preset must be one of ultrafast, superfast, veryfast, faster, fast, medium, slow, "
+            "slower, veryslow, placebo; got 'foo'",
+        ),
         ([str(a_file), str(tmp_path / "o7")], "expected 'path label'"),
     ]
     for args, text in cases:
         _one_line_error(capsys, main(["data", "prepare", *args]), 2, text)
     assert not (src / "prepared").exists()
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith("o")]  # nothing written
     lst = tmp_path / "train.txt"
     lst.write_text("src/a/v.mp4 0\n")
     _one_line_error(
@@ -401,6 +407,28 @@ def test_bad_source_and_output_are_one_line_errors(tmp_path, capsys):
         2,
         "'zzz' not in the model's 1 classes",
     )
+
+
+def test_out_holding_another_sources_dataset_is_refused(tmp_path, capsys):
+    first, second = tmp_path / "first", tmp_path / "second"
+    for root in (first, second):  # same class and file names: the outputs would collide
+        write_test_video(root / "a" / "v.mp4", "mp4", num_frames=5)
+        write_test_video(root / "b" / "w.mp4", "mp4", num_frames=5)
+    out = tmp_path / "out"
+    flags = ["--workers", "1", "--val-split", "0"]
+    assert main(["data", "prepare", str(first), str(out), *flags]) == 0
+    capsys.readouterr()
+    before = _snapshot(out)
+    before.pop(".prepare.lock")  # opened for locking
+    code = main(["data", "prepare", str(second), str(out), *flags])
+    _one_line_error(capsys, code, 2, f"{out}: holds a dataset prepared from other sources (e.g. {first}")
+    after = _snapshot(out)
+    after.pop(".prepare.lock")
+    assert after == before
+    # the same source again, or one that shares sources with it, goes on
+    write_test_video(first / "b" / "x.mp4", "mp4", num_frames=5)
+    assert main(["data", "prepare", str(first), str(out), *flags]) == 0
+    assert "3 of 3 videos prepared (1 encoded, 2 already done)" in capsys.readouterr().out
 
 
 def test_every_video_failing_exits_1(tmp_path, capsys):
@@ -427,6 +455,9 @@ def test_settings_validation():
         PrepareSettings(short_side=1)
     with pytest.raises(ValueError, match="--crf"):
         PrepareSettings(crf=60)
+    with pytest.raises(ValueError, match="--preset must be one of ultrafast, .*, placebo; got 'Fast'"):
+        PrepareSettings(preset="Fast")
+    assert PrepareSettings(preset="placebo").preset == "placebo"
     assert PrepareSettings(fps="30000/1001").record()["fps"] == "30000/1001"
 
 
@@ -454,3 +485,59 @@ def test_ctrl_c_exits_130_and_leaves_no_partial_file(tmp_path, capsys, monkeypat
     monkeypatch.setattr(prep, "encode_video", real)
     assert main(args) == 0
     assert len(_outputs(out)) == 3 and len((out / "train.txt").read_text().splitlines()) == 3
+
+
+def test_sigint_to_a_real_run_stops_at_once_and_keeps_every_finished_video(tmp_path, capsys):
+    """Ctrl-C (SIGINT to the `xvit` process) during a 2-worker run: exit 130 at once, no
+    source started after it, every complete output recorded (a rerun keeps them all), no
+    temporary file left; the rerun ends with the lists of an uninterrupted run."""
+    src = tmp_path / "src"
+    for i in range(6):
+        write_video(src / f"c{i % 2}" / f"v{i}.mp4", num_frames=60, height=120, width=160, gop=60)
+    flags = ["--short-side", "120", "--gop", "8", "--workers", "2", "--preset", "veryslow"]
+    out = tmp_path / "out"
+    # SIGINT as a terminal delivers it (a shell may start background children ignoring it)
+    code = (
+        "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        "from xvit.cli.main import main; sys.exit(main(sys.argv[1:]))"
+    )
+    cmd = [sys.executable, "-c", code, "data", "prepare", str(src), str(out), *flags]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    manifest = out / "prepared.jsonl"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if manifest.exists() and manifest.read_text().count("\n") >= 1:
+            break
+        time.sleep(0.02)
+    started = {
+        p.name.split(".")[1] if p.name.endswith(PARTIAL_SUFFIX) else p.stem
+        for p in (out / "videos").rglob("*")
+    }
+    complete_before = set(_outputs(out))
+    proc.send_signal(signal.SIGINT)
+    sent = time.monotonic()
+    try:
+        err = proc.communicate(timeout=15)[1]
+    finally:
+        proc.kill()
+    took = time.monotonic() - sent
+    assert proc.returncode == 130, err
+    assert took < 8, f"took {took:.1f} s to stop"
+    assert "Traceback" not in err and "run the same command again" in err, err
+    assert not (out / "train.txt").exists(), "the run finished before it could be interrupted"
+    complete = set(_outputs(out))
+    recorded = {json.loads(line)["output"] for line in manifest.read_text().splitlines()}
+    assert complete_before <= complete and 1 <= len(complete) < 6
+    assert recorded == complete  # nothing finished is thrown away
+    assert {Path(k).stem for k in complete} <= started  # no source started after Ctrl-C
+    assert not list(out.rglob(f"*{PARTIAL_SUFFIX}"))
+    kept = _outputs(out)
+    rerun = [a if a != "2" else "1" for a in flags]  # the workers are no setting: nothing re-encoded
+    assert main(["data", "prepare", str(src), str(out), *rerun]) == 0
+    done = f"6 of 6 videos prepared ({6 - len(kept)} encoded, {len(kept)} already done)"
+    assert done in capsys.readouterr().out
+    assert all(_outputs(out)[k] == kept[k] for k in kept)
+    ref = tmp_path / "ref"  # uninterrupted (faster settings: the lists do not depend on them)
+    assert main(["data", "prepare", str(src), str(ref), "--workers", "1", "--preset", "ultrafast"]) == 0
+    for name in ("train.txt", "val.txt", "classnames.txt"):
+        assert (out / name).read_text() == (ref / name).read_text()

@@ -59,7 +59,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _add_prepare(sub: argparse._SubParsersAction) -> None:
-    from xvit.data.settings import PrepareSettings
+    from xvit.data.settings import X264_PRESETS, PrepareSettings
 
     d = PrepareSettings()
     p = sub.add_parser(
@@ -105,7 +105,11 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
         "--fps", default=None, help="resample to this frame rate (default: keep the source timing)"
     )
     p.add_argument("--crf", type=int, default=d.crf, help=f"x264 quality, lower is better (default {d.crf})")
-    p.add_argument("--preset", default=d.preset, help=f"x264 preset (default {d.preset})")
+    p.add_argument(
+        "--preset",
+        default=d.preset,
+        help=f"x264 preset, one of {', '.join(X264_PRESETS)} (default {d.preset})",
+    )
     p.add_argument(
         "--workers", type=int, default=None, help="processes (default: one per usable core, up to 2)"
     )

@@ -9,7 +9,10 @@ side scaled down, rotation applied; :class:`~xvit.data.encode.PrepareSettings`).
 A run can be interrupted at any point and started again: each video is written to a
 temporary name in its final folder and renamed when complete, and ``OUT/prepared.jsonl``
 records, per finished output, the source's size and modification time and the settings, so a
-rerun skips what is done and re-encodes only what changed. The sources are only read.
+rerun skips what is done and re-encodes only what changed. The main process renames and
+records each output (one step that Ctrl-C does not split); on Ctrl-C it records what finished,
+starts nothing more and stops the worker processes, which ignore SIGINT themselves. The
+sources are only read.
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ import json
 import os
 import re
 import secrets
+import signal
 import tempfile
+import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -297,26 +302,68 @@ def _is_done(
         return False
 
 
-def _encode_job(job: tuple[str, str, PrepareSettings, int]) -> tuple[str, int, int, str | None]:
-    """Worker: encode one source to its final path via a temporary file. Returns
-    (source, frames, output bytes, error or None)."""
-    src, dst, settings, threads = job
-    final = Path(dst)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".{final.name}.{os.getpid()}-{secrets.token_hex(4)}{PARTIAL_SUFFIX}"
+def _encode_job(job: tuple[str, str, PrepareSettings, int, str]) -> tuple[str, int, int, str | None]:
+    """Worker: encode one source to the temporary file ``job[4]`` next to its final path
+    ``job[1]``. Returns (source, frames, output bytes, error or None); on success the
+    temporary file is complete and the caller renames it (and records it), otherwise it is
+    removed."""
+    src, dst, settings, threads, tmp_name = job
+    Path(dst).parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tmp_name)
     try:
         frames = encode_video(src, tmp, settings, threads=threads)
         if frames == 0:
+            tmp.unlink(missing_ok=True)
             return src, 0, 0, f"{src}: no frames came out of the encoder"
-        size = os.path.getsize(tmp)
-        os.replace(tmp, final)
-        return src, frames, size, None
+        return src, frames, os.path.getsize(tmp), None
     except Exception as e:  # any failure of one source is reported, the run goes on
+        tmp.unlink(missing_ok=True)
         message = e.problem if isinstance(e, VideoDecodeError) else f"{type(e).__name__}: {e}"
         return src, 0, 0, " ".join(message.split())
+    except BaseException:  # Ctrl-C in this process
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _ignore_sigint() -> None:
+    """Worker initializer: Ctrl-C (sent to the whole process group by a terminal) is the
+    parent's to handle; it stops the workers itself after recording what they finished."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@contextlib.contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """Run the block whole: a Ctrl-C that lands in it raises KeyboardInterrupt at its end
+    (so an output is never renamed into place without its record)."""
+    if threading.current_thread() is not threading.main_thread() or not callable(
+        signal.getsignal(signal.SIGINT)
+    ):
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
+
+
+def _stop_pool(pool: ProcessPoolExecutor) -> None:
+    """Stop at once: cancel the jobs not started and end the running ones (their temporary
+    files are the caller's to remove)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in processes:
+        with contextlib.suppress(Exception):
+            proc.terminate()
+    for proc in processes:
+        with contextlib.suppress(Exception):
+            proc.join(5)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(5)
 
 
 def _check_disjoint(out: Path, source: Source, outputs: dict[str, str]) -> None:
@@ -333,6 +380,54 @@ def _check_disjoint(out: Path, source: Source, outputs: dict[str, str]) -> None:
     clash = ours & theirs
     if clash:
         raise PrepareError(f"{min(clash)}: a source file would be overwritten; choose another OUT")
+
+
+def _check_same_source(out: PathLike, records: dict[str, dict[str, Any]], outputs: dict[str, str]) -> None:
+    """Refuse an ``out`` holding a dataset prepared from other sources only: this run would
+    overwrite its same-named videos and replace its lists."""
+    if not records:
+        return
+    ours = {os.path.abspath(src) for src in outputs}
+    theirs = sorted(str(r.get("source")) for r in records.values())
+    if not any(src in ours for src in theirs):
+        raise PrepareError(
+            f"{out}: holds a dataset prepared from other sources (e.g. {theirs[0]}); choose another OUT"
+        )
+
+
+def _run_pool(
+    todo: Sequence[tuple[str, str, PrepareSettings, int, str]],
+    workers: int,
+    finished: Any,
+) -> None:
+    """Encode ``todo`` in ``workers`` processes, calling ``finished(job, result, stamp)`` in
+    this process as each ends. On Ctrl-C: what finished before it is recorded, no new job
+    starts and the running ones are stopped at once; then KeyboardInterrupt is raised."""
+    pool = ProcessPoolExecutor(workers, mp_context=worker_context(), initializer=_ignore_sigint)
+    pending: dict[Future, tuple[tuple[str, str, PrepareSettings, int, str], dict[str, Any] | None]] = {}
+    jobs = iter(todo)
+    try:
+        while True:
+            while len(pending) < 4 * workers:
+                job = next(jobs, None)
+                if job is None:
+                    break
+                pending[pool.submit(_encode_job, job)] = (job, _source_stamp(job[0]))
+            if not pending:
+                break
+            ready, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in ready:
+                job, stamp = pending.pop(fut)
+                finished(job, fut.result(), stamp)
+    except BaseException:
+        _stop_pool(pool)
+        # keep what was finished before the stop
+        for fut, (job, stamp) in pending.items():
+            if fut.done() and not fut.cancelled() and fut.exception() is None:
+                with contextlib.suppress(OSError):
+                    finished(job, fut.result(), stamp)
+        raise
+    pool.shutdown(wait=True)
 
 
 def prepare_dataset(
@@ -358,17 +453,21 @@ def prepare_dataset(
     workers = max(1, workers or default_processes())
     threads = max(1, available_cores() // workers)
     with _locked(out_path):
-        _remove_partials(out_path)
         records = _read_manifest(out_path)
+        _check_same_source(out, records, outputs)
+        _remove_partials(out_path)
         wanted = settings.record()
         done: set[str] = set()
-        todo: list[tuple[str, str, PrepareSettings, int]] = []
+        todo: list[tuple[str, str, PrepareSettings, int, str]] = []
+        run_tag = f"{os.getpid()}-{secrets.token_hex(4)}"
         for src in sorted(outputs):
             rel = outputs[src]
             if _is_done(out_path, rel, records.get(rel), _source_stamp(src), wanted):
                 done.add(src)
             else:
-                todo.append((src, str(out_path / rel), settings, threads))
+                final = out_path / rel
+                tmp = final.parent / f".{final.name}.{run_tag}{PARTIAL_SUFFIX}"
+                todo.append((src, str(final), settings, threads, str(tmp)))
         skipped = len(done)
         failed: list[tuple[str, str]] = []
         with (
@@ -382,7 +481,11 @@ def prepare_dataset(
             ) as bar,
         ):
 
-            def finished(result: tuple[str, int, int, str | None], stamp: dict[str, Any] | None) -> None:
+            def finished(
+                job: tuple[str, str, PrepareSettings, int, str],
+                result: tuple[str, int, int, str | None],
+                stamp: dict[str, Any] | None,
+            ) -> None:
                 src, frames, size, error = result
                 bar.update(1)
                 if error is not None:
@@ -395,34 +498,25 @@ def prepare_dataset(
                     "output_size": size,
                     "frames": frames,
                 }
-                manifest.write(json.dumps(rec) + "\n")
-                manifest.flush()
-                done.add(src)
+                with _sigint_deferred():  # a video in place always has its record
+                    os.replace(job[4], job[1])
+                    manifest.write(json.dumps(rec) + "\n")
+                    manifest.flush()
+                    done.add(src)
 
-            if workers == 1 or len(todo) <= 1:
+            try:
+                if workers == 1 or len(todo) <= 1:
+                    for job in todo:
+                        stamp = _source_stamp(job[0])
+                        finished(job, _encode_job(job), stamp)
+                else:
+                    _run_pool(todo, workers, finished)
+            except BaseException:  # Ctrl-C, disk full: the workers are stopped by now
+                # remove the outputs they left unfinished
                 for job in todo:
-                    stamp = _source_stamp(job[0])
-                    finished(_encode_job(job), stamp)
-            else:
-                with ProcessPoolExecutor(workers, mp_context=worker_context()) as pool:
-                    pending: dict[Future, dict[str, Any] | None] = {}
-                    jobs = iter(todo)
-                    try:
-                        while True:
-                            while len(pending) < 4 * workers:
-                                job = next(jobs, None)
-                                if job is None:
-                                    break
-                                pending[pool.submit(_encode_job, job)] = _source_stamp(job[0])
-                            if not pending:
-                                break
-                            ready, _ = wait(pending, return_when=FIRST_COMPLETED)
-                            for fut in ready:
-                                finished(fut.result(), pending.pop(fut))
-                    except BaseException:
-                        for fut in pending:
-                            fut.cancel()
-                        raise
+                    with contextlib.suppress(OSError):
+                        os.remove(job[4])
+                raise
 
         train = [s for s in source.train if s.path in done]
         val = [s for s in source.val if s.path in done]

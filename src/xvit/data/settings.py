@@ -10,7 +10,7 @@ from typing import Any
 
 from xvit.data.errors import PrepareError
 
-__all__ = ["VERSION", "PrepareSettings", "SynthConfig", "parse_fps"]
+__all__ = ["VERSION", "X264_PRESETS", "PrepareSettings", "SynthConfig", "parse_fps"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,20 @@ class SynthConfig:
             raise ValueError("synthetic dataset: " + "; ".join(problems))
 
 
+# libx264's presets, fastest first (x264 refuses any other name, for every video)
+X264_PRESETS = (
+    "ultrafast",
+    "superfast",
+    "veryfast",
+    "faster",
+    "fast",
+    "medium",
+    "slow",
+    "slower",
+    "veryslow",
+    "placebo",
+)
+
 VERSION = 1  # bump when the encoding changes, so finished outputs are re-encoded
 
 
@@ -65,6 +79,8 @@ class PrepareSettings:
             raise PrepareError(f"--gop must be >= 1, got {self.gop}")
         if not 0 <= self.crf <= 51:
             raise PrepareError(f"--crf must be in [0, 51], got {self.crf}")
+        if self.preset not in X264_PRESETS:
+            raise PrepareError(f"--preset must be one of {', '.join(X264_PRESETS)}; got {self.preset!r}")
         if self.fps is not None:
             parse_fps(self.fps)
 
