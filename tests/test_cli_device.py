@@ -63,3 +63,25 @@ def test_a_device_this_machine_has_not_is_one_line_and_exit_2(ckpt, tmp_path, ca
     assert len(err) == 1 and "error: device" in err[0] and repr(device) in err[0], err
     assert "Traceback" not in err[0]
     assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_serve_on_a_taken_port_is_one_line_before_the_model_loads(ckpt, capsys, monkeypatch):
+    """`xvit serve --port P` where another server listens on P: exit 2 and one line naming
+    the address, before the model is loaded (no uvicorn log lines, no warm-up)."""
+    import socket
+
+    from xvit.engine.serve import service
+
+    loaded = []
+    monkeypatch.setattr(service.ModelService, "__init__", lambda *a, **k: loaded.append(1))
+    root, _ = ckpt
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "--checkpoint", str(root / "ckpt"), "--port", str(port)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"cannot listen on 127.0.0.1:{port}" in err[0] and "another --port" in err[0]
+    assert loaded == []
+    assert main(["serve", "--checkpoint", str(root / "ckpt"), "--host", "no.such.host.invalid"]) == 2
+    assert "--host no.such.host.invalid" in capsys.readouterr().err

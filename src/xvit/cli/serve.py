@@ -68,6 +68,27 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def check_listen(host: str, port: int) -> None:
+    """A ValueError (one line) when ``host:port`` cannot be listened on: the port is taken or
+    the address is not this machine's. Bound and released at once, as uvicorn binds it
+    (``SO_REUSEADDR``), so a port in TIME_WAIT still passes."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as e:
+        raise ValueError(f"--host {host}: {e.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as e:
+            raise ValueError(
+                f"cannot listen on {host}:{port}: {e.strerror or e} (another server there? give another --port)"
+            ) from None
+
+
 def run(args: argparse.Namespace) -> int:
     """Entry point of `xvit serve`."""
     try:
@@ -100,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
         check_serve_options(options)
         if not 0 <= args.port <= 65535:
             raise ValueError(f"--port must be in 0..65535, got {args.port}")
+        check_listen(args.host, args.port)  # before the model loads and warms up
         logging.basicConfig(
             level=getattr(logging, args.log_level.upper()),
             format="%(asctime)s %(name)s %(levelname)s %(message)s",
