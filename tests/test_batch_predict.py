@@ -278,7 +278,7 @@ def test_out_in_a_missing_folder_is_created(setup, tmp_path, capsys):
     lst.write_text(f"{good[0]}\n")
     out = tmp_path / "new" / "deeper" / "p.csv"
     assert _list_run(lst, root / "nope", out) == 2  # refused: no folder made
-    assert "no model.safetensors" in capsys.readouterr().err and not (tmp_path / "new").exists()
+    assert "no such directory" in capsys.readouterr().err and not (tmp_path / "new").exists()
     assert _list_run(lst, root / "ckpt", out) == 0
     assert [r["path"] for r in _rows(out)] == [str(good[0])]
     assert (out.parent / "p.settings.json").is_file()

@@ -107,12 +107,20 @@ def test_export_bad_input(tmp_path, capsys):
     save_pretrained(tiny("vit", "avg"), tmp_path / "ckpt")
     base = ["export", "--checkpoint", str(tmp_path / "ckpt"), "--out"]
     assert main([*base, str(tmp_path / "m.onnx"), "--format", "onnx", "--opset", "17"]) == 2
-    assert main([*base, str(tmp_path / "no" / "m.onnx"), "--format", "onnx"]) == 2
+    assert main([*base, str(tmp_path / "m.txt"), "--format", "onnx"]) == 2
     assert main(["export", "--checkpoint", str(tmp_path / "nope"), "--format", "pt2", "--out", "a.pt2"]) == 2
     assert main([*base, str(tmp_path / "m.pt2"), "--format", "pt2", "--frames", "0"]) == 2
+    (tmp_path / "file").write_text("")
+    assert main([*base, str(tmp_path / "file" / "m.onnx"), "--format", "onnx"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 4 and all(line.startswith("xvit export: error:") for line in err)
-    assert "--opset must be >= 18" in err[0] and "does not exist" in err[1]
+    assert len(err) == 5 and all(line.startswith("xvit export: error:") for line in err)
+    assert "--opset must be >= 18" in err[0] and "written to a .onnx file" in err[1]
+    assert "is not a directory" in err[4]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt", "file"]  # nothing written
+    # a missing folder is made, once the export is checked
+    assert main([*base, str(tmp_path / "new" / "deeper" / "m.onnx"), "--format", "onnx"]) == 0
+    assert (tmp_path / "new" / "deeper" / "m.onnx").is_file()
+    assert not list(tmp_path.rglob(".tmp-*"))
 
 
 @pytest.fixture(scope="module")

@@ -180,8 +180,9 @@ def export_model(
     tolerance: float = TOLERANCE,
 ) -> ExportReport:
     """Export ``model`` (eval mode, CPU, fp32) to ``out`` in ``fmt`` (``onnx`` or ``pt2``),
-    check it against the eager model and move it into place; raises ``ExportError`` with one
-    line naming the reason when the export fails or does not match."""
+    check it against the eager model and move it into place (a missing folder of ``out`` is
+    made then); raises ``ValueError`` for bad options (``out`` must end in ``.onnx`` / ``.pt2``)
+    and ``ExportError`` with one line naming the reason when the export fails or does not match."""
     if fmt not in FORMATS:
         raise ValueError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if fmt == "onnx" and opset < 18:
@@ -189,8 +190,13 @@ def export_model(
     out = Path(out)
     if out.is_dir():
         raise ValueError(f"--out {out} is a directory; give a file name")
-    if not out.parent.is_dir():
-        raise ValueError(f"--out: the directory {out.parent} does not exist")
+    if out.suffix.lower() != f".{fmt}":
+        raise ValueError(f"--out {out}: a {fmt} export is written to a .{fmt} file")
+    base = out.parent  # the nearest folder that exists: the file is made there, then moved
+    while not base.exists() and base != base.parent:
+        base = base.parent
+    if not base.is_dir():
+        raise ValueError(f"--out {out}: {base} is not a directory")
     model = model.eval().float().cpu()
     if dynamic_batch:  # a traced batch of 1 would be specialised (size-1 dims are constants)
         batch = max(batch, 2)
@@ -202,7 +208,7 @@ def export_model(
             eager = model(check_x).float().numpy()
     except Exception as e:
         raise ExportError(f"the eager model does not run on {tuple(x.shape)} clips: {one_line(e)}") from e
-    tmp = str(out.parent / f".tmp-{uuid.uuid4().hex}-{out.name}")  # same suffix: torch.export checks it
+    tmp = str(base / f".tmp-{uuid.uuid4().hex}-{out.name}")  # same suffix: torch.export checks it
     try:
         if fmt == "onnx":
             exporter = _export_onnx(model, x, tmp, dynamic_batch, opset)
@@ -235,6 +241,7 @@ def export_model(
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
+        out.parent.mkdir(parents=True, exist_ok=True)  # a missing folder: made once the export is checked
         os.replace(tmp, out)
     finally:
         if os.path.exists(tmp):

@@ -36,6 +36,12 @@ def load_run(checkpoint: str | Path, overrides: list[str] | tuple[str, ...] = ()
     (``key=value``) go on top.
     """
     directory = Path(checkpoint)
+    if not directory.exists():
+        raise FileNotFoundError(f"--checkpoint {directory}: no such directory")
+    if not directory.is_dir():
+        raise FileNotFoundError(
+            f"--checkpoint {directory}: a file; give the directory of a finished run or of save_pretrained"
+        )
     if not (directory / "model.safetensors").is_file():
         hint = (
             " (training not finished? its checkpoints are in checkpoints/)"
