@@ -16,15 +16,19 @@ import torch
 from torch import nn
 
 __all__ = [
+    "PATCH_SIZE",
     "PEERS",
     "PEER_SIZES",
     "PeerInfo",
     "PeerModel",
     "build_peer",
+    "check_peer_frames",
     "peer_attention_backend",
     "peers_available",
 ]
 
+# The patch side (and tubelet side) the peers are built with unless told otherwise.
+PATCH_SIZE = 16
 # (hidden size, layers, heads) per size name, matching the ViT widths of our models.
 PEER_SIZES: dict[str, tuple[int, int, int]] = {
     "tiny": (192, 12, 3),
@@ -106,12 +110,22 @@ def _info(name: str) -> PeerInfo:
     return PEERS[name]
 
 
+def check_peer_frames(name: str, num_frames: int) -> None:
+    """ValueError unless peer ``name`` can take clips of ``num_frames`` (a whole number of its
+    temporal tokens)."""
+    info = _info(name)
+    if num_frames % info.tubelet:
+        raise ValueError(
+            f"peer {name} groups {info.tubelet} frames per token; {num_frames} frames is not divisible by it"
+        )
+
+
 def build_peer(
     name: str,
     num_frames: int | None = None,
     img_size: int = 224,
     size: str = "base",
-    patch_size: int = 16,
+    patch_size: int = PATCH_SIZE,
     hidden_size: int | None = None,
     num_layers: int | None = None,
     num_heads: int | None = None,
@@ -131,11 +145,7 @@ def build_peer(
     if size not in PEER_SIZES:
         raise ValueError(f"unknown size {size!r} for peer {name!r}; known: {', '.join(PEER_SIZES)}")
     frames = info.standard_frames if num_frames is None else int(num_frames)
-    if frames % info.tubelet:
-        raise ValueError(
-            f"peer {name!r} groups {info.tubelet} frames per token; num_frames={frames} "
-            "is not divisible by it"
-        )
+    check_peer_frames(name, frames)
     width, depth, heads = PEER_SIZES[size]
     width = hidden_size or width
     depth = num_layers or depth

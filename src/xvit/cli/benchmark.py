@@ -20,8 +20,6 @@ PROG = "xvit benchmark"
 FAMILIES = ("xvit", "xvit_st", "vit", "tsm_vit", "timesformer", "joint_vit", "vivit_fe")
 # --precision values and the benchmark dtype mode each is timed as (bf16: the faster mode).
 PRECISIONS = {"fp32": "fp32", "bf16": "bf16", "int8": "int8"}
-# The patch size the transformers peers are built with (peers.build_peer's default).
-PEER_PATCH = 16
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -191,20 +189,15 @@ def build_specs(args: argparse.Namespace) -> list:
 
 def _check_spec(spec: Any) -> None:
     """ValueError naming why ``spec`` cannot be built; reads configs, builds nothing."""
-    from xvit.benchmarks.peers import PEERS
+    from xvit.benchmarks.peers import PATCH_SIZE, check_peer_frames
     from xvit.models import model_config
 
     if spec.source == "hf":
-        info = PEERS[spec.name]
-        if spec.img_size % PEER_PATCH:
+        if spec.img_size % PATCH_SIZE:
             raise ValueError(
-                f"--img-size {spec.img_size} is not divisible by the patch size {PEER_PATCH} of {spec.name}"
+                f"--img-size {spec.img_size} is not divisible by the patch size {PATCH_SIZE} of {spec.name}"
             )
-        if spec.num_frames % info.tubelet:
-            raise ValueError(
-                f"{spec.name} groups {info.tubelet} frames per token; {spec.num_frames} frames "
-                "is not divisible by it"
-            )
+        check_peer_frames(spec.name, spec.num_frames)
         return
     try:
         model_config(spec.name, num_frames=spec.num_frames, img_size=spec.img_size, **spec.overrides)

@@ -31,7 +31,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from xvit.data.annotations import read_annotations, read_class_names, write_list_file
 from xvit.data.cores import available_cores, default_processes
@@ -302,9 +302,19 @@ def _is_done(
         return False
 
 
-def _encode_job(job: tuple[str, str, PrepareSettings, int, str]) -> tuple[str, int, int, str | None]:
-    """Worker: encode one source to the temporary file ``job[4]`` next to its final path
-    ``job[1]``. Returns (source, frames, output bytes, error or None); on success the
+class _Job(NamedTuple):
+    """One source to encode: into ``tmp`` (beside ``dst``, its final path), with ``threads``."""
+
+    src: str
+    dst: str
+    settings: PrepareSettings
+    threads: int
+    tmp: str
+
+
+def _encode_job(job: _Job) -> tuple[str, int, int, str | None]:
+    """Worker: encode one source to the temporary file ``job.tmp`` next to its final path
+    ``job.dst``. Returns (source, frames, output bytes, error or None); on success the
     temporary file is complete and the caller renames it (and records it), otherwise it is
     removed."""
     src, dst, settings, threads, tmp_name = job
@@ -396,7 +406,7 @@ def _check_same_source(out: PathLike, records: dict[str, dict[str, Any]], output
 
 
 def _run_pool(
-    todo: Sequence[tuple[str, str, PrepareSettings, int, str]],
+    todo: Sequence[_Job],
     workers: int,
     finished: Any,
 ) -> None:
@@ -404,7 +414,7 @@ def _run_pool(
     this process as each ends. On Ctrl-C: what finished before it is recorded, no new job
     starts and the running ones are stopped at once; then KeyboardInterrupt is raised."""
     pool = ProcessPoolExecutor(workers, mp_context=worker_context(), initializer=_ignore_sigint)
-    pending: dict[Future, tuple[tuple[str, str, PrepareSettings, int, str], dict[str, Any] | None]] = {}
+    pending: dict[Future, tuple[_Job, dict[str, Any] | None]] = {}
     jobs = iter(todo)
     try:
         while True:
@@ -412,7 +422,7 @@ def _run_pool(
                 job = next(jobs, None)
                 if job is None:
                     break
-                pending[pool.submit(_encode_job, job)] = (job, _source_stamp(job[0]))
+                pending[pool.submit(_encode_job, job)] = (job, _source_stamp(job.src))
             if not pending:
                 break
             ready, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -458,7 +468,7 @@ def prepare_dataset(
         _remove_partials(out_path)
         wanted = settings.record()
         done: set[str] = set()
-        todo: list[tuple[str, str, PrepareSettings, int, str]] = []
+        todo: list[_Job] = []
         run_tag = f"{os.getpid()}-{secrets.token_hex(4)}"
         for src in sorted(outputs):
             rel = outputs[src]
@@ -467,7 +477,7 @@ def prepare_dataset(
             else:
                 final = out_path / rel
                 tmp = final.parent / f".{final.name}.{run_tag}{PARTIAL_SUFFIX}"
-                todo.append((src, str(final), settings, threads, str(tmp)))
+                todo.append(_Job(src, str(final), settings, threads, str(tmp)))
         skipped = len(done)
         failed: list[tuple[str, str]] = []
         with (
@@ -482,7 +492,7 @@ def prepare_dataset(
         ):
 
             def finished(
-                job: tuple[str, str, PrepareSettings, int, str],
+                job: _Job,
                 result: tuple[str, int, int, str | None],
                 stamp: dict[str, Any] | None,
             ) -> None:
@@ -499,7 +509,7 @@ def prepare_dataset(
                     "frames": frames,
                 }
                 with _sigint_deferred():  # a video in place always has its record
-                    os.replace(job[4], job[1])
+                    os.replace(job.tmp, job.dst)
                     manifest.write(json.dumps(rec) + "\n")
                     manifest.flush()
                     done.add(src)
@@ -507,7 +517,7 @@ def prepare_dataset(
             try:
                 if workers == 1 or len(todo) <= 1:
                     for job in todo:
-                        stamp = _source_stamp(job[0])
+                        stamp = _source_stamp(job.src)
                         finished(job, _encode_job(job), stamp)
                 else:
                     _run_pool(todo, workers, finished)
@@ -515,7 +525,7 @@ def prepare_dataset(
                 # remove the outputs they left unfinished
                 for job in todo:
                     with contextlib.suppress(OSError):
-                        os.remove(job[4])
+                        os.remove(job.tmp)
                 raise
 
         train = [s for s in source.train if s.path in done]
