@@ -222,6 +222,23 @@ def _check_safetensors_file(path: Path) -> None:
         )
 
 
+def checkpoint_digest(directory: str | os.PathLike[str], extra: str = "") -> str:
+    """The hex sha256 of a saved model directory's ``config.json`` and ``model.safetensors``
+    (those present), then ``extra``: what ``load_model`` reads, so equal digests load equal
+    models."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name in (CONFIG_NAME, WEIGHTS_NAME):
+        path = Path(directory) / name
+        if path.is_file():
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 22), b""):
+                    h.update(block)
+    h.update(extra.encode())
+    return h.hexdigest()
+
+
 def read_safetensors(path: str | os.PathLike[str], device: str = "cpu") -> dict[str, torch.Tensor]:
     """Load a safetensors file, with a clear error when it is missing, truncated or corrupt."""
     from safetensors import SafetensorError

@@ -15,7 +15,6 @@ it passed.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import logging
 import os
@@ -28,6 +27,9 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+
+from xvit.engine.run.rundir import nearest_existing
+from xvit.models.storage import checkpoint_digest
 
 __all__ = [
     "DEFAULT_OPSET",
@@ -192,9 +194,7 @@ def export_model(
         raise ValueError(f"--out {out} is a directory; give a file name")
     if out.suffix.lower() != f".{fmt}":
         raise ValueError(f"--out {out}: a {fmt} export is written to a .{fmt} file")
-    base = out.parent  # the nearest folder that exists: the file is made there, then moved
-    while not base.exists() and base != base.parent:
-        base = base.parent
+    base = nearest_existing(out.parent)  # the file is made there, then moved
     if not base.is_dir():
         raise ValueError(f"--out {out}: {base} is not a directory")
     model = model.eval().float().cpu()
@@ -255,13 +255,7 @@ def onnx_cache_dir() -> Path:
 
 
 def _checkpoint_key(directory: Path) -> str:
-    h = hashlib.sha256()
-    for name in ("config.json", "model.safetensors"):
-        with open(directory / name, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-    h.update(f"torch {torch.__version__} opset {DEFAULT_OPSET}".encode())
-    return h.hexdigest()[:24]
+    return checkpoint_digest(directory, f"torch {torch.__version__} opset {DEFAULT_OPSET}")[:24]
 
 
 def onnx_for_checkpoint(directory: str | os.PathLike[str], model: nn.Module) -> tuple[Path, str]:

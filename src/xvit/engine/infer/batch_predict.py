@@ -21,7 +21,6 @@ differs, before anything is written: the rows of two models are never mixed in o
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import os
 import time
@@ -37,9 +36,10 @@ from xvit.engine.run.data import build_eval_dataset
 from xvit.engine.run.distributed import configure_threads, resolve_device
 from xvit.engine.run.labels import check_listed_labels
 from xvit.engine.run.metrics import fuse_views, scores_to_probs
+from xvit.engine.run.rundir import nearest_existing
 from xvit.engine.run.saved import load_run
 from xvit.engine.run.schema import Config, parse_views
-from xvit.models.storage import CONFIG_NAME, WEIGHTS_NAME
+from xvit.models.storage import checkpoint_digest
 
 __all__ = ["failed_path", "list_settings", "predict_list", "prediction_header", "settings_path"]
 
@@ -76,18 +76,6 @@ def settings_path(out: str | Path) -> Path:
     return out.with_name(f"{out.stem}.settings.json")
 
 
-def _weights_key(checkpoint: Path) -> str:
-    """sha256 of the checkpoint's config.json and model.safetensors (what ``load_model`` reads)."""
-    h = hashlib.sha256()
-    for name in (CONFIG_NAME, WEIGHTS_NAME):
-        path = checkpoint / name
-        if path.is_file():
-            with open(path, "rb") as f:
-                for block in iter(lambda: f.read(1 << 22), b""):
-                    h.update(block)
-    return h.hexdigest()[:16]
-
-
 def list_settings(checkpoint: str | Path, cfg: Config, topk: int) -> dict[str, Any]:
     """What decides the rows of ``predictions.csv`` (the :data:`COMPARED` keys) and the
     checkpoint's path (for messages; a copy of the same weights elsewhere resumes)."""
@@ -95,7 +83,7 @@ def list_settings(checkpoint: str | Path, cfg: Config, topk: int) -> dict[str, A
     t, s = parse_views(cfg.eval.views)
     return {
         "checkpoint": os.path.abspath(checkpoint),
-        "weights": _weights_key(Path(checkpoint)),
+        "weights": checkpoint_digest(checkpoint)[:16],  # what load_model reads
         "runtime": "torch",
         "precision": "as saved",
         "views": f"{t}x{s}",
@@ -209,9 +197,7 @@ def predict_list(
     out = Path(out)
     if out.is_dir():
         raise ValueError(f"--out {out} is a directory; give a .csv file")
-    parent = out.parent
-    while not parent.exists() and parent != parent.parent:  # a missing folder is made, once all checks pass
-        parent = parent.parent
+    parent = nearest_existing(out.parent)  # a missing folder is made, once all checks pass
     if not parent.is_dir():
         raise ValueError(f"--out {out}: {parent} is not a directory")
     model, cfg = load_run(checkpoint, overrides)

@@ -51,6 +51,7 @@ __all__ = [
     "atomic_write",
     "atomic_write_text",
     "check_output_dir",
+    "nearest_existing",
     "remove_stale_temporaries",
     "resolve_leftovers",
     "strict_json",
@@ -87,6 +88,15 @@ class WriteError(RuntimeError):
 # ------------------------------------------------------------------ output locations
 
 
+def nearest_existing(path: str | Path) -> Path:
+    """``path`` itself when it exists, else its nearest ancestor that does (where a missing
+    folder would be made)."""
+    probe = Path(path)
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    return probe
+
+
 def check_output_dir(path: str | Path, what: str = "output directory") -> Path:
     """Raise :class:`RunDirError` unless ``path`` is, or can be created as, a writable
     directory. Nothing is created: the nearest existing ancestor is probed with a temporary
@@ -94,11 +104,7 @@ def check_output_dir(path: str | Path, what: str = "output directory") -> Path:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise RunDirError(f"{what} {path} exists and is not a directory")
-    probe = path
-    while not probe.exists():
-        if probe.parent == probe:
-            break
-        probe = probe.parent
+    probe = nearest_existing(path)
     if not probe.is_dir():
         raise RunDirError(f"{what} {path} cannot be created: {probe} is not a directory")
     try:
