@@ -71,11 +71,9 @@ from xvit.engine.train.optim import ModelEma, build_optimizer, scaled_lr, warmup
 from xvit.engine.train.runlog import Progress, RunLogger
 from xvit.engine.train.sampling import ResumableSampler, SeededDataset, sample_seed, seed_everything
 from xvit.engine.train.train_state import (
-    check_resumed_classes,
-    config_changes,
+    check_resume,
     newest_state,
     restore_training_state,
-    resume_position,
     resumed_head_changes,
     training_state,
     write_checkpoint,
@@ -279,10 +277,10 @@ class Trainer:
         self.log.print(f"the checkpoint's temporal-attention head was trained with {said}: resumed so")
 
     def _resume(self, state: dict[str, Any], resumed_from: Path) -> None:
-        changed = config_changes(state.get("config", {}), self.cfg, self.out)
-        check_resumed_classes(state, self.data.class_names, self.model, self.out)
+        changed, self.epoch, self.batch_in_epoch = check_resume(
+            state, resumed_from, self.cfg, self.out, self.data.class_names, self.model
+        )
         self._keep_resumed_head(state)
-        self.epoch, self.batch_in_epoch = resume_position(state, self.cfg.train.epochs, resumed_from)
         restore_training_state(
             state,
             model=self.model,

@@ -18,7 +18,7 @@ from xvit.engine.run.data import cache_dir, read_split, resolve_format, split_ho
 from xvit.engine.run.labels import pretrained_classes_note
 from xvit.engine.run.model import model_options
 from xvit.engine.run.schema import Config
-from xvit.engine.train.train_state import check_resumed_classes, config_changes, newest_state, resume_position
+from xvit.engine.train.train_state import check_resume, newest_state
 from xvit.models import count_flops, count_params, create_model
 from xvit.models.weights import looks_like_weights_name
 
@@ -89,12 +89,11 @@ def _output_lines(cfg: Config, class_names: list[str], fresh: bool) -> list[str]
     if state is None or path is None:
         start = "starts afresh (the previous run set aside first)" if fresh and out.exists() else "starts"
         return [f"output: {out}: the run {start} (nothing written: dry run)"]
-    changed = config_changes(state.get("config", {}), cfg, out)
-    if class_names and "?" not in class_names:
+    model = None
+    if class_names and "?" not in class_names:  # the classes are known: checked as the run checks them
         with torch.device("meta"):
             model = create_model(cfg.model.name, num_classes=len(class_names), **model_options(cfg))
-        check_resumed_classes(state, class_names, model, out)
-    epoch, batch = resume_position(state, cfg.train.epochs, path)
+    changed, epoch, batch = check_resume(state, path, cfg, out, class_names, model)
     where = f"epoch {epoch}" + (f", step {batch} in it" if batch else "") + f" of {cfg.train.epochs}"
     where += ": no epochs left" if epoch >= cfg.train.epochs else ""
     lines = [f"output: {out}: the run resumes from {path.name} ({where}) (nothing written: dry run)"]

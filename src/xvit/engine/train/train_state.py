@@ -22,6 +22,7 @@ from xvit.engine.train.optim import ModelEma
 
 __all__ = [
     "RESUMABLE_KEYS",
+    "check_resume",
     "check_resumed_classes",
     "config_changes",
     "newest_state",
@@ -87,6 +88,27 @@ def config_changes(saved: dict[str, Any], cfg: Config, out: Path) -> dict[str, t
             + ": these define the run; use --fresh to start over, or another --out"
         )
     return changed
+
+
+def check_resume(
+    state: dict[str, Any],
+    path: Path,
+    cfg: Config,
+    out: Path,
+    class_names: list[str] | None = None,
+    model: nn.Module | None = None,
+) -> tuple[dict[str, tuple[Any, Any]], int, int]:
+    """The checks a run makes before it resumes from checkpoint ``state`` (read from ``path``),
+    made by the run and by ``--dry-run`` alike: the settings that may not change
+    (:func:`config_changes`), the list's classes against the checkpoint's (with ``class_names``
+    and ``model``, as built for them) and the epoch against ``train.epochs``. Returns (the
+    settings that changed, epoch, micro-batches done in it); a :class:`ConfigError` where the
+    run may not resume."""
+    changed = config_changes(state.get("config", {}), cfg, out)
+    if class_names is not None and model is not None:
+        check_resumed_classes(state, class_names, model, out)
+    epoch, batch = resume_position(state, cfg.train.epochs, path)
+    return changed, epoch, batch
 
 
 def resume_position(state: dict[str, Any], epochs: int, path: Path) -> tuple[int, int]:
