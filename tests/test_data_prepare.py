@@ -246,6 +246,16 @@ def test_rerun_skips_done_resumes_after_interruption_and_reencodes_changes(tmp_p
     assert len(records) == 7 and all(r["settings"]["gop"] == 4 for r in records)
 
 
+def wait_for_a_record(proc: subprocess.Popen, manifest: Path, timeout: float = 60) -> None:
+    """Wait until ``manifest`` holds one record (a finished video), or ``proc`` ended, or
+    ``timeout`` seconds passed."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        if manifest.exists() and manifest.read_text().count("\n") >= 1:
+            return
+        time.sleep(0.02)
+
+
 def test_kill_9_then_rerun_completes(tmp_path):
     src = tmp_path / "src"
     for i in range(6):
@@ -270,11 +280,7 @@ def test_kill_9_then_rerun_completes(tmp_path):
     ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     manifest = out / "prepared.jsonl"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and proc.poll() is None:
-        if manifest.exists() and manifest.read_text().count("\n") >= 1:
-            break
-        time.sleep(0.02)
+    wait_for_a_record(proc, manifest)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (out / "train.txt").exists(), "the run finished before it could be killed"
@@ -504,11 +510,7 @@ def test_sigint_to_a_real_run_stops_at_once_and_keeps_every_finished_video(tmp_p
     cmd = [sys.executable, "-c", code, "data", "prepare", str(src), str(out), *flags]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     manifest = out / "prepared.jsonl"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and proc.poll() is None:
-        if manifest.exists() and manifest.read_text().count("\n") >= 1:
-            break
-        time.sleep(0.02)
+    wait_for_a_record(proc, manifest)
     started = {
         p.name.split(".")[1] if p.name.endswith(PARTIAL_SUFFIX) else p.stem
         for p in (out / "videos").rglob("*")
